@@ -1,0 +1,156 @@
+# inferd build. `make` builds build/inferd; `make test` runs every test; `make run` serves the
+# example repository. `make help` lists the rest.
+
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+PY := /usr/bin/python3
+SANITIZE ?=
+BUILD ?= build
+
+ifeq ($(SANITIZE),address)
+BUILD := build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),thread)
+BUILD := build-tsan
+SANFLAGS := -fsanitize=thread
+else ifneq ($(SANITIZE),)
+$(error SANITIZE must be address or thread)
+endif
+
+PKGS := libmicrohttpd jansson libprotobuf-c libutf8proc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT ?= -O2
+CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp \
+               -Isrc -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS)
+CFLAGS ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
+LDLIBS := -ldnnl $(PKG_LIBS) -lgomp -lpthread -lm
+LDFLAGS ?=
+ALL_LDFLAGS := -fopenmp $(SANFLAGS) $(LDFLAGS)
+
+# Files named *_avx512.c hold kernels for AVX-512 CPUs and *_avx2.c for AVX2 ones; callers
+# pick them at run time from the CPU's features, so the binary still runs on older CPUs.
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+
+LIB_SRCS := $(filter-out %/main.c $(wildcard src/*/test_*.c src/*/*/test_*.c), \
+              $(wildcard src/*/*.c src/*/*/*.c))
+TEST_SRCS := $(wildcard src/*/test_*.c src/*/*/test_*.c)
+GEN_SRCS := $(BUILD)/gen/onnx.pb-c.c
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(BUILD)/obj/gen/onnx.pb-c.o
+TEST_BINS := $(patsubst src/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+FUZZ_REPLAY_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+HDRS := $(wildcard src/*/*.h src/*/*/*.h)
+
+.PHONY: all deps test unit unit-asan unit-tsan e2e fuzz fuzz-replay run bench bench-engine \
+        bench-server bench-text bench-load format format-check clean help fixtures models
+
+all: deps $(BUILD)/inferd
+
+deps:
+	@scripts/deps.sh build
+
+help:
+	@echo "make            build build/inferd (installs missing Debian packages first)"
+	@echo "make run        build, make the example models if needed, serve them on 127.0.0.1:8000"
+	@echo "make test       unit tests, the same under ASan+UBSan, fuzz corpora replay, end-to-end tests"
+	@echo "make bench      every benchmark (bench-engine, bench-server, bench-text); writes bench/RESULTS.md"
+	@echo "make SANITIZE=address|thread   build into build-asan/ or build-tsan/"
+	@echo "make fuzz FUZZ_SECONDS=N       run each libFuzzer target (clang) for N seconds"
+	@echo "make format / format-check     clang-format the sources / check them"
+
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: /usr/include/onnx/onnx.proto
+	@mkdir -p $(BUILD)/gen
+	cp $< $(BUILD)/gen/onnx.proto
+	cd $(BUILD)/gen && protoc-c --c_out=. onnx.proto
+
+$(BUILD)/obj/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Wextra -Werror,$(ALL_CFLAGS)) -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c $(HDRS) $(BUILD)/gen/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c $(HDRS) $(BUILD)/gen/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX2_FLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(HDRS) $(BUILD)/gen/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libinferd.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/inferd: $(BUILD)/obj/src/cli/main.o $(BUILD)/libinferd.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: src/%.c $(BUILD)/libinferd.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libinferd.a $(LDLIBS) -lcmocka
+
+# Fuzz targets built with gcc and a replay main: `make test` runs every corpus file and crash
+# reproducer through them.
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libinferd.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< fuzz/replay_main.c $(BUILD)/libinferd.a $(LDLIBS)
+
+unit: all $(TEST_BINS)
+	@scripts/run_unit.sh $(BUILD)/tests
+
+unit-asan:
+	@$(MAKE) --no-print-directory SANITIZE=address unit
+
+unit-tsan:
+	@$(MAKE) --no-print-directory SANITIZE=thread $(BUILD:build=build-tsan)/tests/sched/test_batcher
+	@scripts/run_unit.sh build-tsan/tests sched repo
+
+fuzz-replay: all $(FUZZ_REPLAY_BINS)
+	@scripts/fuzz_replay.sh $(BUILD)/fuzz
+
+e2e: all
+	@scripts/deps.sh test
+	$(PY) -m pytest -q tests/e2e
+
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory fuzz-replay
+	@$(MAKE) --no-print-directory e2e
+
+fuzz:
+	@scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
+run: all
+	@scripts/run.sh
+
+bench: bench-engine bench-server bench-text
+
+bench-engine: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_engine.py
+
+bench-server: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_server.py
+
+bench-text: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_text.py
+
+format:
+	clang-format -i $(LIB_SRCS) $(TEST_SRCS) $(HDRS) src/cli/main.c $(wildcard fuzz/*.c)
+
+format-check:
+	clang-format --dry-run --Werror $(LIB_SRCS) $(TEST_SRCS) $(HDRS) src/cli/main.c $(wildcard fuzz/*.c)
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages inferd needs to build, test and run.
+# As root it runs apt-get for whatever is missing; otherwise it prints the command.
+# Usage: scripts/deps.sh [build|test|bench|all]   (default: test)
+set -euo pipefail
+
+build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
+            libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev)
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests
+           clang libclang-rt-14-dev)
+bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado
+            python3-flask gunicorn nodejs npm)
+
+what=${1:-test}
+case "$what" in
+    build) want=("${build_pkgs[@]}") ;;
+    test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    bench|all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+    *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+    # nodejs may come from another repository than Debian's; any installed version will do.
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "inferd needs these Debian packages: ${missing[*]}" >&2
+    echo "run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq || true
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,61 @@
+/* backend.h: the small C interface every model runtime implements.
+ *
+ * The repository and the scheduler see models only through this interface: load a version's
+ * file, describe its inputs and outputs, run one batch with a thread count chosen by the
+ * scheduler, report memory, unload. The ONNX engine (engine/) is the first backend; others
+ * (TorchScript) add an entry to the table in backend.c.
+ */
+#ifndef INFERD_BACKEND_BACKEND_H
+#define INFERD_BACKEND_BACKEND_H
+
+#include <stdint.h>
+
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/tensor.h"
+
+typedef struct inferd_backend_model inferd_backend_model;
+
+typedef struct inferd_backend_options {
+    inferd_mem_account *acct; /* charged for everything the model allocates; NULL: process */
+    const char *cache_dir;    /* where a backend may keep derived files; NULL: none */
+    int profile;              /* nonzero: collect per-op timings where supported */
+} inferd_backend_options;
+
+/* Platform names accepted in config.json, and the file each expects in a version folder. */
+typedef struct inferd_backend_platform {
+    const char *name;      /* canonical: "onnx" */
+    const char *alias;     /* Triton's name: "onnxruntime_onnx", or NULL */
+    const char *file_name; /* "model.onnx" */
+} inferd_backend_platform;
+
+/* The platform whose name or alias is name, or NULL. */
+const inferd_backend_platform *inferd_backend_find_platform(const char *name);
+/* The platform whose file exists in version_dir (first match in table order), or NULL. */
+const inferd_backend_platform *inferd_backend_detect_platform(const char *version_dir);
+
+/* Loads the model file at path with the given platform. On success *out is owned by the
+ * caller (inferd_backend_destroy). Safe from any thread; slow (milliseconds to seconds), so
+ * call it from a loader thread, never an HTTP thread. */
+int inferd_backend_load(const inferd_backend_platform *platform, const char *path,
+                        const inferd_backend_options *opts, inferd_backend_model **out,
+                        inferd_error *err);
+/* NULL does nothing. No run may be in progress. */
+void inferd_backend_destroy(inferd_backend_model *m);
+
+const inferd_backend_platform *inferd_backend_model_platform(const inferd_backend_model *m);
+int inferd_backend_input_count(const inferd_backend_model *m);
+const inferd_tensor_desc *inferd_backend_input(const inferd_backend_model *m, int i);
+int inferd_backend_output_count(const inferd_backend_model *m);
+const inferd_tensor_desc *inferd_backend_output(const inferd_backend_model *m, int i);
+
+/* Runs one batch: inputs[i] matches inferd_backend_input(m, i) (dim 0 is the batch). On
+ * success each outputs[j] gets a buffer from inferd_malloc(NULL) the caller frees with
+ * inferd_free. threads: team size for this run, 1..cores. Safe from several threads at once. */
+int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs,
+                       inferd_tensor *outputs, int threads, inferd_error *err);
+
+/* Bytes the model holds now. */
+int64_t inferd_backend_memory(const inferd_backend_model *m);
+
+#endif
