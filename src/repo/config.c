@@ -1,0 +1,321 @@
+#include "repo/config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+
+#define MAX_CONFIG_BYTES (1 << 20)
+
+void inferd_config_init(inferd_config *c) {
+    memset(c, 0, sizeof *c);
+    c->max_batch_size = INFERD_CONFIG_DEFAULT_MAX_BATCH;
+    c->policy = INFERD_CONFIG_POLICY_LATEST;
+    c->latest_n = 1;
+}
+
+void inferd_config_deinit(inferd_config *c) { memset(c, 0, sizeof *c); }
+
+static const char *json_type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+static int bad(inferd_error *err, const char *key, const char *fmt, const char *detail) {
+    char what[160];
+    snprintf(what, sizeof what, fmt, detail);
+    return inferd_error_set(err, INFERD_EINVAL, "config.json: %s: %s", key, what);
+}
+
+/* Reads an integer in [lo, hi]; key is the dotted path used in messages. */
+static int get_int(const json_t *v, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                   inferd_error *err) {
+    if (!json_is_integer(v))
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s: must be an integer from %lld to %lld, got %s",
+                                key, (long long)lo, (long long)hi, json_type_name(v));
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s: must be from %lld to %lld, got %lld", key,
+                                (long long)lo, (long long)hi, (long long)x);
+    *out = (int64_t)x;
+    return 0;
+}
+
+static int get_bool(const json_t *v, const char *key, int *out, inferd_error *err) {
+    if (!json_is_boolean(v))
+        return bad(err, key, "must be true or false, got %s", json_type_name(v));
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Reads an array of integers in [lo, hi] into out (room for cap), sorted ascending, and rejects
+ * duplicates. */
+static int get_int_list(const json_t *v, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                        int cap, int *n_out, inferd_error *err) {
+    if (!json_is_array(v))
+        return bad(err, key, "must be an array of integers, got %s", json_type_name(v));
+    size_t n = json_array_size(v);
+    if (n == 0)
+        return bad(err, key, "must not be empty%s", "");
+    if (n > (size_t)cap)
+        return inferd_error_set(err, INFERD_EINVAL, "config.json: %s: at most %d entries, got %zu",
+                                key, cap, n);
+    for (size_t i = 0; i < n; i++) {
+        char item[96];
+        snprintf(item, sizeof item, "%s[%zu]", key, i);
+        int64_t x;
+        int rc = get_int(json_array_get(v, i), item, lo, hi, &x, err);
+        if (rc < 0)
+            return rc;
+        // Insertion sort: lists are at most a few dozen entries.
+        size_t j = i;
+        while (j > 0 && out[j - 1] > x) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        if (j > 0 && out[j - 1] == x)
+            return inferd_error_set(err, INFERD_EINVAL, "config.json: %s: %lld is listed twice",
+                                    key, (long long)x);
+        out[j] = x;
+    }
+    *n_out = (int)n;
+    return 0;
+}
+
+static int parse_batching(inferd_config *c, const json_t *db, inferd_error *err) {
+    if (!json_is_object(db))
+        return bad(err, "dynamic_batching", "must be an object, got %s", json_type_name(db));
+    const char *key;
+    json_t *v;
+    int64_t x;
+    int rc;
+    json_object_foreach((json_t *)db, key, v) {
+        char path[96];
+        snprintf(path, sizeof path, "dynamic_batching.%s", key);
+        if (!strcmp(key, "max_queue_delay_us")) {
+            if ((rc = get_int(v, path, 0, 10000000, &x, err)) < 0)
+                return rc;
+            c->max_queue_delay_us = x;
+        } else if (!strcmp(key, "preferred_batch_sizes")) {
+            int64_t sizes[INFERD_CONFIG_MAX_PREFERRED];
+            int n;
+            if ((rc = get_int_list(v, path, 1, INFERD_CONFIG_MAX_BATCH, sizes,
+                                   INFERD_CONFIG_MAX_PREFERRED, &n, err)) < 0)
+                return rc;
+            for (int i = 0; i < n; i++)
+                c->preferred_batch_sizes[i] = (int)sizes[i];
+            c->n_preferred = n;
+        } else if (!strcmp(key, "max_queue_size")) {
+            if ((rc = get_int(v, path, 0, 1000000, &x, err)) < 0)
+                return rc;
+            c->max_queue_size = (int)x;
+        } else if (!strcmp(key, "default_timeout_us")) {
+            if ((rc = get_int(v, path, 0, 3600000000LL, &x, err)) < 0)
+                return rc;
+            c->default_timeout_us = x;
+        } else if (!strcmp(key, "pad_dims")) {
+            if ((rc = get_bool(v, path, &c->pad_dims, err)) < 0)
+                return rc;
+        } else if (!strcmp(key, "length_buckets")) {
+            if ((rc = get_int_list(v, path, 1, 1 << 24, c->length_buckets,
+                                   INFERD_CONFIG_MAX_BUCKETS, &c->n_buckets, err)) < 0)
+                return rc;
+        } else {
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "config.json: dynamic_batching: unknown key '%s'", key);
+        }
+    }
+    return 0;
+}
+
+static int parse_policy(inferd_config *c, const json_t *vp, inferd_error *err) {
+    if (!json_is_object(vp) || json_object_size(vp) != 1)
+        return bad(err, "version_policy",
+                   "must be one of {\"latest\": N}, {\"all\": true}, {\"specific\": [..]}%s", "");
+    const char *key;
+    json_t *v;
+    int64_t x;
+    int rc;
+    json_object_foreach((json_t *)vp, key, v) {
+        if (!strcmp(key, "latest")) {
+            if ((rc = get_int(v, "version_policy.latest", 1, 1000000, &x, err)) < 0)
+                return rc;
+            c->policy = INFERD_CONFIG_POLICY_LATEST;
+            c->latest_n = (int)x;
+        } else if (!strcmp(key, "all")) {
+            if (!json_is_true(v))
+                return bad(err, "version_policy.all", "must be true, got %s",
+                           json_is_false(v) ? "false" : json_type_name(v));
+            c->policy = INFERD_CONFIG_POLICY_ALL;
+        } else if (!strcmp(key, "specific")) {
+            int64_t vers[INFERD_CONFIG_MAX_SPECIFIC];
+            int n;
+            if ((rc = get_int_list(v, "version_policy.specific", 1, 2147483647LL, vers,
+                                   INFERD_CONFIG_MAX_SPECIFIC, &n, err)) < 0)
+                return rc;
+            for (int i = 0; i < n; i++)
+                c->specific[i] = (long)vers[i];
+            c->n_specific = n;
+            c->policy = INFERD_CONFIG_POLICY_SPECIFIC;
+        } else {
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "config.json: version_policy: unknown key '%s' (expected "
+                                    "latest, all or specific)",
+                                    key);
+        }
+    }
+    return 0;
+}
+
+int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_error *err) {
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: invalid JSON at line %d, column %d: %s", jerr.line,
+                                jerr.column, jerr.text);
+    int rc = 0;
+    if (!json_is_object(root)) {
+        rc = inferd_error_set(err, INFERD_EINVAL, "config.json: must be a JSON object, got %s",
+                              json_type_name(root));
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    int64_t x;
+    json_t *batching = NULL;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "name")) {
+            if (!json_is_string(v) || json_string_length(v) == 0 ||
+                json_string_length(v) >= sizeof c->name) {
+                rc = bad(err, "name", "must be a non-empty string of at most 127 bytes%s", "");
+                goto out;
+            }
+            snprintf(c->name, sizeof c->name, "%s", json_string_value(v));
+        } else if (!strcmp(key, "platform")) {
+            if (!json_is_string(v)) {
+                rc = bad(err, "platform", "must be a string, got %s", json_type_name(v));
+                goto out;
+            }
+            if (!inferd_backend_find_platform(json_string_value(v))) {
+                rc = bad(err, "platform", "unknown platform '%s' (known: onnx, onnxruntime_onnx)",
+                         json_string_value(v));
+                goto out;
+            }
+            snprintf(c->platform, sizeof c->platform, "%s", json_string_value(v));
+        } else if (!strcmp(key, "max_batch_size")) {
+            if ((rc = get_int(v, "max_batch_size", 0, INFERD_CONFIG_MAX_BATCH, &x, err)) < 0)
+                goto out;
+            c->max_batch_size = (int)x;
+            c->max_batch_size_set = 1;
+        } else if (!strcmp(key, "dynamic_batching")) {
+            batching = v;
+            if ((rc = parse_batching(c, v, err)) < 0)
+                goto out;
+        } else if (!strcmp(key, "version_policy")) {
+            if ((rc = parse_policy(c, v, err)) < 0)
+                goto out;
+        } else if (!strcmp(key, "instance_threads")) {
+            if ((rc = get_int(v, "instance_threads", 1, 1024, &x, err)) < 0)
+                goto out;
+            c->instance_threads = (int)x;
+        } else {
+            rc = inferd_error_set(err, INFERD_EINVAL, "config.json: unknown key '%s'", key);
+            goto out;
+        }
+    }
+    // Cross-field checks, after every key is read so their order in the file does not matter.
+    if (c->n_preferred > 0 && c->preferred_batch_sizes[c->n_preferred - 1] > c->max_batch_size) {
+        rc = inferd_error_set(err, INFERD_EINVAL,
+                              "config.json: dynamic_batching.preferred_batch_sizes: %d exceeds "
+                              "max_batch_size %d",
+                              c->preferred_batch_sizes[c->n_preferred - 1], c->max_batch_size);
+        goto out;
+    }
+    if (batching && c->max_batch_size == 0 &&
+        (c->pad_dims || c->max_queue_delay_us > 0 || c->n_preferred > 0)) {
+        rc = inferd_error_set(err, INFERD_EINVAL,
+                              "config.json: dynamic_batching: batching needs max_batch_size > 0");
+        goto out;
+    }
+    if (c->n_buckets > 0 && !c->pad_dims) {
+        rc = inferd_error_set(err, INFERD_EINVAL,
+                              "config.json: dynamic_batching.length_buckets: needs pad_dims true "
+                              "(without padding only equal shapes share a batch)");
+        goto out;
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+int inferd_config_load_file(inferd_config *c, const char *path, inferd_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return inferd_error_set(err, INFERD_ENOTFOUND, "%s: no such file", path);
+        return inferd_error_set(err, INFERD_EINTERNAL, "%s: %s", path, strerror(errno));
+    }
+    char *buf = malloc(MAX_CONFIG_BYTES + 1);
+    if (!buf) {
+        fclose(f);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory reading %s", path);
+    }
+    size_t n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
+    int rc;
+    if (ferror(f))
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "%s: read error", path);
+    else if (n > MAX_CONFIG_BYTES)
+        rc = inferd_error_set(err, INFERD_EINVAL, "config.json: larger than %d bytes",
+                              MAX_CONFIG_BYTES);
+    else
+        rc = inferd_config_parse(c, buf, n, err);
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+int inferd_config_select_versions(const inferd_config *c, const long *available, int n_available,
+                                  long *out, int cap) {
+    int n = 0;
+    switch (c->policy) {
+    case INFERD_CONFIG_POLICY_ALL:
+        for (int i = 0; i < n_available && n < cap; i++)
+            out[n++] = available[i];
+        break;
+    case INFERD_CONFIG_POLICY_SPECIFIC:
+        for (int i = 0; i < c->n_specific && n < cap; i++)
+            out[n++] = c->specific[i];
+        break;
+    case INFERD_CONFIG_POLICY_LATEST:
+    default: {
+        int first = n_available - c->latest_n;
+        if (first < 0)
+            first = 0;
+        for (int i = first; i < n_available && n < cap; i++)
+            out[n++] = available[i];
+        break;
+    }
+    }
+    return n;
+}

@@ -1,0 +1,71 @@
+/* config.h: a model's config.json, parsed and validated.
+ *
+ * The file is optional; without it a model gets the defaults that inferd_config_init sets
+ * (platform from the version folder's files, max_batch_size 8, dynamic batching with no delay,
+ * version policy {"latest": 1}). The file is untrusted input: unknown keys are rejected with
+ * the key named, every value is type- and range-checked, and every error is INFERD_EINVAL with
+ * a message that names the offending key ("config.json: dynamic_batching.max_queue_size: ...").
+ * The accepted keys are documented in docs/repository.md.
+ */
+#ifndef INFERD_REPO_CONFIG_H
+#define INFERD_REPO_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define INFERD_CONFIG_MAX_PREFERRED 16
+#define INFERD_CONFIG_MAX_BUCKETS 32
+#define INFERD_CONFIG_MAX_SPECIFIC 64
+#define INFERD_CONFIG_MAX_BATCH 1024
+#define INFERD_CONFIG_DEFAULT_MAX_BATCH 8
+
+typedef enum inferd_config_policy {
+    INFERD_CONFIG_POLICY_LATEST = 0,   /* the latest_n highest version numbers */
+    INFERD_CONFIG_POLICY_ALL = 1,      /* every version folder */
+    INFERD_CONFIG_POLICY_SPECIFIC = 2, /* exactly the listed versions */
+} inferd_config_policy;
+
+typedef struct inferd_config {
+    char name[128];             /* "name" if given (must equal the folder name), else "" */
+    char platform[64];          /* "platform" if given, else "" (detected from the files) */
+    int max_batch_size;         /* 0: the model has no batch dimension; requests run one by one */
+    int max_batch_size_set;     /* nonzero when config.json gave max_batch_size */
+    int64_t max_queue_delay_us; /* how long the oldest request may wait for a fuller batch */
+    int preferred_batch_sizes[INFERD_CONFIG_MAX_PREFERRED]; /* ascending, unique */
+    int n_preferred;
+    int max_queue_size;         /* queued requests per version before 429; 0: unlimited */
+    int64_t default_timeout_us; /* queue timeout when a request gives none; 0: none */
+    int pad_dims;               /* batch requests that differ in dynamic dims, zero-padded */
+    int64_t length_buckets[INFERD_CONFIG_MAX_BUCKETS]; /* ascending; only with pad_dims */
+    int n_buckets;
+    inferd_config_policy policy;
+    int latest_n;                              /* for POLICY_LATEST */
+    long specific[INFERD_CONFIG_MAX_SPECIFIC]; /* for POLICY_SPECIFIC: ascending, unique */
+    int n_specific;
+    int instance_threads; /* cap on threads per batch of this model; 0: no cap */
+} inferd_config;
+
+/* Fills c with the defaults. The caller owns c; inferd_config_deinit releases nothing today
+ * but must be called, so a future field can own memory. Any thread. */
+void inferd_config_init(inferd_config *c);
+void inferd_config_deinit(inferd_config *c);
+
+/* Parses config.json text over the defaults already in c (call inferd_config_init first).
+ * On failure returns INFERD_EINVAL with err naming the key, and c holds unspecified values
+ * (re-init it before use). Any thread. */
+int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_error *err);
+
+/* Reads and parses the file at path (at most 1 MiB). A missing file is INFERD_ENOTFOUND,
+ * leaving c untouched; an unreadable one INFERD_EINTERNAL. Any thread. */
+int inferd_config_load_file(inferd_config *c, const char *path, inferd_error *err);
+
+/* Applies the version policy to the version numbers found on disk (available, ascending).
+ * Writes the versions to serve, ascending, to out (room for cap) and returns their count.
+ * POLICY_SPECIFIC returns the listed versions even when their folder is missing, so the
+ * repository can report them as unavailable. Any thread. */
+int inferd_config_select_versions(const inferd_config *c, const long *available, int n_available,
+                                  long *out, int cap);
+
+#endif

@@ -1,0 +1,206 @@
+/* Unit tests for repo/config: defaults, every accepted key, every error class, version policy. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "repo/config.h"
+
+/* Fails printing both strings unless needle occurs in haystack. */
+#define assert_contains(haystack, needle)                                                          \
+    do {                                                                                           \
+        if (!strstr((haystack), (needle)))                                                         \
+            fail_msg("\"%s\" does not contain \"%s\"", (haystack), (needle));                      \
+    } while (0)
+
+static int parse(inferd_config *c, const char *text, inferd_error *err) {
+    inferd_config_init(c);
+    memset(err, 0, sizeof *err);
+    return inferd_config_parse(c, text, strlen(text), err);
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_config_init(&c);
+    assert_int_equal(c.max_batch_size, 8);
+    assert_int_equal(c.max_batch_size_set, 0);
+    assert_int_equal(c.max_queue_delay_us, 0);
+    assert_int_equal(c.policy, INFERD_CONFIG_POLICY_LATEST);
+    assert_int_equal(c.latest_n, 1);
+    assert_int_equal(c.pad_dims, 0);
+    assert_string_equal(c.platform, "");
+    inferd_config_deinit(&c);
+}
+
+static void test_empty_object_keeps_defaults(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    assert_int_equal(parse(&c, "{}", &err), 0);
+    assert_int_equal(c.max_batch_size, 8);
+}
+
+static void test_full_config(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    const char *text =
+        "{\"name\": \"m\", \"platform\": \"onnxruntime_onnx\", \"max_batch_size\": 16,"
+        " \"dynamic_batching\": {\"max_queue_delay_us\": 2000,"
+        " \"preferred_batch_sizes\": [8, 4], \"max_queue_size\": 64,"
+        " \"default_timeout_us\": 500000, \"pad_dims\": true,"
+        " \"length_buckets\": [64, 16, 32]},"
+        " \"version_policy\": {\"specific\": [3, 1]}, \"instance_threads\": 2}";
+    int rc = parse(&c, text, &err);
+    if (rc != 0)
+        fail_msg("rc %d: %s", rc, err.msg);
+    assert_string_equal(c.name, "m");
+    assert_string_equal(c.platform, "onnxruntime_onnx");
+    assert_int_equal(c.max_batch_size, 16);
+    assert_int_equal(c.max_batch_size_set, 1);
+    assert_int_equal(c.max_queue_delay_us, 2000);
+    assert_int_equal(c.n_preferred, 2);
+    assert_int_equal(c.preferred_batch_sizes[0], 4);
+    assert_int_equal(c.preferred_batch_sizes[1], 8);
+    assert_int_equal(c.max_queue_size, 64);
+    assert_int_equal(c.default_timeout_us, 500000);
+    assert_int_equal(c.pad_dims, 1);
+    assert_int_equal(c.n_buckets, 3);
+    assert_int_equal(c.length_buckets[0], 16);
+    assert_int_equal(c.length_buckets[2], 64);
+    assert_int_equal(c.policy, INFERD_CONFIG_POLICY_SPECIFIC);
+    assert_int_equal(c.n_specific, 2);
+    assert_int_equal(c.specific[0], 1);
+    assert_int_equal(c.specific[1], 3);
+    assert_int_equal(c.instance_threads, 2);
+}
+
+/* Each case: config text, and a fragment the message must contain (naming the key). */
+static const struct {
+    const char *text;
+    const char *msg;
+} bad_cases[] = {
+    {"{", "invalid JSON at line 1"},
+    {"[1]", "must be a JSON object"},
+    {"{\"max_batch\": 4}", "unknown key 'max_batch'"},
+    {"{\"max_batch_size\": \"8\"}", "max_batch_size: must be an integer"},
+    {"{\"max_batch_size\": 8.5}", "max_batch_size: must be an integer"},
+    {"{\"max_batch_size\": -1}", "max_batch_size: must be from 0 to 1024, got -1"},
+    {"{\"max_batch_size\": 5000}", "max_batch_size: must be from 0 to 1024, got 5000"},
+    {"{\"platform\": \"tensorflow\"}", "platform: unknown platform 'tensorflow'"},
+    {"{\"platform\": 3}", "platform: must be a string"},
+    {"{\"name\": 3}", "name: must be a non-empty string"},
+    {"{\"dynamic_batching\": 1}", "dynamic_batching: must be an object"},
+    {"{\"dynamic_batching\": {\"delay\": 1}}", "dynamic_batching: unknown key 'delay'"},
+    {"{\"dynamic_batching\": {\"max_queue_delay_us\": -5}}",
+     "dynamic_batching.max_queue_delay_us: must be from 0"},
+    {"{\"dynamic_batching\": {\"preferred_batch_sizes\": 4}}",
+     "dynamic_batching.preferred_batch_sizes: must be an array"},
+    {"{\"dynamic_batching\": {\"preferred_batch_sizes\": []}}",
+     "dynamic_batching.preferred_batch_sizes: must not be empty"},
+    {"{\"dynamic_batching\": {\"preferred_batch_sizes\": [2, \"4\"]}}",
+     "dynamic_batching.preferred_batch_sizes[1]: must be an integer"},
+    {"{\"dynamic_batching\": {\"preferred_batch_sizes\": [2, 2]}}", "2 is listed twice"},
+    {"{\"dynamic_batching\": {\"preferred_batch_sizes\": [16]}}",
+     "preferred_batch_sizes: 16 exceeds max_batch_size 8"},
+    {"{\"dynamic_batching\": {\"max_queue_size\": true}}",
+     "dynamic_batching.max_queue_size: must be an integer"},
+    {"{\"dynamic_batching\": {\"default_timeout_us\": -1}}",
+     "dynamic_batching.default_timeout_us: must be from 0"},
+    {"{\"dynamic_batching\": {\"pad_dims\": 1}}",
+     "dynamic_batching.pad_dims: must be true or false"},
+    {"{\"dynamic_batching\": {\"length_buckets\": [16]}}",
+     "dynamic_batching.length_buckets: needs pad_dims true"},
+    {"{\"dynamic_batching\": {\"length_buckets\": [0], \"pad_dims\": true}}",
+     "dynamic_batching.length_buckets[0]: must be from 1"},
+    {"{\"max_batch_size\": 0, \"dynamic_batching\": {\"max_queue_delay_us\": 100}}",
+     "batching needs max_batch_size > 0"},
+    {"{\"version_policy\": {}}", "version_policy: must be one of"},
+    {"{\"version_policy\": {\"latest\": 1, \"all\": true}}", "version_policy: must be one of"},
+    {"{\"version_policy\": {\"newest\": 1}}", "version_policy: unknown key 'newest'"},
+    {"{\"version_policy\": {\"latest\": 0}}", "version_policy.latest: must be from 1"},
+    {"{\"version_policy\": {\"all\": false}}", "version_policy.all: must be true, got false"},
+    {"{\"version_policy\": {\"specific\": [1, -2]}}", "version_policy.specific[1]: must be from 1"},
+    {"{\"instance_threads\": 0}", "instance_threads: must be from 1 to 1024, got 0"},
+    {"{\"max_batch_size\": 1, \"max_batch_size\": 2}", "invalid JSON"},
+};
+
+static void test_every_error_names_the_key(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        inferd_config c;
+        inferd_error err;
+        int rc = parse(&c, bad_cases[i].text, &err);
+        if (rc != INFERD_EINVAL)
+            fail_msg("case %zu (%s): rc %d, expected %d", i, bad_cases[i].text, rc, INFERD_EINVAL);
+        assert_int_equal(err.code, INFERD_EINVAL);
+        assert_contains(err.msg, "config.json: ");
+        assert_contains(err.msg, bad_cases[i].msg);
+    }
+}
+
+static void test_policy_latest(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    long avail[] = {1, 2, 5, 7};
+    long out[8];
+    assert_int_equal(parse(&c, "{}", &err), 0);
+    int n = inferd_config_select_versions(&c, avail, 4, out, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0], 7);
+    assert_int_equal(parse(&c, "{\"version_policy\": {\"latest\": 3}}", &err), 0);
+    n = inferd_config_select_versions(&c, avail, 4, out, 8);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0], 2);
+    assert_int_equal(out[2], 7);
+    assert_int_equal(parse(&c, "{\"version_policy\": {\"latest\": 10}}", &err), 0);
+    assert_int_equal(inferd_config_select_versions(&c, avail, 4, out, 8), 4);
+    assert_int_equal(inferd_config_select_versions(&c, avail, 0, out, 8), 0);
+}
+
+static void test_policy_all_and_specific(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    long avail[] = {1, 2, 5};
+    long out[8];
+    assert_int_equal(parse(&c, "{\"version_policy\": {\"all\": true}}", &err), 0);
+    assert_int_equal(inferd_config_select_versions(&c, avail, 3, out, 8), 3);
+    assert_int_equal(out[1], 2);
+    // Specific versions come back even when missing on disk, so they can be reported.
+    assert_int_equal(parse(&c, "{\"version_policy\": {\"specific\": [5, 9]}}", &err), 0);
+    assert_int_equal(inferd_config_select_versions(&c, avail, 3, out, 8), 2);
+    assert_int_equal(out[0], 5);
+    assert_int_equal(out[1], 9);
+    // The output cap is respected.
+    assert_int_equal(parse(&c, "{\"version_policy\": {\"all\": true}}", &err), 0);
+    assert_int_equal(inferd_config_select_versions(&c, avail, 3, out, 2), 2);
+}
+
+static void test_missing_file_is_not_found(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err = {0};
+    inferd_config_init(&c);
+    int rc = inferd_config_load_file(&c, "/nonexistent/config.json", &err);
+    assert_int_equal(rc, INFERD_ENOTFOUND);
+    assert_int_equal(c.max_batch_size, 8);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_empty_object_keeps_defaults),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_every_error_names_the_key),
+        cmocka_unit_test(test_policy_latest),
+        cmocka_unit_test(test_policy_all_and_specific),
+        cmocka_unit_test(test_missing_file_is_not_found),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
