@@ -1,0 +1,323 @@
+/* Unit tests for repo/repo: scanning, version policy on disk, states and reasons in the index,
+ * lookups, reference counting, and the queue a READY version gets, with a fake loader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "repo/repo.h"
+#include "util/clock.h"
+
+#define assert_contains(haystack, needle)                                                          \
+    do {                                                                                           \
+        if (!strstr((haystack), (needle)))                                                         \
+            fail_msg("\"%s\" does not contain \"%s\"", (haystack), (needle));                      \
+    } while (0)
+
+/* ---- fake loader: x INT64 [-1,-1] -> y FP32 [-1,-1] = x + 1 ---- */
+
+static _Atomic int live_models;
+
+typedef struct fake_model {
+    inferd_tensor_desc in[1], out[1];
+} fake_model;
+
+static int fake_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int threads,
+                    inferd_error *err) {
+    (void)ctx;
+    (void)threads;
+    (void)err;
+    int64_t n = inferd_tensor_numel(in[0].rank, in[0].dims);
+    out[0] = (inferd_tensor){.dtype = INFERD_DTYPE_F32, .rank = in[0].rank};
+    memcpy(out[0].dims, in[0].dims, sizeof out[0].dims);
+    out[0].nbytes = (size_t)n * 4;
+    out[0].data = inferd_malloc(NULL, out[0].nbytes);
+    for (int64_t i = 0; i < n; i++)
+        ((float *)out[0].data)[i] = (float)((const int64_t *)in[0].data)[i] + 1;
+    return 0;
+}
+
+static void fake_destroy(void *ctx) {
+    free(ctx);
+    atomic_fetch_sub(&live_models, 1);
+}
+
+static int fake_load(void *user, const char *platform, const char *path, inferd_mem_account *acct,
+                     inferd_repo_model *out, inferd_error *err) {
+    (void)user;
+    (void)acct;
+    if (strstr(path, "/broken/"))
+        return inferd_error_set(err, INFERD_EINVAL, "%s: not an ONNX file", path);
+    fake_model *m = calloc(1, sizeof *m);
+    m->in[0] = (inferd_tensor_desc){"x", INFERD_DTYPE_I64, 2, {-1, -1}};
+    m->out[0] = (inferd_tensor_desc){"y", INFERD_DTYPE_F32, 2, {-1, -1}};
+    if (strstr(path, "/fixed")) { // a model exported with batch 1
+        m->in[0].dims[0] = 1;
+        m->out[0].dims[0] = 1;
+    }
+    atomic_fetch_add(&live_models, 1);
+    *out = (inferd_repo_model){.ctx = m,
+                               .platform = platform,
+                               .n_inputs = 1,
+                               .n_outputs = 1,
+                               .inputs = m->in,
+                               .outputs = m->out,
+                               .run = fake_run,
+                               .destroy = fake_destroy};
+    return 0;
+}
+
+/* ---- a repository on disk ---- */
+
+static char root[256];
+
+static void put(const char *rel, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    // mkdir -p for every parent
+    for (char *p = path + strlen(root) + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(path, 0755);
+            *p = '/';
+        }
+    if (text) {
+        FILE *f = fopen(path, "w");
+        fputs(text, f);
+        fclose(f);
+    } else {
+        mkdir(path, 0755);
+    }
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(root, sizeof root, "/tmp/inferd-test-repo-XXXXXX");
+    if (!mkdtemp(root))
+        return -1;
+    put("alpha/1/model.onnx", "x");
+    put("alpha/2/model.onnx", "x");
+    put("alpha/notes/readme.txt", "not a version");
+    put("badcfg/config.json", "{\"max_batch_size\": 4, \"dynamic_batching\": {\"delay\": 1}}");
+    put("badcfg/1/model.onnx", "x");
+    put("empty", NULL);
+    put("specific/config.json", "{\"version_policy\": {\"specific\": [1, 3]}}");
+    put("specific/1/model.onnx", "x");
+    put("nofile/1", NULL);
+    put("broken/1/model.onnx", "x");
+    put("fixed_default/1/model.onnx", "x");
+    put("fixed_batched/config.json", "{\"max_batch_size\": 4}");
+    put("fixed_batched/1/model.onnx", "x");
+    put("all/config.json", "{\"version_policy\": {\"all\": true}, \"max_batch_size\": 2}");
+    put("all/1/model.onnx", "x");
+    put("all/7/model.onnx", "x");
+    put(".hidden/1/model.onnx", "x");
+    put("plainfile", "not a model");
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    return system(cmd);
+}
+
+static inferd_repo *open_repo(inferd_sched *sched) {
+    inferd_repo_options o = {.dir = root, .sched = sched, .load = fake_load};
+    inferd_repo *r = NULL;
+    inferd_error err = {0};
+    int rc = inferd_repo_create(&o, &r, &err);
+    if (rc != 0)
+        fail_msg("repo_create: %d %s", rc, err.msg);
+    return r;
+}
+
+static const inferd_repo_entry *find(const inferd_repo_entry *e, size_t n, const char *name,
+                                     long version) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(e[i].name, name) && e[i].version == version)
+            return &e[i];
+    fail_msg("no index entry %s version %ld", name, version);
+    return NULL;
+}
+
+static void test_index_before_and_after_loading(void **state) {
+    (void)state;
+    inferd_repo *r = open_repo(NULL);
+    inferd_error err = {0};
+    inferd_repo_entry *e;
+    size_t n;
+    // Before the loader runs: selected versions are LOADING, broken models already report.
+    assert_int_equal(inferd_repo_index(r, &e, &n, &err), 0);
+    assert_int_equal(find(e, n, "alpha", 2)->state, INFERD_REPO_STATE_LOADING);
+    assert_int_equal(find(e, n, "badcfg", 0)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "badcfg", 0)->reason, "dynamic_batching: unknown key 'delay'");
+    assert_contains(find(e, n, "empty", 0)->reason, "no version folders");
+    assert_contains(find(e, n, "specific", 3)->reason, "lists version 3 but");
+    inferd_free(e);
+    assert_true(inferd_repo_loading(r) > 0);
+
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    assert_int_equal(inferd_repo_loading(r), 0);
+    assert_int_equal(inferd_repo_index(r, &e, &n, &err), 0);
+    // alpha: latest 1 by default, so version 1 is not served at all.
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(e[i].name, "alpha"))
+            assert_int_equal(e[i].version, 2);
+    assert_int_equal(find(e, n, "alpha", 2)->state, INFERD_REPO_STATE_READY);
+    assert_string_equal(find(e, n, "alpha", 2)->reason, "");
+    assert_int_equal(find(e, n, "specific", 1)->state, INFERD_REPO_STATE_READY);
+    assert_int_equal(find(e, n, "nofile", 1)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "nofile", 1)->reason, "no model file");
+    assert_int_equal(find(e, n, "broken", 1)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "broken", 1)->reason, "not an ONNX file");
+    assert_int_equal(find(e, n, "fixed_default", 1)->state, INFERD_REPO_STATE_READY);
+    assert_int_equal(find(e, n, "fixed_batched", 1)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "fixed_batched", 1)->reason, "needs a dynamic first (batch) dim");
+    assert_int_equal(find(e, n, "all", 1)->state, INFERD_REPO_STATE_READY);
+    assert_int_equal(find(e, n, "all", 7)->state, INFERD_REPO_STATE_READY);
+    for (size_t i = 0; i < n; i++)
+        if (e[i].name[0] == '.' || !strcmp(e[i].name, "plainfile"))
+            fail_msg("index lists %s", e[i].name);
+    // Sorted by name, then version.
+    for (size_t i = 1; i < n; i++) {
+        int c = strcmp(e[i - 1].name, e[i].name);
+        if (c > 0 || (c == 0 && e[i - 1].version >= e[i].version))
+            fail_msg("index out of order at %zu: %s %ld, %s %ld", i, e[i - 1].name,
+                     e[i - 1].version, e[i].name, e[i].version);
+    }
+    inferd_free(e);
+    inferd_repo_destroy(r);
+    assert_int_equal(atomic_load(&live_models), 0);
+}
+
+static void test_acquire(void **state) {
+    (void)state;
+    inferd_repo *r = open_repo(NULL);
+    inferd_error err = {0};
+    inferd_repo_version *v;
+    // Before loading: known but not ready.
+    assert_int_equal(inferd_repo_acquire(r, "alpha", 0, &v, &err), INFERD_EUNAVAIL);
+    assert_contains(err.msg, "loading");
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+
+    assert_int_equal(inferd_repo_acquire(r, "alpha", 0, &v, &err), 0);
+    assert_int_equal(inferd_repo_version_number(v), 2);
+    assert_string_equal(inferd_repo_version_name(v), "alpha");
+    assert_int_equal(inferd_repo_version_max_batch(v), 8);
+    assert_int_equal(inferd_repo_version_model(v)->n_inputs, 1);
+    assert_string_equal(inferd_repo_version_model(v)->inputs[0].name, "x");
+    inferd_repo_release(v);
+
+    assert_int_equal(inferd_repo_acquire(r, "all", 0, &v, &err), 0);
+    assert_int_equal(inferd_repo_version_number(v), 7);
+    assert_int_equal(inferd_repo_version_max_batch(v), 2);
+    inferd_repo_release(v);
+    assert_int_equal(inferd_repo_acquire(r, "all", 1, &v, &err), 0);
+    assert_int_equal(inferd_repo_version_number(v), 1);
+    inferd_repo_release(v);
+
+    assert_int_equal(inferd_repo_acquire(r, "fixed_default", 0, &v, &err), 0);
+    assert_int_equal(inferd_repo_version_max_batch(v), 0);
+    inferd_repo_release(v);
+
+    assert_int_equal(inferd_repo_acquire(r, "nope", 0, &v, &err), INFERD_ENOTFOUND);
+    assert_contains(err.msg, "unknown model 'nope'");
+    assert_null(v);
+    assert_int_equal(inferd_repo_acquire(r, "alpha", 1, &v, &err), INFERD_ENOTFOUND);
+    assert_contains(err.msg, "unknown version 1 of model 'alpha'");
+    assert_int_equal(inferd_repo_acquire(r, "badcfg", 0, &v, &err), INFERD_EUNAVAIL);
+    assert_contains(err.msg, "unknown key 'delay'");
+    assert_int_equal(inferd_repo_acquire(r, "broken", 1, &v, &err), INFERD_EUNAVAIL);
+    assert_contains(err.msg, "not an ONNX file");
+    assert_int_equal(inferd_repo_acquire(r, "specific", 3, &v, &err), INFERD_EUNAVAIL);
+
+    // A reference outlives the repository.
+    assert_int_equal(inferd_repo_acquire(r, "alpha", 0, &v, &err), 0);
+    int before = atomic_load(&live_models);
+    inferd_repo_destroy(r);
+    assert_int_equal(atomic_load(&live_models), 1);
+    assert_true(before >= 1);
+    assert_string_equal(inferd_repo_version_name(v), "alpha");
+    inferd_repo_release(v);
+    assert_int_equal(atomic_load(&live_models), 0);
+}
+
+static void done_cb(inferd_sched_request *req, int status, const inferd_error *err) {
+    (void)err;
+    *(int *)req->user = status == 0 ? 1 : status;
+}
+
+static void test_ready_version_runs_through_its_queue(void **state) {
+    (void)state;
+    inferd_sched *s;
+    inferd_error err = {0};
+    inferd_sched_options so = {.threads = 2};
+    assert_int_equal(inferd_sched_create(&so, &s, &err), 0);
+    inferd_repo *r = open_repo(s);
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+
+    inferd_repo_version **list;
+    size_t n;
+    assert_int_equal(inferd_repo_list_ready(r, &list, &n, &err), 0);
+    assert_int_equal(n, 5); // alpha:2, all:1, all:7, fixed_default:1, specific:1
+    for (size_t i = 0; i < n; i++)
+        inferd_repo_release(list[i]);
+    inferd_free(list);
+
+    inferd_repo_version *v;
+    assert_int_equal(inferd_repo_acquire(r, "alpha", 0, &v, &err), 0);
+    int64_t x[3] = {1, 2, 3};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_I64, .rank = 2, .dims = {1, 3}, .data = x, .nbytes = 24};
+    inferd_tensor out[1] = {{0}};
+    volatile int done = 0;
+    inferd_sched_request req = {
+        .inputs = &in, .outputs = out, .done = done_cb, .user = (void *)&done};
+    assert_int_equal(inferd_sched_submit(inferd_repo_version_queue(v), &req, &err), 0);
+    int64_t until = inferd_now_ns() + 5000000000LL;
+    while (!done && inferd_now_ns() < until)
+        usleep(1000);
+    assert_int_equal(done, 1);
+    assert_int_equal((int)((float *)out[0].data)[2], 4);
+    inferd_free(out[0].data);
+    assert_int_equal(atomic_load(&inferd_repo_version_stats(v)->executions), 1);
+    inferd_repo_release(v);
+
+    inferd_sched_drain(s);
+    inferd_repo_destroy(r); // destroys the queues on the versions' last release
+    inferd_sched_destroy(s);
+    assert_int_equal(atomic_load(&live_models), 0);
+}
+
+static void test_missing_repository(void **state) {
+    (void)state;
+    inferd_repo_options o = {.dir = "/nonexistent/models", .load = fake_load};
+    inferd_repo *r = (inferd_repo *)1;
+    inferd_error err = {0};
+    assert_int_equal(inferd_repo_create(&o, &r, &err), INFERD_ENOTFOUND);
+    assert_null(r);
+    assert_contains(err.msg, "/nonexistent/models");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_index_before_and_after_loading),
+        cmocka_unit_test(test_acquire),
+        cmocka_unit_test(test_ready_version_runs_through_its_queue),
+        cmocka_unit_test(test_missing_repository),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
