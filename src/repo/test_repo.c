@@ -256,7 +256,7 @@ static void test_acquire(void **state) {
 
 static void done_cb(inferd_sched_request *req, int status, const inferd_error *err) {
     (void)err;
-    *(int *)req->user = status == 0 ? 1 : status;
+    atomic_store((_Atomic int *)req->user, status == 0 ? 1 : status);
 }
 
 static void test_ready_version_runs_through_its_queue(void **state) {
@@ -283,14 +283,14 @@ static void test_ready_version_runs_through_its_queue(void **state) {
     inferd_tensor in = {
         .dtype = INFERD_DTYPE_I64, .rank = 2, .dims = {1, 3}, .data = x, .nbytes = 24};
     inferd_tensor out[1] = {{0}};
-    volatile int done = 0;
+    _Atomic int done = 0;
     inferd_sched_request req = {
         .inputs = &in, .outputs = out, .done = done_cb, .user = (void *)&done};
     assert_int_equal(inferd_sched_submit(inferd_repo_version_queue(v), &req, &err), 0);
     int64_t until = inferd_now_ns() + 5000000000LL;
-    while (!done && inferd_now_ns() < until)
+    while (!atomic_load(&done) && inferd_now_ns() < until)
         usleep(1000);
-    assert_int_equal(done, 1);
+    assert_int_equal(atomic_load(&done), 1);
     assert_int_equal((int)((float *)out[0].data)[2], 4);
     inferd_free(out[0].data);
     assert_int_equal(atomic_load(&inferd_repo_version_stats(v)->executions), 1);
