@@ -691,9 +691,340 @@ int eg_fuse_load(eg_graph *g, void *model_ctx, inferd_error *err) {
 
 /* ---- plan time ---- */
 
+static int same_dims(const eg_tensor *a, const eg_tensor *b) {
+    if (a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i])
+            return 0;
+    return 1;
+}
+
+/* A dense layer followed by Add(residual) of the same shape becomes one dense layer with the
+ * residual as a post-op. The fused node takes the Add's place, where the residual exists. */
+static int fuse_residual(eg_graph *g, inferd_error *err) {
+    uses u = {0};
+    int rc = uses_build(g, &u, err);
+    for (int i = 0; rc == 0 && i < g->n_nodes; i++) {
+        eg_node *n = &g->nodes[i];
+        if (n->dead || n->op != EG_OP_FusedMatMul || n->in[2] >= 0)
+            continue;
+        int y = n->out[0];
+        int a = sole_consumer(g, &u, y);
+        if (a < 0 || g->nodes[a].op != EG_OP_Add)
+            continue;
+        int r = other_input(&g->nodes[a], y);
+        if (r < 0 || r == y || g->values[r].is_const || g->values[r].t.dtype != INFERD_DTYPE_F32 ||
+            !same_dims(&g->values[r].t, &g->values[y].t) ||
+            !same_dims(&g->values[g->nodes[a].out[0]].t, &g->values[y].t))
+            continue;
+        eg_matmul_params *p = eg_graph_alloc(g, sizeof *p);
+        if (!p)
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        *p = *(const eg_matmul_params *)n->params;
+        p->residual_first = 0;
+        int x = n->in[0], bias = n->in[1], out = g->nodes[a].out[0];
+        n->dead = 1;
+        if ((rc = rewrite_node(g, a, EG_OP_FusedMatMul, 3, 1, p, err)) < 0)
+            break;
+        g->nodes[a].in[0] = x;
+        g->nodes[a].in[1] = bias;
+        g->nodes[a].in[2] = r;
+        g->nodes[a].out[0] = out;
+        g->nodes[a].name = g->nodes[i].name;
+        rc = uses_build(g, &u, err);
+    }
+    uses_free(&u);
+    return rc;
+}
+
+static int producer_of(const eg_graph *g, int v, eg_op op) {
+    if (v < 0)
+        return -1;
+    int p = g->values[v].producer;
+    if (p < 0 || g->nodes[p].dead || g->nodes[p].op != op)
+        return -1;
+    return p;
+}
+
+static int perm_is(const eg_node *n, const int64_t *want, int len) {
+    const eg_attr *a = eg_node_attr(n, "perm");
+    if (!a || a->type != EG_ATTR_TYPE_INTS || a->n != len)
+        return 0;
+    for (int i = 0; i < len; i++)
+        if (a->ints[i] != want[i])
+            return 0;
+    return 1;
+}
+
+typedef struct {
+    int src;       /* [B, S, C] value the head view is taken from */
+    int64_t off;   /* column offset of the H*D block inside C */
+    int nodes[4];  /* pattern nodes to remove */
+    int n_nodes;
+} head_view;
+
+/* v must be Transpose(perm)(Reshape([B, S, h, D])(src)) with src [B, S, h*D]. */
+static int match_heads(const eg_graph *g, const uses *u, int v, const int64_t *perm,
+                       int64_t heads, int64_t D, head_view *hv) {
+    int t = producer_of(g, v, EG_OP_Transpose);
+    if (t < 0 || !perm_is(&g->nodes[t], perm, 4) || sole_consumer(g, u, v) < 0)
+        return 0;
+    int r4 = g->nodes[t].in[0];
+    int r = producer_of(g, r4, EG_OP_Reshape);
+    if (r < 0 || sole_consumer(g, u, r4) != t)
+        return 0;
+    const eg_tensor *rt = &g->values[r4].t;
+    int src = g->nodes[r].in[0];
+    const eg_tensor *st = &g->values[src].t;
+    if (rt->rank != 4 || rt->dims[2] != heads || rt->dims[3] != D || st->rank != 3 ||
+        st->dims[0] != rt->dims[0] || st->dims[1] != rt->dims[1] || st->dims[2] != heads * D ||
+        st->dtype != INFERD_DTYPE_F32)
+        return 0;
+    hv->src = src;
+    hv->off = 0;
+    hv->nodes[0] = t;
+    hv->nodes[1] = r;
+    hv->n_nodes = 2;
+    return 1;
+}
+
+/* If src is an output of a Split along the last axis, read the Split's input directly at
+ * the output's column offset instead (the Split then dies if nothing else reads it). */
+static void look_through_split(eg_graph *g, head_view *hv) {
+    int s = producer_of(g, hv->src, EG_OP_Split);
+    if (s < 0)
+        return;
+    eg_node *n = &g->nodes[s];
+    const eg_tensor *in = &g->values[n->in[0]].t;
+    int64_t axis = eg_node_attr_int(n, "axis", 0);
+    if (in->rank != 3 || (axis != -1 && axis != 2))
+        return;
+    int64_t off = 0;
+    for (int k = 0; k < n->n_out; k++) {
+        if (n->out[k] == hv->src) {
+            hv->src = n->in[0];
+            hv->off = off;
+            return;
+        }
+        if (n->out[k] >= 0)
+            off += g->values[n->out[k]].t.dims[2];
+    }
+}
+
+/* Scale applied by Mul/Div with a constant scalar: returns the value before it. */
+static int strip_scale(eg_graph *g, const uses *u, int v, double *scale, int *node) {
+    *node = -1;
+    int p = g->values[v].producer;
+    if (p < 0 || g->nodes[p].dead || sole_consumer(g, u, v) < 0)
+        return v;
+    eg_node *n = &g->nodes[p];
+    double c;
+    if (n->op == EG_OP_Mul && const_scalar(g, n->in[1], &c)) {
+        *scale *= c;
+        *node = p;
+        return n->in[0];
+    }
+    if (n->op == EG_OP_Mul && const_scalar(g, n->in[0], &c)) {
+        *scale *= c;
+        *node = p;
+        return n->in[1];
+    }
+    if (n->op == EG_OP_Div && const_scalar(g, n->in[1], &c) && c != 0) {
+        *scale /= c;
+        *node = p;
+        return n->in[0];
+    }
+    return v;
+}
+
+/* Turns a Where(cond, fill, 0)-style mask into an additive one: Where(cond, fill, scores) ==
+ * scores + Where(cond, fill, 0) when fill is -inf or the float minimum. Returns the new mask
+ * value or -1. */
+static int additive_from_where(eg_graph *g, int where, int *dead, int *n_dead, inferd_error *err) {
+    eg_node *w = &g->nodes[where];
+    double fill;
+    if (!const_scalar(g, w->in[1], &fill) || !(fill <= -1e30))
+        return -1;
+    int cond = w->in[0];
+    for (;;) { // look through Cast-to-bool and Expand: the kernel broadcasts itself
+        int c = producer_of(g, cond, EG_OP_Cast);
+        int e = producer_of(g, cond, EG_OP_Expand);
+        if (c >= 0 && g->values[g->nodes[c].in[0]].t.dtype == INFERD_DTYPE_BOOL)
+            cond = g->nodes[c].in[0];
+        else if (e >= 0)
+            cond = g->nodes[e].in[0];
+        else
+            break;
+    }
+    if (g->values[cond].t.dtype != INFERD_DTYPE_BOOL)
+        return -1;
+    int zero = eg_graph_add_value(g, "", err);
+    int fillv = eg_graph_add_value(g, "", err);
+    int mask = eg_graph_add_value(g, "", err);
+    if (zero < 0 || fillv < 0 || mask < 0)
+        return -1;
+    float *zd = eg_graph_alloc(g, sizeof(float)), *fd = eg_graph_alloc(g, sizeof(float));
+    if (!zd || !fd)
+        return -1;
+    *fd = (float)fill;
+    g->values[zero].t = (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 0, .data = zd};
+    g->values[zero].is_const = 1;
+    g->values[fillv].t = (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 0, .data = fd};
+    g->values[fillv].is_const = 1;
+    int nw = eg_graph_add_node(g, EG_OP_Where, "attention_mask_additive", 3, 1, err);
+    if (nw < 0)
+        return -1;
+    g->nodes[nw].in[0] = cond;
+    g->nodes[nw].in[1] = fillv;
+    g->nodes[nw].in[2] = zero;
+    g->nodes[nw].out[0] = mask;
+    if (eg_plan_infer_node(g, &g->nodes[nw], 1, err) < 0)
+        return -1;
+    dead[(*n_dead)++] = where;
+    return mask;
+}
+
+static int fuse_attention(eg_graph *g, inferd_error *err) {
+    uses u = {0};
+    int rc = uses_build(g, &u, err), added = 0;
+    static const int64_t P0213[] = {0, 2, 1, 3}, P0231[] = {0, 2, 3, 1}, P0132[] = {0, 1, 3, 2};
+    for (int i = 0; rc == 0 && i < g->n_nodes; i++) {
+        eg_node *sm = &g->nodes[i];
+        if (sm->dead || sm->op != EG_OP_Softmax)
+            continue;
+        const eg_tensor *st = &g->values[sm->out[0]].t;
+        int64_t axis = eg_node_attr_int(sm, "axis", sm->opset >= 13 ? -1 : 1);
+        if (st->rank != 4 || st->dtype != INFERD_DTYPE_F32 || (axis != -1 && axis != 3))
+            continue;
+        int64_t B = st->dims[0], heads = st->dims[1], Sq = st->dims[2], Sk = st->dims[3];
+        int dead[32], n_dead = 0;
+        dead[n_dead++] = i;
+        double scale = 1.0;
+        int x = sm->in[0], mask = -1;
+        if (sole_consumer(g, &u, x) != i)
+            continue;
+        int add = producer_of(g, x, EG_OP_Add), wh = producer_of(g, x, EG_OP_Where);
+        if (add >= 0) {
+            // scores + mask, either order: the scores side comes from a MatMul.
+            int a0 = g->nodes[add].in[0], a1 = g->nodes[add].in[1];
+            double s0 = 1;
+            int sn;
+            int b0 = strip_scale(g, &u, a0, &s0, &sn);
+            if (producer_of(g, b0, EG_OP_MatMul) >= 0) {
+                x = a0;
+                mask = a1;
+            } else {
+                x = a1;
+                mask = a0;
+            }
+            dead[n_dead++] = add;
+        } else if (wh >= 0) {
+            x = g->nodes[wh].in[2];
+            if ((mask = additive_from_where(g, wh, dead, &n_dead, err)) < 0)
+                continue;
+            added = 1;
+            // The new node may have moved the node array.
+            sm = &g->nodes[i];
+        }
+        if (mask >= 0) {
+            const eg_tensor *mt = &g->values[mask].t;
+            if (mt->dtype != INFERD_DTYPE_F32 || mt->rank > 4 || mt->rank < 1 ||
+                mt->dims[mt->rank - 1] != Sk || (sole_consumer(g, &u, x) < 0))
+                continue;
+        }
+        int sn;
+        x = strip_scale(g, &u, x, &scale, &sn);
+        if (sn >= 0)
+            dead[n_dead++] = sn;
+        int qk = producer_of(g, x, EG_OP_MatMul);
+        if (qk < 0 || sole_consumer(g, &u, x) < 0)
+            continue;
+        dead[n_dead++] = qk;
+        int qv = g->nodes[qk].in[0], kv = g->nodes[qk].in[1];
+        int qs;
+        qv = strip_scale(g, &u, qv, &scale, &qs);
+        if (qs >= 0)
+            dead[n_dead++] = qs;
+        int64_t D = g->values[qv].t.rank == 4 ? g->values[qv].t.dims[3] : -1;
+        head_view hq, hk, hvv;
+        if (D <= 0 || !match_heads(g, &u, qv, P0213, heads, D, &hq))
+            continue;
+        if (!match_heads(g, &u, kv, P0231, heads, D, &hk)) {
+            // K^T written as two transposes.
+            int t2 = producer_of(g, kv, EG_OP_Transpose);
+            if (t2 < 0 || !perm_is(&g->nodes[t2], P0132, 4) || sole_consumer(g, &u, kv) != qk ||
+                !match_heads(g, &u, g->nodes[t2].in[0], P0213, heads, D, &hk))
+                continue;
+            dead[n_dead++] = t2;
+        }
+        int pv = sole_consumer(g, &u, sm->out[0]);
+        if (pv < 0 || g->nodes[pv].op != EG_OP_MatMul || g->nodes[pv].in[0] != sm->out[0] ||
+            !match_heads(g, &u, g->nodes[pv].in[1], P0213, heads, D, &hvv))
+            continue;
+        dead[n_dead++] = pv;
+        int tc = sole_consumer(g, &u, g->nodes[pv].out[0]);
+        if (tc < 0 || g->nodes[tc].op != EG_OP_Transpose || !perm_is(&g->nodes[tc], P0213, 4))
+            continue;
+        dead[n_dead++] = tc;
+        int rs = sole_consumer(g, &u, g->nodes[tc].out[0]);
+        const eg_tensor *ot = rs >= 0 ? &g->values[g->nodes[rs].out[0]].t : NULL;
+        if (rs < 0 || g->nodes[rs].op != EG_OP_Reshape || ot->rank != 3 || ot->dims[0] != B ||
+            ot->dims[1] != Sq || ot->dims[2] != heads * D)
+            continue;
+        if (g->values[hq.src].t.dims[1] != Sq || g->values[hk.src].t.dims[1] != Sk ||
+            g->values[hk.src].t.dims[0] != B || g->values[hvv.src].t.dims[1] != Sk)
+            continue;
+        for (int k = 0; k < hq.n_nodes; k++)
+            dead[n_dead++] = hq.nodes[k];
+        for (int k = 0; k < hk.n_nodes; k++)
+            dead[n_dead++] = hk.nodes[k];
+        for (int k = 0; k < hvv.n_nodes; k++)
+            dead[n_dead++] = hvv.nodes[k];
+        look_through_split(g, &hq);
+        look_through_split(g, &hk);
+        look_through_split(g, &hvv);
+        eg_attention_params *p = eg_graph_alloc(g, sizeof *p);
+        if (!p)
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        p->heads = heads;
+        p->head_dim = D;
+        p->q_off = hq.off;
+        p->k_off = hk.off;
+        p->v_off = hvv.off;
+        p->scale = (float)scale;
+        int out = g->nodes[rs].out[0];
+        const char *name = g->nodes[qk].name;
+        for (int k = 0; k < n_dead; k++)
+            g->nodes[dead[k]].dead = 1;
+        if ((rc = rewrite_node(g, rs, EG_OP_FusedAttention, 4, 1, p, err)) < 0)
+            break;
+        eg_node *fa = &g->nodes[rs];
+        fa->name = name;
+        fa->in[0] = hq.src;
+        fa->in[1] = hk.src;
+        fa->in[2] = hvv.src;
+        fa->in[3] = mask;
+        fa->out[0] = out;
+        if ((rc = eg_plan_infer_node(g, fa, 0, err)) < 0)
+            break;
+        rc = uses_build(g, &u, err);
+    }
+    uses_free(&u);
+    if (rc == 0 && added)
+        rc = eg_graph_toposort(g, err);
+    return rc;
+}
+
 int eg_fuse_plan(eg_graph *g, const eg_plan_options *opts, inferd_error *err) {
-    (void)g;
     (void)opts;
-    (void)err;
-    return 0;
+    eg_graph_recount(g);
+    int rc = fuse_residual(g, err);
+    if (rc == 0) {
+        eg_graph_recount(g);
+        rc = fuse_attention(g, err);
+    }
+    if (rc == 0)
+        eg_graph_recount(g);
+    return rc;
 }

@@ -125,6 +125,41 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
 
 #define QB 4 /* query rows per register block */
 
+/* out[r][0..left) = inv[r] * sum_j p[r][j] v[j][0..left) for QB rows, with NV vectors of 16
+ * lanes per row kept in registers (NV is a constant in each instance). */
+#define PV_BLOCK(NV)                                                                           \
+    static void pv_block##NV(const float *vb, int64_t v_rs, const float *p, int64_t skpad,     \
+                             int64_t L, int64_t left, const float *inv, float *o, int64_t o_rs, \
+                             int nr) {                                                         \
+        __m512 acc[QB][NV];                                                                    \
+        __mmask16 km[NV];                                                                      \
+        for (int c = 0; c < NV; c++) {                                                         \
+            km[c] = tail_mask(left - 16 * c);                                                  \
+            for (int r = 0; r < QB; r++)                                                       \
+                acc[r][c] = _mm512_setzero_ps();                                               \
+        }                                                                                      \
+        for (int64_t j = 0; j < L; j++) {                                                      \
+            const float *v = vb + j * v_rs;                                                    \
+            __m512 vv[NV];                                                                     \
+            for (int c = 0; c < NV; c++)                                                       \
+                vv[c] = _mm512_maskz_loadu_ps(km[c], v + 16 * c);                              \
+            for (int r = 0; r < QB; r++) {                                                     \
+                __m512 w = _mm512_set1_ps(p[r * skpad + j]);                                   \
+                for (int c = 0; c < NV; c++)                                                   \
+                    acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);                          \
+            }                                                                                  \
+        }                                                                                      \
+        for (int r = 0; r < nr; r++) {                                                         \
+            __m512 s = _mm512_set1_ps(inv[r]);                                                 \
+            for (int c = 0; c < NV; c++)                                                       \
+                _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s)); \
+        }                                                                                      \
+    }
+PV_BLOCK(1)
+PV_BLOCK(2)
+PV_BLOCK(3)
+PV_BLOCK(4)
+
 /* One (batch row, head): K transposed into kt so that scores for 16 keys are one FMA per
  * head dim; then a softmax per query row; then P x V with D in vectors. Keys past the valid
  * length are never touched. */
@@ -158,10 +193,12 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
         // Scores.
         for (int64_t jb = 0; jb < Lp; jb += 16) {
             __m512 acc[QB];
+#pragma GCC unroll 4
             for (int r = 0; r < QB; r++)
                 acc[r] = _mm512_setzero_ps();
             for (int64_t d = 0; d < D; d++) {
                 __m512 kv = _mm512_loadu_ps(kt + d * skpad + jb);
+#pragma GCC unroll 4
                 for (int r = 0; r < QB; r++)
                     acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), kv, acc[r]);
             }
@@ -191,35 +228,27 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
             }
             inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
         }
-        // P x V, head dims in chunks of 64.
+        // P x V, head dims in chunks of up to 64 (four vectors).
         for (int64_t dc = 0; dc < D; dc += 64) {
             int nv = (int)((D - dc + 15) / 16);
             if (nv > 4)
                 nv = 4;
-            __m512 acc[QB][4];
-            for (int r = 0; r < QB; r++)
-                for (int c = 0; c < 4; c++)
-                    acc[r][c] = _mm512_setzero_ps();
-            __mmask16 km[4];
-            for (int c = 0; c < 4; c++)
-                km[c] = c < nv ? tail_mask(D - dc - 16 * c) : 0;
             const float *vb = a->v + b * a->v_bs + h * D + dc;
-            for (int64_t j = 0; j < L; j++) {
-                const float *v = vb + j * a->v_rs;
-                __m512 vv[4];
-                for (int c = 0; c < 4; c++)
-                    vv[c] = _mm512_maskz_loadu_ps(km[c], v + 16 * c);
-                for (int r = 0; r < QB; r++) {
-                    __m512 w = _mm512_set1_ps(p[r * skpad + j]);
-                    for (int c = 0; c < 4; c++)
-                        acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);
-                }
-            }
-            for (int r = 0; r < nr; r++) {
-                float *o = a->out + (b * a->seq_q + i0 + r) * a->heads * D + h * D + dc;
-                __m512 s = _mm512_set1_ps(inv[r]);
-                for (int c = 0; c < nv; c++)
-                    _mm512_mask_storeu_ps(o + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s));
+            float *o = a->out + (b * a->seq_q + i0) * a->heads * D + h * D + dc;
+            int64_t o_rs = a->heads * D;
+            switch (nv) {
+            case 1:
+                pv_block1(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
+                break;
+            case 2:
+                pv_block2(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
+                break;
+            case 3:
+                pv_block3(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
+                break;
+            default:
+                pv_block4(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
+                break;
             }
         }
     }
