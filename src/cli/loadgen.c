@@ -497,14 +497,15 @@ static void loop(run *r) {
             getrusage(RUSAGE_SELF, &r->ru_start);
             emit_tick(r, INFERD_LOADGEN_TICK_MEASURE_START, now);
         }
+        // Before the end check: a loop that woke late still sends what was due in the window.
+        if (cfg->mode == INFERD_LOADGEN_MODE_OPEN)
+            send_due(r, now);
         if (r->sending && (now >= r->end || (cfg->stop && *cfg->stop))) {
             r->sending = 0;
             if (now < r->end)
                 r->end = now; // stopped early: the window ends here
             r->drain_deadline = now + (int64_t)(cfg->timeout_s * NS);
         }
-        if (cfg->mode == INFERD_LOADGEN_MODE_OPEN)
-            send_due(r, now);
         if (now >= r->next_scan) {
             scan(r, now);
             r->next_scan = now + SCAN_NS;

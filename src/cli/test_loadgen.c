@@ -281,6 +281,26 @@ static void test_open_loop_sends_on_schedule(void **state) {
     inferd_loadgen_result_deinit(&r);
 }
 
+static void test_open_loop_survives_idle_closes(void **state) {
+    (void)state;
+    server s;
+    server_start(&s, SERVE_CLOSE_SILENTLY);
+    inferd_loadgen_config cfg = base_config(&s);
+    cfg.mode = INFERD_LOADGEN_MODE_OPEN;
+    cfg.rate = 100;
+    cfg.duration_s = 0.3;
+    inferd_loadgen_result r;
+    inferd_error err = {0};
+    assert_int_equal(inferd_loadgen_run(&cfg, &r, &err), 0);
+    server_stop(&s);
+    // Idle sockets the server closed are noticed (or retried) and replaced: no errors.
+    assert_int_equal(r.responses, 30);
+    assert_int_equal(r.ok, 30);
+    assert_int_equal(inferd_loadgen_result_errors(&r), 0);
+    assert_int_equal(atomic_load(&s.accepted), 30);
+    inferd_loadgen_result_deinit(&r);
+}
+
 typedef struct tick_log {
     int seconds, measure_starts;
     int warmup_seconds;
@@ -357,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_timeouts_are_counted),
         cmocka_unit_test(test_refused_connections_are_counted),
         cmocka_unit_test(test_open_loop_sends_on_schedule),
+        cmocka_unit_test(test_open_loop_survives_idle_closes),
         cmocka_unit_test(test_warmup_excluded_and_ticks),
         cmocka_unit_test(test_bad_config),
     };

@@ -303,6 +303,35 @@ def test_binary_requests_are_valid():
     assert s["requests"] > 0 and s["errors_total"] == 0
 
 
+def test_binary_request_file(tmp_path):
+    import struct
+
+    ids = struct.pack("<16q", *range(16))
+    mask = struct.pack("<16q", *([1] * 16))
+    feats = struct.pack("<3f", 0.5, -1.0, 2.0)
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "input_ids", "datatype": "INT64", "shape": [1, 16],
+                 "parameters": {"binary_data_size": len(ids)}},
+                {"name": "attention_mask", "datatype": "INT64", "shape": [1, 16],
+                 "parameters": {"binary_data_size": len(mask)}},
+                {"name": "features", "datatype": "FP32", "shape": [1, 3],
+                 "parameters": {"binary_data_size": len(feats)}},
+            ]
+        }
+    ).encode()
+    f = tmp_path / "req.bin"
+    f.write_bytes(header + ids + mask + feats)
+    with FakeServer() as srv:
+        s, _ = bench_json(
+            "--url", srv.url, "--model", "x", "--request", str(f),
+            "--binary-header-length", str(len(header)), "--duration", "0.5",
+        )
+    assert srv.problems == []
+    assert s["requests"] > 0 and s["errors_total"] == 0
+
+
 def test_chunked_responses_and_warmup():
     with FakeServer(chunked=True) as srv:
         s, err = bench_json(
