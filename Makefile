@@ -34,8 +34,8 @@ ALL_LDFLAGS := -fopenmp $(SANFLAGS) $(LDFLAGS)
 
 # Files named *_avx512.c hold kernels for AVX-512 CPUs and *_avx2.c for AVX2 ones; callers
 # pick them at run time from the CPU's features, so the binary still runs on older CPUs.
-AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
-AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -O3 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
+AVX2_FLAGS := -O3 -mavx2 -mfma -mf16c
 
 LIB_SRCS := $(filter-out %/main.c $(wildcard src/*/test_*.c src/*/*/test_*.c), \
               $(wildcard src/*/*.c src/*/*/*.c))
