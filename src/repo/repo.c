@@ -94,6 +94,7 @@ static void version_free(inferd_repo_version *v) {
     free_descs(v->inputs, v->model.n_inputs);
     free_descs(v->outputs, v->model.n_outputs);
     inferd_config_deinit(&v->cfg);
+    inferd_stats_deinit(&v->stats);
     inferd_free(v);
 }
 
@@ -374,7 +375,10 @@ static inferd_repo_version *version_new(const model_entry *m, long number, const
     snprintf(v->dir, sizeof v->dir, "%.4000s/%ld", dir, number);
     v->cfg = m->cfg;
     atomic_init(&v->state, INFERD_REPO_STATE_LOADING);
-    inferd_stats_init(&v->stats);
+    if (inferd_stats_init(&v->stats) < 0) {
+        inferd_free(v);
+        return NULL;
+    }
     inferd_mem_account_init(&v->acct);
     return v;
 }

@@ -518,7 +518,7 @@ static void run_batch(worker *w, batch *b) {
     if (q->stats) {
         atomic_fetch_add_explicit(&q->stats->executions, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&q->stats->inferences, (uint64_t)b->rows, memory_order_relaxed);
-        inferd_stats_hist_observe(&q->stats->batch_size, (uint64_t)b->rows);
+        inferd_hist_record(q->stats->batch_size, b->rows);
     }
 
     int64_t row0 = 0;
@@ -529,8 +529,8 @@ static void run_batch(worker *w, batch *b) {
         req->batch_size = b->rows;
         req->threads = b->threads;
         if (q->stats) {
-            inferd_stats_hist_observe(&q->stats->queue_us, (uint64_t)(req->queue_ns / 1000));
-            inferd_stats_hist_observe(&q->stats->compute_us, (uint64_t)(compute_ns / 1000));
+            inferd_hist_record(q->stats->queue_ns, req->queue_ns);
+            inferd_hist_record(q->stats->compute_ns, compute_ns);
         }
         int st = rc;
         inferd_error rerr = err;

@@ -240,7 +240,7 @@ static inferd_sched_queue_options base_options(env *e) {
 static void env_start(env *e, int threads, int workers, const inferd_sched_queue_options *o) {
     fake_reset();
     n_done = 0;
-    inferd_stats_init(&e->stats);
+    assert_int_equal(inferd_stats_init(&e->stats), 0);
     inferd_sched_options so = {.threads = threads, .workers = workers};
     inferd_error err = {0};
     int rc = inferd_sched_create(&so, &e->s, &err);
@@ -256,6 +256,7 @@ static void env_stop(env *e) {
     inferd_sched_drain(e->s);
     inferd_sched_queue_destroy(e->q);
     inferd_sched_destroy(e->s);
+    inferd_stats_deinit(&e->stats);
 }
 
 static void submit_ok(env *e, job *j) {
@@ -281,10 +282,11 @@ static void test_single_request(void **state) {
     assert_int_equal(rows_seen(&j), 1);
     // A lone request runs on the whole budget.
     assert_int_equal(j.req.threads, 2);
+    assert_int_equal(atomic_load(&e.stats.executions), 1);
+    assert_int_equal(inferd_hist_count(e.stats.batch_size), 1);
+    assert_int_equal(inferd_hist_count(e.stats.queue_ns), 1);
     env_stop(&e);
     assert_int_equal(atomic_load(&fake.retains), atomic_load(&fake.releases));
-    assert_int_equal(atomic_load(&e.stats.executions), 1);
-    assert_int_equal(inferd_stats_hist_count(&e.stats.batch_size), 1);
     job_free(&j);
 }
 
@@ -786,7 +788,7 @@ static void test_queue_destroyed_on_last_release(void **state) {
     o.model.release = self_release;
     fake_reset();
     n_done = 0;
-    inferd_stats_init(&e.stats);
+    assert_int_equal(inferd_stats_init(&e.stats), 0);
     inferd_sched_options so = {.threads = 1, .workers = 1};
     inferd_error err = {0};
     assert_int_equal(inferd_sched_create(&so, &e.s, &err), 0);
@@ -804,6 +806,7 @@ static void test_queue_destroyed_on_last_release(void **state) {
     inferd_sched_drain(e.s);
     assert_int_equal(atomic_load(&self_refs), 0);
     inferd_sched_destroy(e.s); // asserts (debug) if the queue were still registered
+    inferd_stats_deinit(&e.stats);
 }
 
 int main(void) {
