@@ -259,6 +259,12 @@ static void env_stop(env *e) {
     inferd_stats_deinit(&e->stats);
 }
 
+static void wait_threads_free(env *e) {
+    for (int i = 0; i < 5000 && inferd_sched_threads_in_use(e->s) != 0; i++)
+        usleep(1000);
+    assert_int_equal(inferd_sched_threads_in_use(e->s), 0);
+}
+
 static void submit_ok(env *e, job *j) {
     inferd_error err = {0};
     int rc = inferd_sched_submit(e->q, &j->req, &err);
@@ -551,6 +557,7 @@ static void test_deadline_that_cannot_be_met_is_refused_at_once(void **state) {
     job_init(&a, 1, 2, 0);
     submit_ok(&e, &a); // teaches the queue that a batch takes about 30 ms
     wait_done(1);
+    wait_threads_free(&e); // the average is updated when the batch gives its threads back
     job_free(&a);
     job b;
     job_init(&b, 1, 2, 0);
@@ -568,6 +575,7 @@ static void test_deadline_that_cannot_be_met_is_refused_at_once(void **state) {
     job_init(&a, 1, 2, 0);
     submit_ok(&e, &a);
     wait_done(1);
+    wait_threads_free(&e);
     job_free(&a);
     job_init(&b, 1, 2, 0);
     assert_int_equal(inferd_sched_submit(e.q, &b.req, &err), INFERD_EUNAVAIL);
