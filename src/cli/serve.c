@@ -1,10 +1,373 @@
+/* serve.c: `inferd serve`, the server process: flags, logging, start-up order, and the drain
+ * on SIGTERM/SIGINT.
+ *
+ * Start-up: the engine's global init (before any thread), then the scheduler's workers, the
+ * repository scan, the HTTP listener (so /v2/health/live answers while models load), and last
+ * the loader thread. SIGTERM and SIGINT are blocked in every thread and taken by the main
+ * thread with sigwait, so no handler runs in an arbitrary thread. On the first one: readiness
+ * turns false, the listening socket closes, every queued and running request finishes and is
+ * answered (new infer requests on open connections get 503), the responses are sent, and the
+ * process exits 0.
+ *
+ * Threads (see docs/api.md for the bound): main + loader + http-threads + workers + the
+ * workers' OpenMP team members.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "api/api.h"
 #include "cli/cli.h"
+#include "engine/engine.h"
+#include "http/server.h"
+#include "repo/repo.h"
+#include "sched/sched.h"
+#include "util/log.h"
+
+typedef struct serve_flags {
+    const char *repo;
+    const char *host;
+    int port;
+    int threads;
+    int workers;
+    int http_threads;
+    long long max_body;
+    long long max_header;
+    int max_connections;
+    int http_timeout;
+    int body_timeout;
+    int drain_timeout;
+    int worker_nice;
+    inferd_log_format log_format;
+    inferd_log_level log_level;
+} serve_flags;
+
+static int default_threads(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void usage(FILE *f, int cores) {
+    fprintf(f,
+            "usage: inferd serve --repo DIR [options]\n"
+            "\n"
+            "Serves the ONNX models in DIR/<model>/<version>/model.onnx over HTTP (KServe v2).\n"
+            "\n"
+            "  --repo DIR             model repository (required)\n"
+            "  --host ADDR            address to listen on (default 127.0.0.1)\n"
+            "  --http-port N          port to listen on, 0 for any free one (default 8000)\n"
+            "  --threads N            compute thread budget: threads running batches at once\n"
+            "                         (default: the cores this process may use, here %d)\n"
+            "  --workers N            worker threads that run batches (default: --threads)\n"
+            "  --http-threads N       HTTP polling threads (default 2)\n"
+            "  --max-body BYTES       largest request body, 413 above it; K/M/G suffixes\n"
+            "                         (default 64M)\n"
+            "  --max-header BYTES     per-connection buffer for the request line and headers\n"
+            "                         (default 32K)\n"
+            "  --max-connections N    simultaneous connections (default 512)\n"
+            "  --http-timeout SEC     close connections idle this long, 0 for never (default 30)\n"
+            "  --body-timeout SEC     close connections whose body takes longer, 0 for never\n"
+            "                         (default 60)\n"
+            "  --drain-timeout SEC    on SIGTERM, wait this long for responses to be sent\n"
+            "                         (default 30)\n"
+            "  --worker-nice N        nice increment of worker and compute threads, 0..19\n"
+            "                         (default 10)\n"
+            "  --log-format FMT       text or json (default text)\n"
+            "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+            "  --help                 this text\n",
+            cores);
+}
+
+/* Parses "64M", "32K", "1G", "1048576" (binary units; a trailing "B" or "iB" is allowed). */
+static int parse_size(const char *s, long long *out) {
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (errno || end == s || n < 0)
+        return -1;
+    long long mul = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        mul = 1LL << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1LL << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1LL << 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (mul > 1 && *end == 'i')
+        end++;
+    if (*end == 'B')
+        end++;
+    if (*end || n > LLONG_MAX / mul)
+        return -1;
+    *out = n * mul;
+    return 0;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno || end == s || *end || n < lo || n > hi)
+        return -1;
+    *out = (int)n;
+    return 0;
+}
+
+static int parse_flags(int argc, char **argv, serve_flags *f) {
+    enum {
+        O_REPO = 1000,
+        O_HOST,
+        O_PORT,
+        O_THREADS,
+        O_WORKERS,
+        O_HTTP_THREADS,
+        O_MAX_BODY,
+        O_MAX_HEADER,
+        O_MAX_CONN,
+        O_HTTP_TIMEOUT,
+        O_BODY_TIMEOUT,
+        O_DRAIN_TIMEOUT,
+        O_NICE,
+        O_LOG_FORMAT,
+        O_LOG_LEVEL,
+        O_HELP,
+    };
+    static const struct option opts[] = {
+        {"repo", required_argument, 0, O_REPO},
+        {"host", required_argument, 0, O_HOST},
+        {"http-port", required_argument, 0, O_PORT},
+        {"threads", required_argument, 0, O_THREADS},
+        {"workers", required_argument, 0, O_WORKERS},
+        {"http-threads", required_argument, 0, O_HTTP_THREADS},
+        {"max-body", required_argument, 0, O_MAX_BODY},
+        {"max-header", required_argument, 0, O_MAX_HEADER},
+        {"max-connections", required_argument, 0, O_MAX_CONN},
+        {"http-timeout", required_argument, 0, O_HTTP_TIMEOUT},
+        {"body-timeout", required_argument, 0, O_BODY_TIMEOUT},
+        {"drain-timeout", required_argument, 0, O_DRAIN_TIMEOUT},
+        {"worker-nice", required_argument, 0, O_NICE},
+        {"log-format", required_argument, 0, O_LOG_FORMAT},
+        {"log-level", required_argument, 0, O_LOG_LEVEL},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    int cores = default_threads();
+    *f = (serve_flags){
+        .host = "127.0.0.1",
+        .port = 8000,
+        .threads = cores,
+        .http_threads = 2,
+        .max_body = 64LL << 20,
+        .max_header = 32LL << 10,
+        .max_connections = 512,
+        .http_timeout = 30,
+        .body_timeout = 60,
+        .drain_timeout = 30,
+        .worker_nice = 10,
+        .log_format = INFERD_LOG_FORMAT_TEXT,
+        .log_level = INFERD_LOG_LEVEL_INFO,
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case O_REPO:
+            f->repo = optarg;
+            break;
+        case O_HOST:
+            f->host = optarg;
+            break;
+        case O_PORT:
+            bad = parse_int(optarg, 0, 65535, &f->port);
+            break;
+        case O_THREADS:
+            bad = parse_int(optarg, 1, 4096, &f->threads);
+            break;
+        case O_WORKERS:
+            bad = parse_int(optarg, 1, 4096, &f->workers);
+            break;
+        case O_HTTP_THREADS:
+            bad = parse_int(optarg, 1, 64, &f->http_threads);
+            break;
+        case O_MAX_BODY:
+            bad = parse_size(optarg, &f->max_body) || f->max_body < 1;
+            break;
+        case O_MAX_HEADER:
+            bad = parse_size(optarg, &f->max_header) || f->max_header < 4096 ||
+                  f->max_header > (64LL << 20);
+            break;
+        case O_MAX_CONN:
+            bad = parse_int(optarg, 1, 1000000, &f->max_connections);
+            break;
+        case O_HTTP_TIMEOUT:
+            bad = parse_int(optarg, 0, 86400, &f->http_timeout);
+            break;
+        case O_BODY_TIMEOUT:
+            bad = parse_int(optarg, 0, 86400, &f->body_timeout);
+            break;
+        case O_DRAIN_TIMEOUT:
+            bad = parse_int(optarg, 0, 86400, &f->drain_timeout);
+            break;
+        case O_NICE:
+            bad = parse_int(optarg, 0, 19, &f->worker_nice);
+            break;
+        case O_LOG_FORMAT:
+            if (!strcmp(optarg, "text"))
+                f->log_format = INFERD_LOG_FORMAT_TEXT;
+            else if (!strcmp(optarg, "json"))
+                f->log_format = INFERD_LOG_FORMAT_JSON;
+            else
+                bad = 1;
+            break;
+        case O_LOG_LEVEL:
+            if (!strcmp(optarg, "debug"))
+                f->log_level = INFERD_LOG_LEVEL_DEBUG;
+            else if (!strcmp(optarg, "info"))
+                f->log_level = INFERD_LOG_LEVEL_INFO;
+            else if (!strcmp(optarg, "warn"))
+                f->log_level = INFERD_LOG_LEVEL_WARN;
+            else if (!strcmp(optarg, "error"))
+                f->log_level = INFERD_LOG_LEVEL_ERROR;
+            else
+                bad = 1;
+            break;
+        case O_HELP:
+            usage(stdout, cores);
+            return 1;
+        default:
+            fprintf(stderr, "inferd serve: unknown or incomplete option '%s'\n\n",
+                    argv[optind - 1]);
+            usage(stderr, cores);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "inferd serve: invalid value '%s' for %s\n", optarg,
+                    argv[optind - 1][1] == '-' ? argv[optind - 1] : "an option");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "inferd serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!f->repo) {
+        fprintf(stderr, "inferd serve: --repo DIR is required\n\n");
+        usage(stderr, cores);
+        return 2;
+    }
+    return 0;
+}
 
 int inferd_cli_serve(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "inferd serve: not built yet\n");
-    return 1;
+    serve_flags f;
+    int rc = parse_flags(argc, argv, &f);
+    if (rc == 1)
+        return 0; // --help
+    if (rc)
+        return rc;
+    inferd_log_configure(f.log_level, f.log_format);
+
+    // Every thread created from here on inherits this mask; only sigwait below sees them.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    inferd_error err = {0};
+    inferd_sched *sched = NULL;
+    inferd_repo *repo = NULL;
+    inferd_api *api = NULL;
+    inferd_http_server *http = NULL;
+    int exit_code = 1;
+
+    if (inferd_engine_global_init(&err) < 0) {
+        inferd_log_error("engine init failed: %s", err.msg);
+        return 1;
+    }
+    inferd_sched_options so = {
+        .threads = f.threads, .workers = f.workers, .worker_nice = f.worker_nice};
+    if (inferd_sched_create(&so, &sched, &err) < 0) {
+        inferd_log_error("%s", err.msg);
+        goto out;
+    }
+    inferd_repo_options ro = {.dir = f.repo, .sched = sched, .loader_nice = f.worker_nice};
+    if (inferd_repo_create(&ro, &repo, &err) < 0) {
+        inferd_log_error("%s", err.msg);
+        goto out;
+    }
+    inferd_api_options ao = {.repo = repo, .sched = sched};
+    if (inferd_api_create(&ao, &api, &err) < 0) {
+        inferd_log_error("%s", err.msg);
+        goto out;
+    }
+    inferd_http_options ho = {
+        .host = f.host,
+        .port = f.port,
+        .threads = f.http_threads,
+        .max_body = (size_t)f.max_body,
+        .max_header = (size_t)f.max_header,
+        .max_connections = f.max_connections,
+        .timeout_s = f.http_timeout,
+        .body_timeout_s = f.body_timeout,
+        .handler = inferd_api_handle,
+        .user = api,
+    };
+    if (inferd_http_server_create(&ho, &http, &err) < 0) {
+        inferd_log_error("%s", err.msg);
+        goto out;
+    }
+    inferd_log_info("inferd %s listening on http://%s:%d (threads %d, workers %d, http threads "
+                    "%d, pid %d)",
+                    INFERD_VERSION, f.host, inferd_http_server_port(http), f.threads,
+                    inferd_sched_workers(sched), f.http_threads, (int)getpid());
+    if (inferd_repo_start(repo, &err) < 0) {
+        inferd_log_error("%s", err.msg);
+        goto out;
+    }
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    inferd_log_info("received %s: draining (%d requests in flight)",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT", inferd_http_server_active(http));
+    inferd_api_set_draining(api);
+    inferd_http_server_quiesce(http);
+    inferd_sched_drain(sched); // every queued request runs and is answered
+    if (inferd_http_server_wait_idle(http, (int64_t)f.drain_timeout * 1000) < 0)
+        inferd_log_warn("%d requests still unsent after %d s; closing their connections",
+                        inferd_http_server_active(http), f.drain_timeout);
+    exit_code = 0;
+out:
+    inferd_http_server_destroy(http);
+    inferd_repo_destroy(repo); // after the drain: the last references drop here
+    inferd_sched_destroy(sched);
+    inferd_api_destroy(api);
+    if (exit_code == 0)
+        inferd_log_info("stopped");
+    return exit_code;
 }

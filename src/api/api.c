@@ -1,0 +1,443 @@
+/* api.c: see api.h for the routes and the design.
+ *
+ * Locks: none of its own. The repository lookups are lock-free; the scheduler's lock is taken
+ * inside inferd_sched_submit only.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/kserve.h"
+#include "api/metrics.h"
+#include "api/status.h"
+#include "api/strbuf.h"
+#include "cli/cli.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+struct inferd_api {
+    inferd_repo *repo;
+    inferd_sched *sched;
+    _Atomic int draining;
+};
+
+/* One infer request from parse to response. */
+typedef struct infer_call {
+    inferd_api *api;
+    inferd_http_request *http;
+    inferd_repo_version *v;
+    inferd_kserve_model model;
+    inferd_kserve_request req;
+    inferd_sched_request sreq;
+    inferd_tensor outputs[INFERD_KSERVE_MAX_TENSORS];
+    int64_t arrival_ns;
+} infer_call;
+
+int inferd_api_create(const inferd_api_options *o, inferd_api **out, inferd_error *err) {
+    *out = NULL;
+    if (!o->repo)
+        return inferd_error_set(err, INFERD_EINVAL, "api needs a repository");
+    inferd_api *a = inferd_calloc(NULL, 1, sizeof *a);
+    if (!a)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    a->repo = o->repo;
+    a->sched = o->sched;
+    atomic_init(&a->draining, 0);
+    *out = a;
+    return 0;
+}
+
+void inferd_api_destroy(inferd_api *a) { inferd_free(a); }
+
+void inferd_api_set_draining(inferd_api *a) { atomic_store(&a->draining, 1); }
+
+static void respond_buf(inferd_http_request *req, int status, inferd_strbuf *b) {
+    size_t len;
+    char *body = inferd_strbuf_take(b, &len);
+    if (!body) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    inferd_http_respond(req, status, "application/json", body, len, NULL);
+}
+
+static void fill_model(inferd_kserve_model *m, const inferd_repo_version *v) {
+    const inferd_repo_model *rm = inferd_repo_version_model(v);
+    *m = (inferd_kserve_model){
+        .name = inferd_repo_version_name(v),
+        .version = inferd_repo_version_number(v),
+        .max_batch = inferd_repo_version_max_batch(v),
+        .n_inputs = rm->n_inputs,
+        .inputs = rm->inputs,
+        .n_outputs = rm->n_outputs,
+        .outputs = rm->outputs,
+    };
+}
+
+/* ---- health, server metadata, index, metrics ---- */
+
+static int server_ready(inferd_api *a) {
+    return !atomic_load(&a->draining) && inferd_repo_loading(a->repo) == 0;
+}
+
+static void handle_server_metadata(inferd_http_request *req) {
+    inferd_status_respond_json(req, 200,
+                               "{\"name\":\"inferd\",\"version\":\"" INFERD_VERSION "\","
+                               "\"extensions\":[\"binary_tensor_data\",\"model_repository\"]}");
+}
+
+static const char *state_name(inferd_repo_state s) {
+    return s == INFERD_REPO_STATE_READY     ? "READY"
+           : s == INFERD_REPO_STATE_LOADING ? "LOADING"
+                                            : "UNAVAILABLE";
+}
+
+static void handle_index(inferd_api *a, inferd_http_request *req) {
+    inferd_repo_entry *e;
+    size_t n;
+    inferd_error err = {0};
+    if (inferd_repo_index(a->repo, &e, &n, &err) < 0) {
+        inferd_status_respond_error(req, err.code, err.msg);
+        return;
+    }
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    inferd_strbuf_append(&b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        inferd_strbuf_appends(&b, i ? ",{\"name\":" : "{\"name\":");
+        inferd_strbuf_append_json_string(&b, e[i].name, strlen(e[i].name));
+        if (e[i].version > 0)
+            inferd_strbuf_appendf(&b, ",\"version\":\"%ld\"", e[i].version);
+        else
+            inferd_strbuf_appends(&b, ",\"version\":\"\"");
+        inferd_strbuf_appendf(&b, ",\"state\":\"%s\",\"reason\":", state_name(e[i].state));
+        inferd_strbuf_append_json_string(&b, e[i].reason, strlen(e[i].reason));
+        inferd_strbuf_append(&b, "}", 1);
+    }
+    inferd_strbuf_append(&b, "]", 1);
+    inferd_free(e);
+    respond_buf(req, 200, &b);
+}
+
+static void handle_metrics(inferd_api *a, inferd_http_request *req) {
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    inferd_error err = {0};
+    if (inferd_metrics_format(a->repo, a->sched, &b, &err) < 0) {
+        inferd_strbuf_deinit(&b);
+        inferd_status_respond_error(req, err.code, err.msg);
+        return;
+    }
+    size_t len;
+    char *body = inferd_strbuf_take(&b, &len);
+    if (!body) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    inferd_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, NULL);
+}
+
+/* ---- model metadata and readiness ---- */
+
+static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const char *model,
+                                  long version) {
+    inferd_repo_version *v;
+    inferd_error err = {0};
+    if (inferd_repo_acquire(a->repo, model, version, &v, &err) < 0) {
+        inferd_status_respond_error(req, err.code, err.msg);
+        return;
+    }
+    inferd_kserve_model m;
+    fill_model(&m, v);
+    long versions[64];
+    int nv = 0;
+    if (version > 0) {
+        versions[nv++] = version;
+    } else {
+        // Every READY version of the model, from the lock-free index copy.
+        inferd_repo_entry *e;
+        size_t n;
+        if (inferd_repo_index(a->repo, &e, &n, &err) == 0) {
+            for (size_t i = 0; i < n && nv < 64; i++)
+                if (!strcmp(e[i].name, model) && e[i].state == INFERD_REPO_STATE_READY)
+                    versions[nv++] = e[i].version;
+            inferd_free(e);
+        }
+    }
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    const char *platform = inferd_repo_version_model(v)->platform;
+    inferd_kserve_format_metadata(&b, &m, versions, nv, platform ? platform : "onnx");
+    inferd_repo_release(v);
+    respond_buf(req, 200, &b);
+}
+
+static void handle_model_ready(inferd_api *a, inferd_http_request *req, const char *model,
+                               long version) {
+    inferd_repo_version *v;
+    inferd_error err = {0};
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    inferd_strbuf_appends(&b, "{\"name\":");
+    inferd_strbuf_append_json_string(&b, model, strlen(model));
+    int rc = inferd_repo_acquire(a->repo, model, version, &v, &err);
+    if (rc == INFERD_ENOTFOUND) {
+        inferd_strbuf_deinit(&b);
+        inferd_status_respond_error(req, rc, err.msg);
+        return;
+    }
+    if (rc < 0) {
+        inferd_strbuf_appends(&b, ",\"ready\":false,\"error\":");
+        inferd_strbuf_append_json_string(&b, err.msg, strlen(err.msg));
+        inferd_strbuf_append(&b, "}", 1);
+        respond_buf(req, INFERD_STATUS_NOT_READY, &b);
+        return;
+    }
+    inferd_strbuf_appendf(&b, ",\"version\":\"%ld\",\"ready\":true}",
+                          inferd_repo_version_number(v));
+    inferd_repo_release(v);
+    respond_buf(req, 200, &b);
+}
+
+/* ---- infer ---- */
+
+static void infer_free(infer_call *c) {
+    for (int j = 0; j < INFERD_KSERVE_MAX_TENSORS; j++)
+        inferd_free(c->outputs[j].data);
+    inferd_kserve_request_deinit(&c->req);
+    inferd_repo_release(c->v);
+    inferd_free(c);
+}
+
+static void infer_fail(infer_call *c, int code, const char *msg) {
+    atomic_fetch_add_explicit(&inferd_repo_version_stats(c->v)->failure, 1, memory_order_relaxed);
+    inferd_status_respond_error(c->http, code, msg);
+    infer_free(c);
+}
+
+/* Worker thread: the batch ran (or the request expired). */
+static void on_infer_done(inferd_sched_request *sreq, int status, const inferd_error *serr) {
+    infer_call *c = sreq->user;
+    if (status < 0) {
+        infer_fail(c, status, serr ? serr->msg : "inference failed");
+        return;
+    }
+    char *body;
+    size_t len, json_len;
+    inferd_error err = {0};
+    if (inferd_kserve_format_infer(&c->model, &c->req, c->outputs, &body, &len, &json_len, &err) <
+        0) {
+        infer_fail(c, err.code, err.msg);
+        return;
+    }
+    inferd_stats *st = inferd_repo_version_stats(c->v);
+    atomic_fetch_add_explicit(&st->success, 1, memory_order_relaxed);
+    inferd_hist_record(st->request_ns, inferd_now_ns() - c->arrival_ns);
+    if (json_len < len) {
+        char hl[32];
+        snprintf(hl, sizeof hl, "%zu", json_len);
+        const char *headers[] = {"Inference-Header-Content-Length", hl, NULL};
+        inferd_http_respond(c->http, 200, "application/octet-stream", body, len, headers);
+    } else {
+        inferd_http_respond(c->http, 200, "application/json", body, len, NULL);
+    }
+    infer_free(c);
+}
+
+/* Reads Inference-Header-Content-Length: -1 when absent, -2 when malformed. */
+static long long header_length(inferd_http_request *req) {
+    const char *h = inferd_http_request_header(req, "Inference-Header-Content-Length");
+    if (!h)
+        return -1;
+    char *end;
+    errno = 0;
+    long long n = strtoll(h, &end, 10);
+    if (errno || end == h || *end || n < 0)
+        return -2;
+    return n;
+}
+
+static void handle_infer(inferd_api *a, inferd_http_request *req, const char *model, long version) {
+    if (atomic_load(&a->draining)) {
+        inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
+        return;
+    }
+    inferd_error err = {0};
+    infer_call *c = inferd_calloc(NULL, 1, sizeof *c);
+    if (!c) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    c->api = a;
+    c->http = req;
+    c->arrival_ns = inferd_http_request_arrival_ns(req);
+    if (inferd_repo_acquire(a->repo, model, version, &c->v, &err) < 0) {
+        inferd_free(c);
+        inferd_status_respond_error(req, err.code, err.msg);
+        return;
+    }
+    fill_model(&c->model, c->v);
+    long long hl = header_length(req);
+    if (hl == -2) {
+        infer_fail(c, INFERD_EINVAL,
+                   "Inference-Header-Content-Length: must be a non-negative integer");
+        return;
+    }
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(req, &len);
+    int rc = inferd_kserve_parse_infer(&c->model, body ? body : (const uint8_t *)"", len, hl,
+                                       &c->req, &err);
+    if (rc < 0) {
+        infer_fail(c, rc, err.msg);
+        return;
+    }
+    c->sreq = (inferd_sched_request){
+        .inputs = c->req.inputs,
+        .outputs = c->outputs,
+        .timeout_us = c->req.timeout_us,
+        .done = on_infer_done,
+        .user = c,
+    };
+    inferd_sched_queue *q = inferd_repo_version_queue(c->v);
+    if (!q) {
+        infer_fail(c, INFERD_EUNAVAIL, "the model has no queue");
+        return;
+    }
+    if ((rc = inferd_sched_submit(q, &c->sreq, &err)) < 0) {
+        infer_fail(c, rc, err.msg);
+        return;
+    }
+    // From here the worker answers; c belongs to on_infer_done.
+}
+
+/* ---- routing ---- */
+
+#define MAX_SEGMENTS 8
+
+/* Splits path on '/', skipping empty segments; modifies buf. Returns the count, or -1 when
+ * there are too many segments. */
+static int split(char *buf, char **seg) {
+    int n = 0;
+    char *save = NULL;
+    for (char *p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+        if (n == MAX_SEGMENTS)
+            return -1;
+        seg[n++] = p;
+    }
+    return n;
+}
+
+/* A version segment: a positive integer; 0 when not one (reported as unknown). */
+static long parse_version(const char *s) {
+    if (!s[0] || s[0] == '0' || strlen(s) > 10)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    long v = strtol(s, NULL, 10);
+    return v <= 2147483647L ? v : 0;
+}
+
+static void method_not_allowed(inferd_http_request *req, const char *want) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "method %.16s is not allowed here; use %s",
+             inferd_http_request_method(req), want);
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    inferd_strbuf_appends(&b, "{\"error\":");
+    inferd_strbuf_append_json_string(&b, msg, strlen(msg));
+    inferd_strbuf_append(&b, "}", 1);
+    respond_buf(req, INFERD_STATUS_METHOD_NOT_ALLOWED, &b);
+}
+
+void inferd_api_handle(void *user, inferd_http_request *req) {
+    inferd_api *a = user;
+    const char *method = inferd_http_request_method(req);
+    const char *path = inferd_http_request_path(req);
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    int post = !strcmp(method, "POST");
+    char buf[1024];
+    char *seg[MAX_SEGMENTS];
+    int n = -1;
+    if (strlen(path) < sizeof buf) {
+        memcpy(buf, path, strlen(path) + 1);
+        n = split(buf, seg);
+    }
+    char msg[300];
+    if (n < 0)
+        goto not_found;
+
+    if (n == 1 && !strcmp(seg[0], "metrics")) {
+        get ? handle_metrics(a, req) : method_not_allowed(req, "GET");
+        return;
+    }
+    if (n < 1 || strcmp(seg[0], "v2"))
+        goto not_found;
+    if (n == 1) {
+        get ? handle_server_metadata(req) : method_not_allowed(req, "GET");
+        return;
+    }
+    if (n == 3 && !strcmp(seg[1], "health") &&
+        (!strcmp(seg[2], "live") || !strcmp(seg[2], "ready"))) {
+        if (!get) {
+            method_not_allowed(req, "GET");
+        } else if (!strcmp(seg[2], "live")) {
+            inferd_status_respond_json(req, 200, "{\"live\":true}");
+        } else if (server_ready(a)) {
+            inferd_status_respond_json(req, 200, "{\"ready\":true}");
+        } else {
+            inferd_status_respond_json(req, INFERD_STATUS_NOT_READY, "{\"ready\":false}");
+        }
+        return;
+    }
+    if (n >= 2 && !strcmp(seg[1], "repository")) {
+        if (n == 3 && !strcmp(seg[2], "index")) {
+            (get || post) ? handle_index(a, req) : method_not_allowed(req, "POST");
+            return;
+        }
+        if (n == 5 && !strcmp(seg[2], "models") &&
+            (!strcmp(seg[4], "load") || !strcmp(seg[4], "unload"))) {
+            snprintf(msg, sizeof msg,
+                     "explicit model %s is not supported: the repository is loaded at startup",
+                     seg[4]);
+            inferd_status_respond_error(req, INFERD_EUNSUPPORTED, msg);
+            return;
+        }
+        goto not_found;
+    }
+    if (n >= 3 && !strcmp(seg[1], "models")) {
+        const char *model = seg[2];
+        long version = 0;
+        int rest = 3;
+        if (n >= 5 && !strcmp(seg[3], "versions")) {
+            version = parse_version(seg[4]);
+            if (version == 0) {
+                snprintf(msg, sizeof msg, "unknown version '%.32s' of model '%.128s'", seg[4],
+                         model);
+                inferd_status_respond_error(req, INFERD_ENOTFOUND, msg);
+                return;
+            }
+            rest = 5;
+        }
+        if (n == rest) {
+            get ? handle_model_metadata(a, req, model, version) : method_not_allowed(req, "GET");
+            return;
+        }
+        if (n == rest + 1 && !strcmp(seg[rest], "ready")) {
+            get ? handle_model_ready(a, req, model, version) : method_not_allowed(req, "GET");
+            return;
+        }
+        if (n == rest + 1 && !strcmp(seg[rest], "infer")) {
+            post ? handle_infer(a, req, model, version) : method_not_allowed(req, "POST");
+            return;
+        }
+    }
+not_found:
+    snprintf(msg, sizeof msg, "unknown path '%.200s'", path);
+    inferd_status_respond_error(req, INFERD_ENOTFOUND, msg);
+}

@@ -1,0 +1,50 @@
+/* api.h: the HTTP routes of inferd: KServe v2 (as Triton speaks it), the repository index and
+ * Prometheus metrics. This is the handler the HTTP server calls for every request.
+ *
+ *   GET  /v2/health/live                      200 {"live": true}
+ *   GET  /v2/health/ready                     200 {"ready": true}, or 400 while loading/draining
+ *   GET  /v2                                  server metadata: name, version, extensions
+ *   GET  /v2/models/{m}[/versions/{v}]        model metadata (from the ONNX graph)
+ *   GET  /v2/models/{m}[/versions/{v}]/ready  200, 400 (not ready, with the reason) or 404
+ *   POST /v2/models/{m}[/versions/{v}]/infer  inference (JSON or binary tensors)
+ *   POST /v2/repository/index                 [{"name", "version", "state", "reason"}]
+ *   GET  /metrics                             Prometheus text
+ *
+ * DESIGN
+ * Everything but infer is answered on the HTTP thread from atomics, lock-free lookups and
+ * copies, so health and metrics never wait for a queue, a batch or a load. Infer parses and
+ * validates on the HTTP thread (untrusted input is refused there with 400/404/413 naming the
+ * field), takes a reference on the model version, and submits to the version's queue; the
+ * connection is then suspended. The worker that runs the batch formats the response and
+ * answers through inferd_http_respond, then drops the reference. Admission refusals (429,
+ * 503) are answered at once, from the HTTP thread. Error statuses come from api/status.c only.
+ */
+#ifndef INFERD_API_API_H
+#define INFERD_API_API_H
+
+#include "http/server.h"
+#include "repo/repo.h"
+#include "sched/sched.h"
+#include "util/error.h"
+
+typedef struct inferd_api inferd_api;
+
+typedef struct inferd_api_options {
+    inferd_repo *repo;   /* borrowed; outlives the api */
+    inferd_sched *sched; /* borrowed; for /metrics; may be NULL */
+} inferd_api_options;
+
+/* On success *out is the caller's (inferd_api_destroy). Main thread. */
+int inferd_api_create(const inferd_api_options *opts, inferd_api **out, inferd_error *err);
+
+/* Frees a; no request may be in flight. NULL does nothing. Main thread. */
+void inferd_api_destroy(inferd_api *a);
+
+/* From now on readiness answers "not ready" and new infer requests get 503: the server is
+ * shutting down. Any thread. */
+void inferd_api_set_draining(inferd_api *a);
+
+/* The inferd_http_handler_fn: user is the inferd_api. HTTP threads. */
+void inferd_api_handle(void *user, inferd_http_request *req);
+
+#endif

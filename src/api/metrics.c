@@ -1,0 +1,213 @@
+#include "api/metrics.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/alloc.h"
+#include "util/hist.h"
+
+static const double duration_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+static const int batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static void labels(inferd_strbuf *b, const inferd_repo_version *v) {
+    inferd_strbuf_appends(b, "{model=\"");
+    inferd_strbuf_append_label(b, inferd_repo_version_name(v));
+    inferd_strbuf_appendf(b, "\",version=\"%ld\"", inferd_repo_version_number(v));
+}
+
+static void header(inferd_strbuf *b, const char *name, const char *type, const char *help) {
+    inferd_strbuf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+typedef enum field {
+    F_SUCCESS,
+    F_FAILURE,
+    F_EXECUTIONS,
+    F_INFERENCES,
+    F_PENDING,
+    F_MEMORY,
+    F_REQUEST_US,
+    F_QUEUE_US,
+    F_COMPUTE_US,
+} field;
+
+static long long value_of(inferd_repo_version *v, field f) {
+    inferd_stats *s = inferd_repo_version_stats(v);
+    switch (f) {
+    case F_SUCCESS:
+        return (long long)atomic_load_explicit(&s->success, memory_order_relaxed);
+    case F_FAILURE:
+        return (long long)atomic_load_explicit(&s->failure, memory_order_relaxed);
+    case F_EXECUTIONS:
+        return (long long)atomic_load_explicit(&s->executions, memory_order_relaxed);
+    case F_INFERENCES:
+        return (long long)atomic_load_explicit(&s->inferences, memory_order_relaxed);
+    case F_PENDING:
+        return (long long)atomic_load_explicit(&s->pending, memory_order_relaxed);
+    case F_MEMORY:
+        return (long long)inferd_repo_version_memory(v);
+    case F_REQUEST_US:
+        return (long long)(inferd_hist_sum(s->request_ns) / 1000);
+    case F_QUEUE_US:
+        return (long long)(inferd_hist_sum(s->queue_ns) / 1000);
+    case F_COMPUTE_US:
+    default:
+        return (long long)(inferd_hist_sum(s->compute_ns) / 1000);
+    }
+}
+
+static void scalar_family(inferd_strbuf *b, inferd_repo_version **vs, size_t n, const char *name,
+                          const char *type, const char *help, field f) {
+    header(b, name, type, help);
+    for (size_t i = 0; i < n; i++) {
+        inferd_strbuf_appends(b, name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, "} %lld\n", value_of(vs[i], f));
+    }
+}
+
+static void duration_family(inferd_strbuf *b, inferd_repo_version **vs, size_t n, const char *name,
+                            const char *help, int which) {
+    header(b, name, "histogram", help);
+    for (size_t i = 0; i < n; i++) {
+        inferd_stats *s = inferd_repo_version_stats(vs[i]);
+        const inferd_hist *h = which == 0   ? s->request_ns
+                               : which == 1 ? s->queue_ns
+                                            : s->compute_ns;
+        // Read the total first: buckets recorded meanwhile can only make them larger, and the
+        // +Inf bucket is written as the count so the series stays monotonic.
+        uint64_t count = inferd_hist_count(h);
+        for (size_t k = 0; k < N_OF(duration_le); k++) {
+            uint64_t c = inferd_hist_count_le(h, (int64_t)(duration_le[k] * 1e9));
+            inferd_strbuf_appendf(b, "%s_bucket", name);
+            labels(b, vs[i]);
+            inferd_strbuf_appendf(b, ",le=\"%g\"} %llu\n", duration_le[k],
+                                  (unsigned long long)(c < count ? c : count));
+        }
+        inferd_strbuf_appendf(b, "%s_bucket", name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)count);
+        inferd_strbuf_appendf(b, "%s_sum", name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, "} %.9f\n", (double)inferd_hist_sum(h) / 1e9);
+        inferd_strbuf_appendf(b, "%s_count", name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, "} %llu\n", (unsigned long long)count);
+    }
+}
+
+static void batch_family(inferd_strbuf *b, inferd_repo_version **vs, size_t n) {
+    const char *name = "inferd_batch_size";
+    header(b, name, "histogram", "Rows per executed batch.");
+    for (size_t i = 0; i < n; i++) {
+        const inferd_hist *h = inferd_repo_version_stats(vs[i])->batch_size;
+        uint64_t count = inferd_hist_count(h);
+        for (size_t k = 0; k < N_OF(batch_le); k++) {
+            uint64_t c = inferd_hist_count_le(h, batch_le[k]);
+            inferd_strbuf_appendf(b, "%s_bucket", name);
+            labels(b, vs[i]);
+            inferd_strbuf_appendf(b, ",le=\"%d\"} %llu\n", batch_le[k],
+                                  (unsigned long long)(c < count ? c : count));
+        }
+        inferd_strbuf_appendf(b, "%s_bucket", name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)count);
+        inferd_strbuf_appendf(b, "%s_sum", name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, "} %lld\n", (long long)inferd_hist_sum(h));
+        inferd_strbuf_appendf(b, "%s_count", name);
+        labels(b, vs[i]);
+        inferd_strbuf_appendf(b, "} %llu\n", (unsigned long long)count);
+    }
+}
+
+/* CPU seconds and thread count from /proc/self/stat, resident bytes from /proc/self/statm. */
+static void process_family(inferd_strbuf *b) {
+    double cpu = 0;
+    long threads = 0;
+    long long rss = 0;
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        char *p = strrchr(buf, ')');
+        unsigned long utime = 0, stime = 0;
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %ld",
+                   &utime, &stime, &threads) == 3)
+            cpu = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    }
+    f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long long pages;
+        if (fscanf(f, "%*d %lld", &pages) == 1)
+            rss = pages * sysconf(_SC_PAGESIZE);
+        fclose(f);
+    }
+    header(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+    inferd_strbuf_appendf(b, "process_cpu_seconds_total %.2f\n", cpu);
+    header(b, "process_resident_memory_bytes", "gauge", "Resident memory size.");
+    inferd_strbuf_appendf(b, "process_resident_memory_bytes %lld\n", rss);
+    header(b, "process_threads", "gauge", "Threads in the process.");
+    inferd_strbuf_appendf(b, "process_threads %ld\n", threads);
+    header(b, "inferd_memory_bytes", "gauge", "Bytes allocated through inferd's counters.");
+    inferd_strbuf_appendf(b, "inferd_memory_bytes %lld\n", (long long)inferd_mem_total_bytes());
+}
+
+int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_strbuf *b,
+                          inferd_error *err) {
+    inferd_repo_version **vs = NULL;
+    size_t n = 0;
+    int rc = inferd_repo_list_ready(repo, &vs, &n, err);
+    if (rc < 0)
+        return rc;
+    scalar_family(b, vs, n, "inferd_request_success_total", "counter",
+                  "Inference requests answered successfully.", F_SUCCESS);
+    scalar_family(b, vs, n, "inferd_request_failure_total", "counter",
+                  "Inference requests for this version answered with an error.", F_FAILURE);
+    scalar_family(b, vs, n, "inferd_inference_count_total", "counter",
+                  "Rows inferred (the sum of batch sizes).", F_INFERENCES);
+    scalar_family(b, vs, n, "inferd_execution_count_total", "counter", "Batches executed.",
+                  F_EXECUTIONS);
+    scalar_family(b, vs, n, "inferd_request_duration_us_total", "counter",
+                  "Arrival-to-response time of successful requests, microseconds.", F_REQUEST_US);
+    scalar_family(b, vs, n, "inferd_queue_duration_us_total", "counter",
+                  "Time requests waited in the queue, microseconds.", F_QUEUE_US);
+    scalar_family(b, vs, n, "inferd_compute_duration_us_total", "counter",
+                  "Time of the batch runs requests were part of, microseconds.", F_COMPUTE_US);
+    duration_family(b, vs, n, "inferd_request_duration_seconds",
+                    "Arrival-to-response time of successful requests.", 0);
+    duration_family(b, vs, n, "inferd_queue_duration_seconds", "Time requests waited in the queue.",
+                    1);
+    duration_family(b, vs, n, "inferd_compute_duration_seconds",
+                    "Time of the batch runs requests were part of.", 2);
+    batch_family(b, vs, n);
+    scalar_family(b, vs, n, "inferd_pending_requests", "gauge",
+                  "Requests queued, not yet in a batch.", F_PENDING);
+    scalar_family(b, vs, n, "inferd_model_memory_bytes", "gauge",
+                  "Bytes held by the loaded model version.", F_MEMORY);
+    for (size_t i = 0; i < n; i++)
+        inferd_repo_release(vs[i]);
+    inferd_free(vs);
+    if (sched) {
+        header(b, "inferd_compute_threads", "gauge", "The compute thread budget (--threads).");
+        inferd_strbuf_appendf(b, "inferd_compute_threads %d\n", inferd_sched_threads(sched));
+        header(b, "inferd_compute_threads_in_use", "gauge",
+               "Compute threads held by running batches.");
+        inferd_strbuf_appendf(b, "inferd_compute_threads_in_use %d\n",
+                              inferd_sched_threads_in_use(sched));
+        header(b, "inferd_workers", "gauge", "Worker threads that run batches.");
+        inferd_strbuf_appendf(b, "inferd_workers %d\n", inferd_sched_workers(sched));
+    }
+    process_family(b);
+    if (b->failed)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory formatting metrics");
+    return 0;
+}

@@ -1,0 +1,24 @@
+/* metrics.h: GET /metrics in the Prometheus text format (version 0.0.4).
+ *
+ * Per model and version (labels model, version): request success and failure counts; request,
+ * queue and compute time as counters (microseconds, like Triton's nv_inference_*_duration_us)
+ * and as histograms (seconds); a batch-size histogram; executed batches and rows; pending
+ * requests; memory held. Per process: CPU seconds, resident memory, thread count (from
+ * /proc/self), and the compute thread budget and the threads in use.
+ *
+ * Reads only atomics, lock-free histograms and /proc: it never waits for a queue, a batch or
+ * a load, so it is answered on the HTTP thread.
+ */
+#ifndef INFERD_API_METRICS_H
+#define INFERD_API_METRICS_H
+
+#include "api/strbuf.h"
+#include "repo/repo.h"
+#include "sched/sched.h"
+
+/* Appends the whole exposition to out. sched may be NULL. Returns 0 or a negative code (out of
+ * memory). Any thread. */
+int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_strbuf *out,
+                          inferd_error *err);
+
+#endif
