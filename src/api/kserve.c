@@ -393,6 +393,25 @@ static int parse_input(const inferd_kserve_model *m, const json_t *t, int i, pen
     p->data = data;
     p->binary_size = binary_size;
     p->model_index = mi;
+    if (!data)
+        return 0; // binary: placed once every input has declared its size
+    if (dtype == INFERD_DTYPE_STRING) {
+        filler f = {.dtype = dtype, .input = i};
+        inferd_strbuf_init(&f.sb);
+        if ((rc = fill(&f, data, err)) < 0) {
+            inferd_strbuf_deinit(&f.sb);
+            return rc;
+        }
+        out->data = inferd_strbuf_take(&f.sb, &out->nbytes);
+    } else {
+        out->nbytes = (size_t)numel * esz;
+        out->data = inferd_malloc(NULL, out->nbytes);
+        filler f = {.dtype = dtype, .dst = out->data, .input = i};
+        if (out->data && (rc = fill(&f, data, err)) < 0)
+            return rc;
+    }
+    if (!out->data)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     return 0;
 }
 
@@ -597,7 +616,6 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
     for (int k = 0; k < n_pend; k++) {
         inferd_tensor *tt = &r->inputs[pend[k].model_index];
         int64_t numel = inferd_tensor_numel(tt->rank, tt->dims);
-        size_t esz = inferd_dtype_size(tt->dtype);
         if (pend[k].binary_size >= 0) {
             size_t n = (size_t)pend[k].binary_size;
             if (tt->dtype == INFERD_DTYPE_STRING &&
@@ -612,28 +630,6 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
             memcpy(tt->data, body + off, n);
             tt->nbytes = n;
             off += n;
-        } else if (tt->dtype == INFERD_DTYPE_STRING) {
-            filler f = {.dtype = tt->dtype, .input = k};
-            inferd_strbuf_init(&f.sb);
-            if ((rc = fill(&f, pend[k].data, err)) < 0) {
-                inferd_strbuf_deinit(&f.sb);
-                goto out;
-            }
-            tt->data = inferd_strbuf_take(&f.sb, &tt->nbytes);
-            if (!tt->data) {
-                rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-                goto out;
-            }
-        } else {
-            tt->nbytes = (size_t)numel * esz;
-            tt->data = inferd_malloc(NULL, tt->nbytes);
-            if (!tt->data) {
-                rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-                goto out;
-            }
-            filler f = {.dtype = tt->dtype, .dst = tt->data, .input = k};
-            if ((rc = fill(&f, pend[k].data, err)) < 0)
-                goto out;
         }
     }
     rc = parse_outputs(m, json_object_get(root, "outputs"), binary_default, r, err);
