@@ -264,8 +264,8 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
             return 2;
         }
         if (bad) {
-            fprintf(stderr, "inferd serve: invalid value '%s' for %s\n", optarg,
-                    argv[optind - 1][1] == '-' ? argv[optind - 1] : "an option");
+            fprintf(stderr, "inferd serve: invalid value '%s' for --%s\n", optarg,
+                    c >= O_REPO && c < O_HELP ? opts[c - O_REPO].name : "?");
             return 2;
         }
     }
