@@ -216,6 +216,9 @@ static void infer_free(infer_call *c) {
 
 static void infer_fail(infer_call *c, int code, const char *msg) {
     atomic_fetch_add_explicit(&inferd_repo_version_stats(c->v)->failure, 1, memory_order_relaxed);
+    // Client errors and refusals are the client's to read; our own failures are logged.
+    if (inferd_status_from_code(code) >= 500 && code != INFERD_EUNAVAIL)
+        inferd_log_error("model %s version %ld: %s", c->model.name, c->model.version, msg);
     inferd_status_respond_error(c->http, code, msg);
     infer_free(c);
 }

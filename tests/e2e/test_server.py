@@ -527,6 +527,7 @@ def test_thread_bound_and_priorities_under_load(server):
     stop = threading.Event()
     seen = []
     budget_ok = []
+    health_s = []
 
     def load():
         while not stop.is_set():
@@ -540,6 +541,9 @@ def test_thread_bound_and_priorities_under_load(server):
         t_end = time.monotonic() + 1.5
         while time.monotonic() < t_end:
             seen.append(tasks(server.pid))
+            t0 = time.monotonic()
+            assert server.get("/v2/health/ready").status_code == 200
+            health_s.append(time.monotonic() - t0)
             m = server.metrics()
             budget_ok.append(metric_value(m, "inferd_compute_threads_in_use") <=
                              metric_value(m, "inferd_compute_threads"))
@@ -548,6 +552,7 @@ def test_thread_bound_and_priorities_under_load(server):
         for f in futs:
             f.result()
     counts = [len(s) for s in seen]
+    assert max(health_s) < 1.0, max(health_s)  # health never waits behind inference
     assert max(counts) <= bound, (max(counts), bound, seen[counts.index(max(counts))])
     assert all(budget_ok)
     last = seen[-1]
@@ -555,6 +560,90 @@ def test_thread_bound_and_priorities_under_load(server):
     other = [n for c, n in last if not c.startswith("inferd-work") and c != "inferd-loader"]
     assert len(work) >= workers
     assert min(work) > max(other), last  # compute yields to HTTP
+
+
+# ---- connection limits ----
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory, inferd_available):
+    root = tmp_path_factory.mktemp("limits")
+    (root / "models").mkdir()
+    srv = Server(root / "models", root / "inferd.log", "--max-connections", "4",
+                 "--http-timeout", "1", "--body-timeout", "1", threads=1).start().wait_ready()
+    srv.session.close()
+    yield srv
+    assert srv.stop() == 0, srv.log()
+
+
+def closed_by_server(sock, wait_s):
+    """True when the server closes sock within wait_s (recv gives EOF or a reset)."""
+    sock.settimeout(wait_s)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_connection_limit(limited_server):
+    socks = [socket.create_connection(("127.0.0.1", limited_server.port)) for _ in range(10)]
+    try:
+        for s in socks:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive
+        time.sleep(0.5)
+        answered = set()
+        for i, s in enumerate(socks):
+            s.settimeout(0.01)
+            try:
+                if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                    answered.add(i)
+            except socket.timeout:
+                pass
+        # Only --max-connections are taken in; the rest wait in the listen backlog...
+        assert 1 <= len(answered) <= 4, len(answered)
+        # ...and are served as idle connections time out and free their slots.
+        deadline = time.monotonic() + 8
+        while len(answered) < len(socks) and time.monotonic() < deadline:
+            for i, s in enumerate(socks):
+                if i not in answered:
+                    try:
+                        if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                            answered.add(i)
+                    except socket.timeout:
+                        pass
+            time.sleep(0.05)
+        assert len(answered) == len(socks)
+    finally:
+        for s in socks:
+            s.close()
+    assert limited_server.get("/v2/health/live").status_code == 200
+
+
+def test_idle_connection_is_closed(limited_server):
+    with socket.create_connection(("127.0.0.1", limited_server.port)) as s:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost:")  # and then nothing (slow loris)
+        t0 = time.monotonic()
+        assert closed_by_server(s, 5)
+        assert time.monotonic() - t0 < 4
+    assert limited_server.get("/v2/health/live").status_code == 200
+
+
+def test_slow_body_is_cut_off(limited_server):
+    with socket.create_connection(("127.0.0.1", limited_server.port)) as s:
+        s.sendall(b"POST /v2/models/x/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        t0 = time.monotonic()
+        closed = False
+        while time.monotonic() - t0 < 4 and not closed:
+            try:
+                s.sendall(b"x")  # a byte every 0.3 s: never idle, never done
+            except OSError:
+                closed = True
+                break
+            closed = closed_by_server(s, 0.3)
+        assert closed
+        assert time.monotonic() - t0 < 3.5
+    assert limited_server.get("/v2/health/live").status_code == 200
 
 
 # ---- shutdown ----
