@@ -234,7 +234,7 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
             if (nv > 4)
                 nv = 4;
             const float *vb = a->v + b * a->v_bs + h * D + dc;
-            float *o = a->out + (b * a->seq_q + i0) * a->heads * D + h * D + dc;
+            float *o = a->out + (b * a->out_seq + i0) * a->heads * D + h * D + dc;
             int64_t o_rs = a->heads * D;
             switch (nv) {
             case 1:

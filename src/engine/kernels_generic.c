@@ -80,7 +80,7 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
                     sum += p[j];
                 }
                 float inv = (float)(1.0 / sum);
-                float *o = a->out + (b * a->seq_q + i) * a->heads * D + h * D;
+                float *o = a->out + (b * a->out_seq + i) * a->heads * D + h * D;
                 for (int64_t d = 0; d < D; d++)
                     o[d] = 0;
                 for (int64_t j = 0; j < L; j++) {
