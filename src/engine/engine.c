@@ -245,6 +245,16 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
         inferd_free(e);
         return rc;
     }
+    int64_t max_arena = m->opts.max_arena_bytes > 0 ? m->opts.max_arena_bytes : (int64_t)4 << 30;
+    if ((int64_t)eg_plan_arena_size(e->plan) > max_arena) {
+        rc = inferd_error_set(err, INFERD_ETOOLARGE,
+                              "these inputs need %lld MiB of intermediate memory (limit %lld MiB)",
+                              (long long)(eg_plan_arena_size(e->plan) >> 20),
+                              (long long)(max_arena >> 20));
+        eg_plan_destroy(e->plan);
+        inferd_free(e);
+        return rc;
+    }
     memcpy(e->key, key, sizeof(int64_t) * (size_t)key_len);
     e->key_len = key_len;
     e->refs = 1;
