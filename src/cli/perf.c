@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "  --min-len L        shortest random length (default 20)\n"
             "  --vocab V          token ids are drawn from [1, V) (default 100)\n"
             "  --seed N           random seed (default 1)\n"
-            "  --profile          print the time per op on stderr\n");
+            "  --profile          print the time per op on stderr\n"
+            "  --load-reps N      load the model N times first and report each load time\n");
 }
 
 static uint64_t rng_state = 1;
@@ -140,7 +141,7 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
         for (long b = 0; b < batch; b++)
             tokens += lengths[b];
         double p50 = ms[(n - 1) / 2], p95 = ms[(size_t)((double)(n - 1) * 0.95 + 0.5)];
-        printf("{\"model\":\"%s\",\"batch\":%ld,\"seq\":%ld,\"threads\":%ld,\"lengths\":\"%s\","
+        printf("{\"kind\":\"run\",\"model\":\"%s\",\"batch\":%ld,\"seq\":%ld,\"threads\":%ld,\"lengths\":\"%s\","
                "\"tokens\":%ld,\"runs\":%zu,\"p50_ms\":%.4f,\"p95_ms\":%.4f,\"mean_ms\":%.4f,"
                "\"items_per_s\":%.2f,\"load_ms\":%.2f,\"first_run_ms\":%.2f}\n",
                o->path, batch, seq, o->threads, o->random_lengths ? "random" : "full", tokens, n,
@@ -180,13 +181,17 @@ int inferd_cli_perf(int argc, char **argv) {
         {"lengths", required_argument, 0, 'l'}, {"min-len", required_argument, 0, 'm'},
         {"vocab", required_argument, 0, 'v'},   {"seed", required_argument, 0, 'r'},
         {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"load-reps", required_argument, 0, 'L'}, {0, 0, 0, 0}};
+    long load_reps = 1;
     long batches[16] = {1}, seqs[16] = {128};
     int n_batches = 1, n_seqs = 1, profile = 0, c;
     perf_opts o = {.threads = 1, .vocab = 100, .min_len = 20, .seconds = 3};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "b:s:t:n:l:m:v:r:ph", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:s:t:n:l:m:v:r:phL:", opts, NULL)) != -1) {
         switch (c) {
+        case 'L':
+            load_reps = atol(optarg);
+            break;
         case 'b':
             n_batches = parse_list(optarg, batches, 16);
             break;
@@ -235,10 +240,29 @@ int inferd_cli_perf(int argc, char **argv) {
     inferd_error err = {0};
     inferd_engine_model *m = NULL;
     inferd_engine_options eo = {.profile = profile};
-    if (inferd_engine_global_init(&err) < 0 || inferd_engine_load(o.path, &eo, &m, &err) < 0) {
+    if (inferd_engine_global_init(&err) < 0) {
         fprintf(stderr, "inferd perf: %s\n", err.msg);
         return 1;
     }
+    // Load load_reps times (the last one is kept) and report every load time.
+    double loads[64];
+    int n_loads = 0;
+    for (long r = 0; r < load_reps || r == 0; r++) {
+        inferd_engine_destroy(m);
+        m = NULL;
+        if (inferd_engine_load(o.path, &eo, &m, &err) < 0) {
+            fprintf(stderr, "inferd perf: %s\n", err.msg);
+            return 1;
+        }
+        if (n_loads < 64)
+            loads[n_loads++] = inferd_engine_load_ms(m);
+    }
+    qsort(loads, (size_t)n_loads, sizeof loads[0], cmp_double);
+    printf("{\"kind\":\"load\",\"model\":\"%s\",\"load_ms_median\":%.2f,\"load_ms\":[", o.path,
+           loads[(n_loads - 1) / 2]);
+    for (int i = 0; i < n_loads; i++)
+        printf("%s%.2f", i ? "," : "", loads[i]);
+    printf("]}\n");
     int rc = 0;
     for (int si = 0; si < n_seqs && rc == 0; si++)
         for (int bi = 0; bi < n_batches && rc == 0; bi++)
