@@ -146,7 +146,7 @@ static int normalizer(build *b, json_t *o, int depth) {
         return 0;
     }
     if (!strcmp(t, "BertNormalizer")) {
-        int clean, chinese, lower, strip;
+        int clean = 1, chinese = 1, lower = 1, strip = 1;
         json_t *sa = json_object_get(o, "strip_accents");
         int rc = opt_bool(b, o, "clean_text", 1, &clean, "BertNormalizer");
         if (!rc)

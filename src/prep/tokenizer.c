@@ -110,6 +110,10 @@ int32_t inferd_tokenizer_token_id(const inferd_tokenizer *t, const char *tok, si
     return v ? inferd_vocab_find(v, tok, n) : -1;
 }
 
+void inferd_tokenizer_set_template(inferd_tokenizer *t, const inferd_tokenizer_template *tp) {
+    t->p.tmpl = *tp;
+}
+
 size_t inferd_tokenizer_num_special(const inferd_tokenizer *t) {
     return t->p.tmpl.n_prefix + t->p.tmpl.n_suffix;
 }

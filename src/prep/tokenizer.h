@@ -91,6 +91,9 @@ int inferd_tokenizer_create(inferd_tokenizer_parts *parts, inferd_mem_account *a
 /* Frees t and all its parts; NULL does nothing. */
 void inferd_tokenizer_destroy(inferd_tokenizer *t);
 
+/* Replaces the special-token template. Load time only, before the tokenizer is shared. */
+void inferd_tokenizer_set_template(inferd_tokenizer *t, const inferd_tokenizer_template *tp);
+
 /* The id of a token string: an added token, else a vocabulary entry; -1 if neither. */
 int32_t inferd_tokenizer_token_id(const inferd_tokenizer *t, const char *tok, size_t n);
 
