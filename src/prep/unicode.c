@@ -191,9 +191,10 @@ static unsigned class_slow(uint32_t cp) {
 }
 
 /* ASCII answers, filled on first use. Filling is idempotent (every thread computes the same
- * values), so a racing first use only repeats work; the flag is atomic to keep TSan quiet. */
+ * values), so a racing first use only repeats work; all accesses are atomic builtins, which
+ * keeps TSan quiet and works with both gcc and clang. */
 static unsigned short ascii_class[128];
-static _Atomic int ascii_ready;
+static int ascii_ready;
 
 unsigned inferd_unicode_class(uint32_t cp) {
     if (cp < 128) {
