@@ -196,8 +196,7 @@ static int special_id(json_t *v, const inferd_tokenizer *tok, const char *key, i
     return 0;
 }
 
-static int build_wordpiece(inferd_pipeline *p, json_t *t, const char *root, json_t *specials,
-                           inferd_error *err) {
+static int build_wordpiece(inferd_pipeline *p, json_t *t, const char *root, inferd_error *err) {
     static const char *const keys[] = {"type",
                                        "vocab",
                                        "lowercase",
@@ -272,7 +271,6 @@ static int build_wordpiece(inferd_pipeline *p, json_t *t, const char *root, json
                                                        .behavior = INFERD_PRETOK_BEHAVIOR_ISOLATED};
     if ((rc = inferd_tokenizer_create(&parts, p->acct, &p->tok, err)))
         return rc;
-    (void)specials;
     return 0;
 }
 
@@ -581,7 +579,7 @@ static int parse_root(inferd_pipeline *p, json_t *root, const char *dir,
     if (!type)
         return fail(err, INFERD_EINVAL, "tokenizer.type is required");
     if (!strcmp(type, "wordpiece"))
-        rc = build_wordpiece(p, t, rootp, json_object_get(root, "special_tokens"), err);
+        rc = build_wordpiece(p, t, rootp, err);
     else if (!strcmp(type, "char"))
         rc = build_char(p, t, rootp, err);
     else if (!strcmp(type, "huggingface"))

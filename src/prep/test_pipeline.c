@@ -1,6 +1,7 @@
 /* test_pipeline.c: pipeline.json validation, path confinement, model checks, assembly and
  * postprocessing. Expected values are worked out by hand in the comments. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -318,6 +319,51 @@ static void test_load_charges_and_releases_memory(void **state) {
     }
 }
 
+typedef struct worker {
+    const inferd_pipeline *p;
+    int mismatches;
+} worker;
+
+static void *encode_many(void *arg) {
+    // Each thread has its own scratch and encodings and shares only the pipeline.
+    worker *w = arg;
+    inferd_scratch *s;
+    if (inferd_scratch_create(NULL, &s))
+        return NULL;
+    static const char *texts[] = {"Hello world", "the quick brown fox", "中文 mixed ÉCOLE"};
+    // [CLS] hello world [SEP]; [CLS] the quick brown fox [SEP]; [CLS] 中 文 [UNK] ecole [SEP]
+    // ("mixed" is "mix" + an unknown "##ed", so the whole word is [UNK]).
+    static const int32_t want_len[] = {4, 6, 6};
+    int32_t ids[8], types[8];
+    inferd_encoding e = {ids, types, 0, 0};
+    inferd_error err;
+    for (int i = 0; i < 3000; i++) {
+        const char *t = texts[i % 3];
+        if (inferd_pipeline_encode(w->p, s, t, strlen(t), 0, &e, &err) || e.len != want_len[i % 3])
+            w->mismatches++;
+    }
+    inferd_scratch_destroy(s);
+    return NULL;
+}
+
+static void test_encode_from_many_threads(void **state) {
+    (void)state;
+    inferd_pipeline *p;
+    inferd_error err;
+    assert_int_equal(load(FULL, NULL, &p, &err), 0);
+    pthread_t th[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){p, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, encode_many, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].mismatches, 0);
+    }
+    inferd_pipeline_destroy(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rejects_unknown_and_mistyped_keys),
@@ -327,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_multilabel_threshold_and_no_truncation),
         cmocka_unit_test(test_utf8_validation_offsets),
         cmocka_unit_test(test_load_charges_and_releases_memory),
+        cmocka_unit_test(test_encode_from_many_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
