@@ -1,36 +1,421 @@
+/* engine.c: a loaded model = graph + packed weights + cached plans + a pool of arenas.
+ *
+ * Lock order: model->lock is a leaf (nothing else is locked while holding it). Plans are built
+ * outside the lock (they read the graph, which is immutable after load) and inserted under it;
+ * plans and arenas in use are refcounted/checked out so eviction never frees them under a run.
+ */
 #include "engine/engine.h"
 
-/* Placeholder until the executor lands: every load reports the engine as unavailable. */
-int inferd_engine_global_init(inferd_error *err) {
-    (void)err;
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/fuse.h"
+#include "engine/kernels.h"
+#include "engine/onnx_import.h"
+#include "engine/plan.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define DEFAULT_MAX_PLANS 64
+#define MAX_KEY (2 + INFERD_MAX_RANK * 8)
+
+typedef struct plan_entry {
+    int64_t key[MAX_KEY * 4];
+    int key_len;
+    eg_plan *plan;
+    int refs;       /* runs using it now */
+    uint64_t used;  /* tick of last use, for LRU */
+} plan_entry;
+
+typedef struct arena {
+    struct arena *next;
+    void *data;
+    size_t cap;
+} arena;
+
+struct inferd_engine_model {
+    inferd_engine_options opts;
+    inferd_mem_account *acct;
+    eg_graph *g;
+    eg_model_ctx *ctx;
+    inferd_tensor_desc *inputs, *outputs;
+    int n_inputs, n_outputs;
+    int mask_input;
+    double load_ms;
+
+    pthread_mutex_t lock;
+    plan_entry **plans;
+    int n_plans;
+    uint64_t tick;
+    arena *free_arenas;
+    eg_profile_entry profile[EG_OP_COUNT_];
+};
+
+int inferd_engine_global_init(inferd_error *err) { return eg_kernels_global_init(err); }
+
+static int build_descs(inferd_engine_model *m, inferd_error *err) {
+    eg_graph *g = m->g;
+    m->n_inputs = g->n_inputs;
+    m->n_outputs = g->n_outputs;
+    m->inputs = inferd_calloc(m->acct, (size_t)g->n_inputs + 1, sizeof *m->inputs);
+    m->outputs = inferd_calloc(m->acct, (size_t)g->n_outputs + 1, sizeof *m->outputs);
+    if (!m->inputs || !m->outputs)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    for (int k = 0; k < 2; k++) {
+        int n = k ? g->n_outputs : g->n_inputs;
+        const int *ids = k ? g->outputs : g->inputs;
+        inferd_tensor_desc *d = k ? m->outputs : m->inputs;
+        for (int i = 0; i < n; i++) {
+            const eg_value *v = &g->values[ids[i]];
+            d[i].name = v->name;
+            d[i].dtype = v->t.dtype;
+            d[i].rank = v->t.rank < 0 ? 0 : v->t.rank;
+            for (int j = 0; j < d[i].rank; j++)
+                d[i].dims[j] = v->t.dims[j] >= 0 ? v->t.dims[j] : -1;
+        }
+    }
+    // The attention mask, if the model has one: an integer [batch, seq] input whose name says
+    // so. Only used to learn valid lengths; results never depend on guessing it right.
+    m->mask_input = -1;
+    for (int i = 0; i < m->n_inputs; i++) {
+        const inferd_tensor_desc *d = &m->inputs[i];
+        if (d->rank == 2 && strstr(d->name, "mask") &&
+            (d->dtype == INFERD_DTYPE_I64 || d->dtype == INFERD_DTYPE_I32))
+            m->mask_input = i;
+    }
     return 0;
 }
+
+/* Copies the constants that live nodes still read out of the mapped file into aligned memory
+ * (weights that were packed are no longer read and are not copied). */
+static int materialize_constants(eg_graph *g, inferd_error *err) {
+    eg_graph_recount(g);
+    for (int v = 0; v < g->n_values; v++) {
+        eg_value *val = &g->values[v];
+        if (val->is_const && (val->n_consumers > 0 || val->is_output)) {
+            int rc = eg_value_materialize(g, val, err);
+            if (rc < 0)
+                return rc;
+        }
+        val->file_data = NULL;
+    }
+    return 0;
+}
+
+static int load_common(const void *data, size_t size, const char *path, int owns_mapping,
+                       const inferd_engine_options *opts, inferd_engine_model **out,
+                       inferd_error *err, int64_t t0) {
+    *out = NULL;
+    inferd_mem_account *acct = opts ? opts->acct : NULL;
+    inferd_engine_model *m = inferd_calloc(acct, 1, sizeof *m);
+    if (!m) {
+        if (owns_mapping)
+            eg_unmap_file(data, size);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory loading a model");
+    }
+    if (opts)
+        m->opts = *opts;
+    m->acct = acct;
+    pthread_mutex_init(&m->lock, NULL);
+    eg_mappings *maps = NULL;
+    int rc = eg_onnx_import(data, size, path, acct, &m->g, &maps, err);
+    if (rc < 0)
+        goto fail;
+    if ((rc = eg_model_ctx_create(acct, &m->ctx, err)) < 0)
+        goto fail;
+    if (!m->opts.disable_fusion && (rc = eg_fuse_load(m->g, m->ctx, err)) < 0)
+        goto fail;
+    if ((rc = eg_plan_remove_dead(m->g, err)) < 0)
+        goto fail;
+    if ((rc = materialize_constants(m->g, err)) < 0)
+        goto fail;
+    eg_mappings_release(maps);
+    maps = NULL;
+    if (owns_mapping)
+        eg_unmap_file(data, size);
+    owns_mapping = 0;
+    if ((rc = build_descs(m, err)) < 0)
+        goto fail;
+    m->load_ms = (double)(inferd_now_ns() - t0) / 1e6;
+    *out = m;
+    return 0;
+fail:
+    eg_mappings_release(maps);
+    if (owns_mapping)
+        eg_unmap_file(data, size);
+    inferd_engine_destroy(m);
+    return rc;
+}
+
 int inferd_engine_load(const char *path, const inferd_engine_options *opts,
                        inferd_engine_model **out, inferd_error *err) {
-    (void)opts;
+    int64_t t0 = inferd_now_ns();
+    const void *data;
+    size_t size;
     *out = NULL;
-    return inferd_error_set(err, INFERD_EUNSUPPORTED, "%s: the engine is not built yet", path);
+    int rc = eg_map_file(path, &data, &size, err);
+    if (rc < 0)
+        return rc;
+    rc = load_common(data, size, path, 1, opts, out, err, t0);
+    if (rc < 0)
+        inferd_error_prefix(err, "%s: ", path);
+    return rc;
 }
+
 int inferd_engine_load_buffer(const void *data, size_t size, const inferd_engine_options *opts,
                               inferd_engine_model **out, inferd_error *err) {
-    (void)data;
-    (void)size;
-    return inferd_engine_load("buffer", opts, out, err);
+    return load_common(data, size, NULL, 0, opts, out, err, inferd_now_ns());
 }
-void inferd_engine_destroy(inferd_engine_model *m) { (void)m; }
-int inferd_engine_input_count(const inferd_engine_model *m) { (void)m; return 0; }
+
+void inferd_engine_destroy(inferd_engine_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_plans; i++) {
+        eg_plan_destroy(m->plans[i]->plan);
+        inferd_free(m->plans[i]);
+    }
+    inferd_free(m->plans);
+    for (arena *a = m->free_arenas, *next; a; a = next) {
+        next = a->next;
+        inferd_free(a->data);
+        inferd_free(a);
+    }
+    eg_graph_destroy(m->g);
+    eg_model_ctx_destroy(m->ctx);
+    inferd_free(m->inputs);
+    inferd_free(m->outputs);
+    pthread_mutex_destroy(&m->lock);
+    inferd_free(m);
+}
+
+int inferd_engine_input_count(const inferd_engine_model *m) { return m->n_inputs; }
 const inferd_tensor_desc *inferd_engine_input(const inferd_engine_model *m, int i) {
-    (void)m; (void)i; return NULL;
+    return i >= 0 && i < m->n_inputs ? &m->inputs[i] : NULL;
 }
-int inferd_engine_output_count(const inferd_engine_model *m) { (void)m; return 0; }
+int inferd_engine_output_count(const inferd_engine_model *m) { return m->n_outputs; }
 const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int i) {
-    (void)m; (void)i; return NULL;
+    return i >= 0 && i < m->n_outputs ? &m->outputs[i] : NULL;
 }
+double inferd_engine_load_ms(const inferd_engine_model *m) { return m->load_ms; }
+int64_t inferd_engine_memory(const inferd_engine_model *m) {
+    return inferd_mem_account_bytes(m->acct);
+}
+
+static int make_key(const inferd_engine_model *m, const inferd_tensor *inputs, int threads,
+                    int64_t *key) {
+    int n = 0;
+    key[n++] = threads;
+    for (int i = 0; i < m->n_inputs; i++) {
+        key[n++] = inputs[i].rank;
+        for (int d = 0; d < inputs[i].rank; d++)
+            key[n++] = inputs[i].dims[d];
+    }
+    return n;
+}
+
+/* Finds or builds the plan for these inputs; returns it with a reference held. */
+static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const eg_tensor *in,
+                    int threads, plan_entry **out, inferd_error *err) {
+    int64_t key[MAX_KEY * 4];
+    int key_len = make_key(m, inputs, threads, key);
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; i < m->n_plans; i++) {
+        plan_entry *e = m->plans[i];
+        if (e->key_len == key_len && !memcmp(e->key, key, sizeof(int64_t) * (size_t)key_len)) {
+            e->refs++;
+            e->used = ++m->tick;
+            pthread_mutex_unlock(&m->lock);
+            *out = e;
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+
+    eg_plan_options po = {.threads = threads,
+                          .fuse = !m->opts.disable_fusion,
+                          .model_ctx = m->ctx,
+                          .mask_input = m->mask_input};
+    plan_entry *e = inferd_calloc(m->acct, 1, sizeof *e);
+    if (!e)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = eg_plan_create(m->g, in, &po, m->acct, &e->plan, err);
+    if (rc < 0) {
+        inferd_free(e);
+        return rc;
+    }
+    int64_t max_arena = m->opts.max_arena_bytes > 0 ? m->opts.max_arena_bytes : (int64_t)4 << 30;
+    if ((int64_t)eg_plan_arena_size(e->plan) > max_arena) {
+        rc = inferd_error_set(err, INFERD_ETOOLARGE,
+                              "these inputs need %lld MiB of intermediate memory (limit %lld MiB)",
+                              (long long)(eg_plan_arena_size(e->plan) >> 20),
+                              (long long)(max_arena >> 20));
+        eg_plan_destroy(e->plan);
+        inferd_free(e);
+        return rc;
+    }
+    memcpy(e->key, key, sizeof(int64_t) * (size_t)key_len);
+    e->key_len = key_len;
+    e->refs = 1;
+
+    pthread_mutex_lock(&m->lock);
+    e->used = ++m->tick;
+    int max = m->opts.max_plans > 0 ? m->opts.max_plans : DEFAULT_MAX_PLANS;
+    // Evict least recently used idle plans beyond the bound.
+    while (m->n_plans >= max) {
+        int victim = -1;
+        for (int i = 0; i < m->n_plans; i++)
+            if (m->plans[i]->refs == 0 && (victim < 0 || m->plans[i]->used < m->plans[victim]->used))
+                victim = i;
+        if (victim < 0)
+            break;
+        plan_entry *v = m->plans[victim];
+        m->plans[victim] = m->plans[--m->n_plans];
+        eg_plan_destroy(v->plan);
+        inferd_free(v);
+    }
+    plan_entry **grown = inferd_realloc(m->acct, m->plans, sizeof(*grown) * (size_t)(m->n_plans + 1));
+    if (grown) {
+        m->plans = grown;
+        m->plans[m->n_plans++] = e;
+    } else {
+        e->refs = -1; // not cached: freed after this run
+    }
+    pthread_mutex_unlock(&m->lock);
+    *out = e;
+    return 0;
+}
+
+static void put_plan(inferd_engine_model *m, plan_entry *e) {
+    if (e->refs < 0) {
+        eg_plan_destroy(e->plan);
+        inferd_free(e);
+        return;
+    }
+    pthread_mutex_lock(&m->lock);
+    e->refs--;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static arena *get_arena(inferd_engine_model *m, size_t need) {
+    pthread_mutex_lock(&m->lock);
+    arena *a = m->free_arenas, **link = &m->free_arenas;
+    // Prefer an arena that is already big enough.
+    for (arena **l = &m->free_arenas; *l; l = &(*l)->next)
+        if ((*l)->cap >= need) {
+            link = l;
+            a = *l;
+            break;
+        }
+    if (a)
+        *link = a->next;
+    pthread_mutex_unlock(&m->lock);
+    if (!a) {
+        a = inferd_calloc(m->acct, 1, sizeof *a);
+        if (!a)
+            return NULL;
+    }
+    if (a->cap < need) {
+        inferd_free(a->data);
+        a->cap = 0;
+        a->data = inferd_malloc(m->acct, need);
+        if (!a->data) {
+            inferd_free(a);
+            return NULL;
+        }
+        a->cap = need;
+    }
+    return a;
+}
+
+static void put_arena(inferd_engine_model *m, arena *a) {
+    pthread_mutex_lock(&m->lock);
+    a->next = m->free_arenas;
+    m->free_arenas = a;
+    pthread_mutex_unlock(&m->lock);
+}
+
 int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
                       inferd_tensor *outputs, int threads, inferd_error *err) {
-    (void)m; (void)inputs; (void)outputs; (void)threads;
-    return inferd_error_set(err, INFERD_EUNSUPPORTED, "the engine is not built yet");
+    if (threads < 1)
+        threads = 1;
+    eg_tensor in_local[16];
+    eg_tensor *in = m->n_inputs <= 16 ? in_local : inferd_calloc(NULL, (size_t)m->n_inputs, sizeof *in);
+    if (!in)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < m->n_inputs; i++) {
+        const inferd_tensor *t = &inputs[i];
+        if (t->rank < 0 || t->rank > INFERD_MAX_RANK) {
+            rc = inferd_error_set(err, INFERD_EINVAL, "input '%s' has rank %d", m->inputs[i].name,
+                                  t->rank);
+            goto out;
+        }
+        int64_t n = inferd_tensor_numel(t->rank, t->dims);
+        size_t es = inferd_dtype_size(t->dtype);
+        if (n < 0 || es == 0 || (uint64_t)n * es != t->nbytes || (n > 0 && !t->data)) {
+            rc = inferd_error_set(err, INFERD_EINVAL,
+                                  "input '%s' holds %zu bytes, its dtype and dims need %lld",
+                                  m->inputs[i].name, t->nbytes, (long long)(n < 0 ? -1 : n * (int64_t)es));
+            goto out;
+        }
+        in[i].dtype = t->dtype;
+        in[i].rank = t->rank;
+        memcpy(in[i].dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+        in[i].data = t->data;
+    }
+    plan_entry *pe = NULL;
+    if ((rc = get_plan(m, inputs, in, threads, &pe, err)) < 0)
+        goto out;
+    size_t need = eg_plan_arena_size(pe->plan);
+    arena *a = get_arena(m, need ? need : 64);
+    if (!a) {
+        put_plan(m, pe);
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory for the run's arena");
+        goto out;
+    }
+    omp_set_num_threads(threads);
+    eg_profile_entry prof[EG_OP_COUNT_];
+    if (m->opts.profile)
+        memset(prof, 0, sizeof prof);
+    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads,
+                     m->opts.profile ? prof : NULL, err);
+    put_arena(m, a);
+    put_plan(m, pe);
+    if (m->opts.profile && rc == 0) {
+        pthread_mutex_lock(&m->lock);
+        for (int i = 0; i < EG_OP_COUNT_; i++) {
+            m->profile[i].ms += prof[i].ms;
+            m->profile[i].calls += prof[i].calls;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+out:
+    if (in != in_local)
+        inferd_free(in);
+    return rc;
 }
-int64_t inferd_engine_memory(const inferd_engine_model *m) { (void)m; return 0; }
-double inferd_engine_load_ms(const inferd_engine_model *m) { (void)m; return 0; }
-void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f) { (void)m; (void)f; }
+
+void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f) {
+    double total = 0;
+    for (int i = 0; i < EG_OP_COUNT_; i++)
+        total += m->profile[i].ms;
+    fprintf(f, "%-20s %10s %8s %12s %7s\n", "op", "calls", "ms", "ms/call", "share");
+    char done[EG_OP_COUNT_] = {0};
+    for (int pass = 0; pass < EG_OP_COUNT_; pass++) {
+        // Print in decreasing time without sorting the shared array.
+        int best = -1;
+        for (int i = 0; i < EG_OP_COUNT_; i++)
+            if (!done[i] && m->profile[i].calls &&
+                (best < 0 || m->profile[i].ms > m->profile[best].ms))
+                best = i;
+        if (best < 0)
+            break;
+        done[best] = 1;
+        const eg_profile_entry *e = &m->profile[best];
+        fprintf(f, "%-20s %10ld %8.2f %12.4f %6.1f%%\n", eg_op_name((eg_op)best), e->calls, e->ms,
+                e->ms / (double)e->calls, total > 0 ? 100.0 * e->ms / total : 0.0);
+    }
+    fprintf(f, "%-20s %10s %8.2f\n", "total", "", total);
+}
