@@ -170,8 +170,10 @@ static int load_labels(inferd_pipeline *p, const char *path, inferd_error *err) 
     }
     free(line);
     fclose(f);
-    // A final empty line is the file's trailing newline artefact only if getline saw it;
-    // getline does not return an empty last line, so nothing to trim here.
+    // Blank lines at the end are editors' leftovers, not labels: dropping them keeps the count
+    // equal to the model's classes.
+    while (!rc && p->n_labels > 0 && p->labels[p->n_labels - 1][0] == 0)
+        inferd_free(p->labels[--p->n_labels]);
     if (!rc && p->n_labels == 0)
         rc = fail(err, INFERD_EINVAL, "labels file is empty");
     return rc;

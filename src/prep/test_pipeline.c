@@ -36,7 +36,7 @@ static int setup(void **state) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, "cp " FIX "wordpiece_vocab.txt %s/vocab.txt", dir);
     assert_int_equal(system(cmd), 0);
-    write_file("labels.txt", "negative\nneutral\npositive\n");
+    write_file("labels.txt", "negative\nneutral\r\npositive\n\n\n");
     return 0;
 }
 
