@@ -319,6 +319,30 @@ static void test_load_charges_and_releases_memory(void **state) {
     }
 }
 
+static void test_encode_out_of_memory_fails_cleanly(void **state) {
+    (void)state;
+    inferd_pipeline *p;
+    inferd_error err;
+    assert_int_equal(load(FULL, NULL, &p, &err), 0);
+    int32_t ids[8], types[8];
+    inferd_encoding e = {ids, types, 0, 0};
+    const char *text = "Caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 the quick brown fox";
+    // Each growth of a fresh scratch may fail: the call reports it and nothing leaks (ASan).
+    for (long k = 1; k < 40; k++) {
+        inferd_scratch *s;
+        assert_int_equal(inferd_scratch_create(NULL, &s), 0);
+        inferd_alloc_fail_after(k);
+        int rc = inferd_pipeline_encode(p, s, text, strlen(text), 0, &e, &err);
+        inferd_alloc_fail_after(0);
+        if (rc != 0)
+            assert_int_equal(rc, INFERD_EINTERNAL);
+        else
+            assert_int_equal(e.len, 8);
+        inferd_scratch_destroy(s);
+    }
+    inferd_pipeline_destroy(p);
+}
+
 typedef struct worker {
     const inferd_pipeline *p;
     int mismatches;
@@ -374,6 +398,7 @@ int main(void) {
         cmocka_unit_test(test_utf8_validation_offsets),
         cmocka_unit_test(test_load_charges_and_releases_memory),
         cmocka_unit_test(test_encode_from_many_threads),
+        cmocka_unit_test(test_encode_out_of_memory_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
