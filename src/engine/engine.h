@@ -27,6 +27,7 @@ typedef struct inferd_engine_options {
     int max_plans;            /* plans cached per model; 0: default (64) */
     int profile;              /* nonzero: time every op (see inferd_engine_profile_print) */
     int disable_fusion;       /* nonzero: run the graph as imported (for tests) */
+    int disable_length_groups; /* nonzero: never split padded batches into length groups */
     int64_t max_arena_bytes;  /* refuse plans whose arena exceeds this; 0: default (4 GiB) */
 } inferd_engine_options;
 
