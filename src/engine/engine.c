@@ -699,3 +699,64 @@ void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f) {
     }
     fprintf(f, "%-20s %10s %8.2f\n", "total", "", total);
 }
+
+static void print_desc(FILE *f, const char *what, const inferd_tensor_desc *d) {
+    fprintf(f, "  %s %-24s %-8s [", what, d->name, inferd_dtype_kserve_name(d->dtype));
+    for (int j = 0; j < d->rank; j++)
+        fprintf(f, "%s%lld", j ? ", " : "", (long long)d->dims[j]);
+    fprintf(f, "]\n");
+}
+
+static void print_op_counts(FILE *f, const eg_node *nodes, int n, int (*live)(const void *, int),
+                            const void *ctx) {
+    int counts[EG_OP_COUNT_] = {0};
+    for (int i = 0; i < n; i++)
+        if (live(ctx, i))
+            counts[nodes[i].op]++;
+    for (int op = 1; op < EG_OP_COUNT_; op++)
+        if (counts[op])
+            fprintf(f, "  %-20s %d\n", eg_op_name((eg_op)op), counts[op]);
+}
+
+static int graph_live(const void *ctx, int i) { return !((const eg_graph *)ctx)->nodes[i].dead; }
+
+int inferd_engine_describe(inferd_engine_model *m, const inferd_tensor *inputs, int threads,
+                           FILE *f, inferd_error *err) {
+    fprintf(f, "load: %.1f ms, memory: %.1f MiB, opset %d\n", m->load_ms,
+            (double)inferd_engine_memory(m) / (1 << 20), m->g->opset);
+    for (int i = 0; i < m->n_inputs; i++)
+        print_desc(f, "input ", &m->inputs[i]);
+    for (int i = 0; i < m->n_outputs; i++)
+        print_desc(f, "output", &m->outputs[i]);
+    int live = 0;
+    for (int i = 0; i < m->g->n_nodes; i++)
+        live += !m->g->nodes[i].dead;
+    fprintf(f, "graph after load-time fusion: %d nodes\n", live);
+    print_op_counts(f, m->g->nodes, m->g->n_nodes, graph_live, m->g);
+    if (!inputs)
+        return 0;
+    eg_tensor in[16];
+    if (m->n_inputs > 16)
+        return inferd_error_set(err, INFERD_EUNSUPPORTED, "too many inputs to describe");
+    for (int i = 0; i < m->n_inputs; i++) {
+        memset(&in[i], 0, sizeof in[i]);
+        in[i].dtype = inputs[i].dtype;
+        in[i].rank = inputs[i].rank;
+        memcpy(in[i].dims, inputs[i].dims, sizeof(int64_t) * (size_t)inputs[i].rank);
+    }
+    plan_entry *pe = NULL;
+    int rc = get_plan(m, inputs, in, threads, &pe, err);
+    if (rc < 0)
+        return rc;
+    const eg_plan *p = pe->plan;
+    int counts[EG_OP_COUNT_] = {0};
+    for (int i = 0; i < eg_plan_step_count(p); i++)
+        counts[eg_plan_step_op(p, i)]++;
+    fprintf(f, "plan for these inputs (%d threads): %d steps, arena %.2f MiB\n", threads,
+            eg_plan_step_count(p), (double)eg_plan_arena_size(p) / (1 << 20));
+    for (int op = 1; op < EG_OP_COUNT_; op++)
+        if (counts[op])
+            fprintf(f, "  %-20s %d\n", eg_op_name((eg_op)op), counts[op]);
+    put_plan(m, pe);
+    return 0;
+}

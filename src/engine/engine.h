@@ -70,6 +70,11 @@ int64_t inferd_engine_memory(const inferd_engine_model *m);
 /* Milliseconds the load took, from opening the file to ready. */
 double inferd_engine_load_ms(const inferd_engine_model *m);
 
+/* Writes a description of the model: inputs, outputs, the ops after load-time fusion, and,
+ * when inputs is not NULL, the plan those inputs get (steps, fusions, arena size). */
+int inferd_engine_describe(inferd_engine_model *m, const inferd_tensor *inputs, int threads,
+                           FILE *f, inferd_error *err);
+
 /* Writes the per-op profile gathered so far (when loaded with profile set) as a table. */
 void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f);
 
