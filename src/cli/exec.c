@@ -17,7 +17,8 @@ static void usage(FILE *f) {
                "  --input NAME=FILE   an input tensor (repeat for each model input)\n"
                "  --output-dir DIR    where outputs go (created if missing)\n"
                "  --threads N         threads for the run (default 1)\n"
-               "  --profile           print the time spent per op on stderr\n");
+               "  --profile           print the time spent per op on stderr\n"
+               "  --no-fuse           run the graph as imported, without fusions (for debugging)\n");
 }
 
 int inferd_cli_exec(int argc, char **argv) {
@@ -25,12 +26,13 @@ int inferd_cli_exec(int argc, char **argv) {
                                          {"output-dir", required_argument, 0, 'o'},
                                          {"threads", required_argument, 0, 't'},
                                          {"profile", no_argument, 0, 'p'},
+                                         {"no-fuse", no_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *names[64], *files[64], *outdir = NULL;
-    int n_in = 0, threads = 1, profile = 0, c;
+    int n_in = 0, threads = 1, profile = 0, no_fuse = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "i:o:t:ph", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:o:t:pfh", opts, NULL)) != -1) {
         switch (c) {
         case 'i': {
             char *eq = strchr(optarg, '=');
@@ -52,6 +54,9 @@ int inferd_cli_exec(int argc, char **argv) {
         case 'p':
             profile = 1;
             break;
+        case 'f':
+            no_fuse = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -71,7 +76,7 @@ int inferd_cli_exec(int argc, char **argv) {
     memset(inputs, 0, sizeof inputs);
     memset(outputs, 0, sizeof outputs);
     int rc = 1;
-    inferd_engine_options eo = {.profile = profile};
+    inferd_engine_options eo = {.profile = profile, .disable_fusion = no_fuse};
     if (inferd_engine_global_init(&err) < 0 || inferd_engine_load(path, &eo, &m, &err) < 0) {
         fprintf(stderr, "inferd exec: %s\n", err.msg);
         return 1;

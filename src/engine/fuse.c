@@ -1016,6 +1016,179 @@ static int fuse_attention(eg_graph *g, inferd_error *err) {
     return rc;
 }
 
+/* ---- plan time: compute only the rows the outputs read ---- */
+
+static int is_rowwise(eg_op op) {
+    switch (op) {
+    case EG_OP_FusedMatMul:
+    case EG_OP_FusedLayerNorm:
+    case EG_OP_FusedGelu:
+    case EG_OP_Add:
+    case EG_OP_Sub:
+    case EG_OP_Mul:
+    case EG_OP_Div:
+    case EG_OP_Relu:
+    case EG_OP_Tanh:
+    case EG_OP_Sigmoid:
+    case EG_OP_Erf:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether input value v of a row-wise node with output shape o is broadcast across rows
+ * (a constant vector), so it needs no slicing. */
+static int row_broadcast(const eg_graph *g, int v) {
+    return g->values[v].is_const && g->values[v].t.rank <= 1;
+}
+
+static int slice_rows(eg_graph *g, int v, int *cache_from, int *cache_to, int *n_cache,
+                      inferd_error *err) {
+    for (int k = 0; k < *n_cache; k++)
+        if (cache_from[k] == v)
+            return cache_to[k];
+    int ids[4];
+    for (int k = 0; k < 4; k++)
+        if ((ids[k] = eg_graph_add_value(g, "", err)) < 0)
+            return ids[k];
+    int64_t *c = eg_graph_alloc(g, 3 * sizeof(int64_t));
+    if (!c)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    c[0] = 0, c[1] = 1, c[2] = 1; // starts, ends, axes
+    for (int k = 0; k < 3; k++) {
+        g->values[ids[k]].t = (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {1}, .data = &c[k]};
+        g->values[ids[k]].is_const = 1;
+    }
+    int sn = eg_graph_add_node(g, EG_OP_Slice, "row_slice", 4, 1, err);
+    if (sn < 0)
+        return sn;
+    eg_node *n = &g->nodes[sn];
+    n->opset = 13;
+    n->in[0] = v;
+    n->in[1] = ids[0];
+    n->in[2] = ids[1];
+    n->in[3] = ids[2];
+    n->out[0] = ids[3];
+    int rc = eg_plan_infer_node(g, n, 0, err);
+    if (rc < 0)
+        return rc;
+    cache_from[*n_cache] = v;
+    cache_to[(*n_cache)++] = ids[3];
+    return ids[3];
+}
+
+/* A classifier reads one row of the last hidden state (Gather(h, 0, axis=1) for [CLS]).
+ * Every row-wise node whose outputs only feed that row is computed for row 0 alone, and the
+ * attention before them computes only its first query row: the last layer shrinks from
+ * [B, S, H] to [B, 1, H]. Inputs entering the pruned region from outside are sliced. */
+static int prune_rows(eg_graph *g, inferd_error *err) {
+    uses u = {0};
+    int rc = uses_build(g, &u, err);
+    char *pruned = inferd_calloc(NULL, (size_t)g->n_nodes + 1, 1);
+    int *cache_from = inferd_calloc(NULL, (size_t)g->n_nodes + 1, sizeof(int));
+    int *cache_to = inferd_calloc(NULL, (size_t)g->n_nodes + 1, sizeof(int));
+    int n_cache = 0, n_nodes = g->n_nodes, any = 0;
+    if (!pruned || !cache_from || !cache_to)
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    for (int r = 0; rc == 0 && r < n_nodes; r++) {
+        eg_node *root = &g->nodes[r];
+        if (root->dead || root->op != EG_OP_Gather || eg_node_attr_int(root, "axis", 0) != 1)
+            continue;
+        const eg_tensor *ht = &g->values[root->in[0]].t;
+        double idx;
+        if (ht->rank != 3 || ht->dims[1] < 2 || !const_scalar(g, root->in[1], &idx) || idx != 0)
+            continue;
+        // Backward pass in topological order: consumers are decided before producers.
+        int found = 0;
+        for (int i = r - 1; i >= 0; i--) {
+            eg_node *n = &g->nodes[i];
+            if (n->dead || (!is_rowwise(n->op) && n->op != EG_OP_FusedAttention) || n->n_out != 1)
+                continue;
+            int v = n->out[0];
+            const eg_tensor *t = &g->values[v].t;
+            if (v < 0 || g->values[v].is_output || t->rank != 3 || t->dims[0] != ht->dims[0] ||
+                t->dims[1] != ht->dims[1])
+                continue;
+            int ok = 1;
+            for (int k = u.start[v]; k < u.start[v + 1] && ok; k++) {
+                int c = u.cons[k];
+                if (g->nodes[c].dead)
+                    continue;
+                ok = c == r ? g->nodes[c].in[0] == v
+                            : pruned[c] && g->nodes[c].op != EG_OP_FusedAttention;
+            }
+            if (!ok || n_uses(g, &u, v) == 0)
+                continue;
+            if (n->op != EG_OP_FusedAttention) {
+                // Other inputs must be per-row tensors of the same shape or constant vectors.
+                for (int j = 0; j < n->n_in && ok; j++) {
+                    int w = n->in[j];
+                    if (w < 0 || row_broadcast(g, w))
+                        continue;
+                    const eg_tensor *wt = &g->values[w].t;
+                    ok = wt->rank == 3 && wt->dims[0] == t->dims[0] && wt->dims[1] == t->dims[1] &&
+                         !(n->op == EG_OP_FusedMatMul && j == 1) &&
+                         !(n->op == EG_OP_FusedLayerNorm && (j == 1 || j == 2));
+                }
+                if (!ok)
+                    continue;
+            }
+            pruned[i] = 1;
+            found = 1;
+        }
+        if (!found)
+            continue;
+        any = 1;
+        for (int i = 0; rc == 0 && i < r; i++) {
+            if (!pruned[i])
+                continue;
+            eg_node *n = &g->nodes[i];
+            if (n->op == EG_OP_FusedAttention) {
+                ((eg_attention_params *)n->params)->q_rows = 1;
+            } else {
+                int *in = eg_graph_alloc(g, sizeof(int) * (size_t)n->n_in);
+                if (!in) {
+                    rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+                    break;
+                }
+                for (int j = 0; j < n->n_in; j++) {
+                    int w = n->in[j];
+                    in[j] = w;
+                    if (w < 0 || row_broadcast(g, w))
+                        continue;
+                    int p = g->values[w].producer;
+                    if (p >= 0 && pruned[p])
+                        continue;
+                    int sv = slice_rows(g, w, cache_from, cache_to, &n_cache, err);
+                    if (sv < 0) {
+                        rc = sv;
+                        break;
+                    }
+                    in[j] = sv;
+                    n = &g->nodes[i]; // the node array may have moved
+                }
+                n->in = in;
+            }
+            if (rc == 0)
+                rc = eg_plan_infer_node(g, &g->nodes[i], 0, err);
+        }
+        if (rc == 0)
+            rc = eg_plan_infer_node(g, &g->nodes[r], 0, err);
+        memset(pruned, 0, (size_t)n_nodes);
+        eg_graph_recount(g);
+        if (rc == 0)
+            rc = uses_build(g, &u, err);
+    }
+    inferd_free(pruned);
+    inferd_free(cache_from);
+    inferd_free(cache_to);
+    uses_free(&u);
+    if (rc == 0 && any)
+        rc = eg_graph_toposort(g, err);
+    return rc;
+}
+
 int eg_fuse_plan(eg_graph *g, const eg_plan_options *opts, inferd_error *err) {
     (void)opts;
     eg_graph_recount(g);
@@ -1023,6 +1196,10 @@ int eg_fuse_plan(eg_graph *g, const eg_plan_options *opts, inferd_error *err) {
     if (rc == 0) {
         eg_graph_recount(g);
         rc = fuse_attention(g, err);
+    }
+    if (rc == 0) {
+        eg_graph_recount(g);
+        rc = prune_rows(g, err);
     }
     if (rc == 0)
         eg_graph_recount(g);

@@ -147,7 +147,7 @@ static int attention_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out
     out[0].dtype = INFERD_DTYPE_F32;
     out[0].rank = 3;
     out[0].dims[0] = B;
-    out[0].dims[1] = Sq;
+    out[0].dims[1] = p->q_rows > 0 && p->q_rows < Sq ? p->q_rows : Sq;
     out[0].dims[2] = HD;
     return 0;
 }
@@ -182,7 +182,8 @@ static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
         .v_rs = in[2].dims[2],
         .out = out[0].data,
         .scale = p->scale,
-        .q_rows_per_batch = p->q_rows > 0 && p->q_rows < Sq ? p->q_rows : Sq,
+        .q_rows_per_batch = out[0].dims[1],
+        .out_seq = out[0].dims[1],
     };
     a.q_bs = a.q_rs * Sq;
     a.k_bs = a.k_rs * Sk;

@@ -69,7 +69,8 @@ typedef struct eg_attention_args {
     int64_t batch, seq_q, seq_k, heads, head_dim;
     const float *q, *k, *v;  /* element (b, s, h, d) at base + b*bs + s*rs + h*head_dim + d */
     int64_t q_bs, q_rs, k_bs, k_rs, v_bs, v_rs;
-    float *out; /* [batch, seq_q, heads * head_dim] contiguous */
+    float *out; /* [batch, out_seq, heads * head_dim] contiguous */
+    int64_t out_seq; /* output rows per batch row (seq_q, or q_rows_per_batch when pruned) */
     float scale;
     const float *mask;  /* additive mask, element (b, h, i, j) at b*m_bs + h*m_hs + i*m_is + j,
                            strides 0 for broadcast dims; NULL for none */

@@ -8,7 +8,7 @@
 #include "engine/kernels.h"
 
 static inline __mmask16 tail_mask(int64_t left) {
-    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
 /* e^x with a degree-6 polynomial after range reduction; relative error ~2e-7. Inputs are
@@ -123,7 +123,8 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
     }
 }
 
-#define QB 4 /* query rows per register block */
+#define QB 4 /* query rows per register block in P x V */
+#define SB 8 /* query rows per register block in the scores */
 
 /* out[r][0..left) = inv[r] * sum_j p[r][j] v[j][0..left) for QB rows, with NV vectors of 16
  * lanes per row kept in registers (NV is a constant in each instance). */
@@ -149,7 +150,10 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
                     acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);                          \
             }                                                                                  \
         }                                                                                      \
-        for (int r = 0; r < nr; r++) {                                                         \
+        /* A constant trip count keeps acc in registers; rows past nr are not stored. */       \
+        for (int r = 0; r < QB; r++) {                                                         \
+            if (r >= nr)                                                                       \
+                break;                                                                         \
             __m512 s = _mm512_set1_ps(inv[r]);                                                 \
             for (int c = 0; c < NV; c++)                                                       \
                 _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s)); \
@@ -169,50 +173,59 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
     int64_t L = a->seq_k;
     if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
         L = a->key_len[b];
-    const int64_t Lp = (L + 15) / 16 * 16;
+    const int64_t Lp = (L + 31) / 32 * 32;
+    // K transposed into kt[d][j], 16 keys per gather; padding keys are zero.
     const float *kb = a->k + b * a->k_bs + h * D;
-    for (int64_t j = 0; j < L; j++) {
-        const float *k = kb + j * a->k_rs;
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
+        __mmask16 km = tail_mask(L - j0);
+        __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)a->k_rs));
+        const float *base = kb + j0 * a->k_rs;
         for (int64_t d = 0; d < D; d++)
-            kt[d * skpad + j] = k[d];
+            _mm512_storeu_ps(kt + d * skpad + j0,
+                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km, idx, base + d, 4));
     }
-    for (int64_t d = 0; d < D; d++)
-        for (int64_t j = L; j < Lp; j++)
-            kt[d * skpad + j] = 0.0f;
 
     const __m512 vscale = _mm512_set1_ps(a->scale);
-    for (int64_t i0 = 0; i0 < a->q_rows_per_batch; i0 += QB) {
-        int nr = a->q_rows_per_batch - i0 < QB ? (int)(a->q_rows_per_batch - i0) : QB;
-        const float *q[QB];
-        const float *m[QB];
-        for (int r = 0; r < QB; r++) {
+    for (int64_t i0 = 0; i0 < a->q_rows_per_batch; i0 += SB) {
+        int nr = a->q_rows_per_batch - i0 < SB ? (int)(a->q_rows_per_batch - i0) : SB;
+        const float *q[SB];
+        const float *m[SB];
+        for (int r = 0; r < SB; r++) {
             int64_t i = i0 + (r < nr ? r : 0);
             q[r] = a->q + b * a->q_bs + i * a->q_rs + h * D;
             m[r] = a->mask ? a->mask + b * a->m_bs + h * a->m_hs + i * a->m_is : NULL;
         }
-        // Scores.
-        for (int64_t jb = 0; jb < Lp; jb += 16) {
-            __m512 acc[QB];
-#pragma GCC unroll 4
-            for (int r = 0; r < QB; r++)
-                acc[r] = _mm512_setzero_ps();
+        // Scores: SB query rows x 32 keys per block, one broadcast per row and head dim.
+        for (int64_t jb = 0; jb < Lp; jb += 32) {
+            __m512 acc0[SB], acc1[SB];
+#pragma GCC unroll 8
+            for (int r = 0; r < SB; r++)
+                acc0[r] = acc1[r] = _mm512_setzero_ps();
             for (int64_t d = 0; d < D; d++) {
-                __m512 kv = _mm512_loadu_ps(kt + d * skpad + jb);
-#pragma GCC unroll 4
-                for (int r = 0; r < QB; r++)
-                    acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), kv, acc[r]);
+                __m512 k0 = _mm512_loadu_ps(kt + d * skpad + jb);
+                __m512 k1 = _mm512_loadu_ps(kt + d * skpad + jb + 16);
+#pragma GCC unroll 8
+                for (int r = 0; r < SB; r++) {
+                    __m512 qv = _mm512_set1_ps(q[r][d]);
+                    acc0[r] = _mm512_fmadd_ps(qv, k0, acc0[r]);
+                    acc1[r] = _mm512_fmadd_ps(qv, k1, acc1[r]);
+                }
             }
-            __mmask16 k = tail_mask(L - jb);
-            for (int r = 0; r < QB; r++) {
-                __m512 s = _mm512_mul_ps(acc[r], vscale);
-                if (m[r])
-                    s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, m[r] + jb));
-                _mm512_storeu_ps(p + r * skpad + jb, s);
+            __mmask16 k0m = tail_mask(L - jb), k1m = tail_mask(L - jb - 16);
+            for (int r = 0; r < SB; r++) {
+                __m512 s0 = _mm512_mul_ps(acc0[r], vscale), s1 = _mm512_mul_ps(acc1[r], vscale);
+                if (m[r]) {
+                    s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(k0m, m[r] + jb));
+                    s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(k1m, m[r] + jb + 16));
+                }
+                _mm512_storeu_ps(p + r * skpad + jb, s0);
+                _mm512_storeu_ps(p + r * skpad + jb + 16, s1);
             }
         }
         // Softmax per row over the valid keys.
-        float inv[QB];
-        for (int r = 0; r < QB; r++) {
+        float inv[SB];
+        for (int r = 0; r < nr; r++) {
             float *pr = p + r * skpad;
             __m512 mx = _mm512_set1_ps(-INFINITY);
             for (int64_t j = 0; j < L; j += 16)
@@ -228,35 +241,39 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
             }
             inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
         }
-        // P x V, head dims in chunks of up to 64 (four vectors).
-        for (int64_t dc = 0; dc < D; dc += 64) {
-            int nv = (int)((D - dc + 15) / 16);
-            if (nv > 4)
-                nv = 4;
-            const float *vb = a->v + b * a->v_bs + h * D + dc;
-            float *o = a->out + (b * a->seq_q + i0) * a->heads * D + h * D + dc;
-            int64_t o_rs = a->heads * D;
-            switch (nv) {
-            case 1:
-                pv_block1(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
-                break;
-            case 2:
-                pv_block2(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
-                break;
-            case 3:
-                pv_block3(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
-                break;
-            default:
-                pv_block4(vb, a->v_rs, p, skpad, L, D - dc, inv, o, o_rs, nr);
-                break;
+        // P x V, QB rows at a time, head dims in chunks of up to 64 (four vectors).
+        for (int r0 = 0; r0 < nr; r0 += QB) {
+            int rows = nr - r0 < QB ? nr - r0 : QB;
+            const float *pr = p + r0 * skpad;
+            for (int64_t dc = 0; dc < D; dc += 64) {
+                int nv = (int)((D - dc + 15) / 16);
+                if (nv > 4)
+                    nv = 4;
+                const float *vb = a->v + b * a->v_bs + h * D + dc;
+                float *o = a->out + (b * a->out_seq + i0 + r0) * a->heads * D + h * D + dc;
+                int64_t o_rs = a->heads * D;
+                switch (nv) {
+                case 1:
+                    pv_block1(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                case 2:
+                    pv_block2(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                case 3:
+                    pv_block3(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                default:
+                    pv_block4(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                }
             }
         }
     }
 }
 
 static void attention(const eg_attention_args *a, void *scratch, int threads) {
-    int64_t skpad = (a->seq_k + 15) / 16 * 16;
-    size_t per_thread = (size_t)(a->head_dim * skpad + QB * skpad + 64);
+    int64_t skpad = (a->seq_k + 31) / 32 * 32;
+    size_t per_thread = (size_t)(a->head_dim * skpad + SB * skpad + 64);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int64_t b = 0; b < a->batch; b++)
         for (int64_t h = 0; h < a->heads; h++) {

@@ -43,10 +43,10 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
 }
 
 size_t eg_attention_scratch(int64_t seq_k, int64_t head_dim, int threads) {
-    // Per thread: K transposed (head_dim x seq_k rounded up to 16) and four rows of scores
+    // Per thread: K transposed (head_dim x seq_k rounded up to 32) and eight rows of scores
     // for the vectorised provider; the generic one uses less.
-    int64_t sk = (seq_k + 15) / 16 * 16;
-    return (size_t)threads * (size_t)(head_dim * sk + 4 * sk + 64) * sizeof(float);
+    int64_t sk = (seq_k + 31) / 32 * 32;
+    return (size_t)threads * (size_t)(head_dim * sk + 8 * sk + 64) * sizeof(float);
 }
 
 static void attention(const eg_attention_args *a, void *scratch, int threads) {
@@ -80,7 +80,7 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
                     sum += p[j];
                 }
                 float inv = (float)(1.0 / sum);
-                float *o = a->out + (b * a->seq_q + i) * a->heads * D + h * D;
+                float *o = a->out + (b * a->out_seq + i) * a->heads * D + h * D;
                 for (int64_t d = 0; d < D; d++)
                     o[d] = 0;
                 for (int64_t j = 0; j < L; j++) {

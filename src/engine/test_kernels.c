@@ -102,7 +102,7 @@ static void run_attention(int64_t B, int64_t S, int64_t H, int64_t D, int masked
                            .q = qkv, .k = qkv + H * D, .v = qkv + 2 * H * D,
                            .q_bs = S * C, .q_rs = C, .k_bs = S * C, .k_rs = C, .v_bs = S * C,
                            .v_rs = C, .scale = 1.0f / sqrtf((float)D),
-                           .mask = mask, .m_bs = S, .q_rows_per_batch = qrows};
+                           .mask = mask, .m_bs = S, .q_rows_per_batch = qrows, .out_seq = S};
     size_t scratch = eg_attention_scratch(S, D, 2);
     void *sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
     // Reference over all keys; the fast kernel skips padded ones via key_len.
