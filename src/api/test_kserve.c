@@ -20,6 +20,12 @@
             fail_msg("\"%s\" does not contain \"%s\"", (haystack), (needle));                      \
     } while (0)
 
+#define assert_not_contains(haystack, needle)                                                      \
+    do {                                                                                           \
+        if (strstr((haystack), (needle)))                                                          \
+            fail_msg("\"%s\" contains \"%s\"", (haystack), (needle));                              \
+    } while (0)
+
 /* A text classifier: batch 8, two INT64 inputs, one FP32 output. */
 static const inferd_tensor_desc text_in[] = {
     {"input_ids", INFERD_DTYPE_I64, 2, {-1, -1}},
@@ -128,9 +134,9 @@ static void test_every_datatype_from_json(void **state) {
     assert_int_equal(((int32_t *)r.inputs[6].data)[0], INT32_MIN);
     assert_int_equal(((uint64_t *)r.inputs[7].data)[1], INT64_MAX);
     assert_int_equal(((int64_t *)r.inputs[8].data)[0], INT64_MIN);
-    assert_true(((float *)r.inputs[9].data)[0] == 1.5f);
-    assert_true(((float *)r.inputs[9].data)[1] == -2.0f);
-    assert_true(((double *)r.inputs[10].data)[1] == 1e300);
+    assert_float_equal(((float *)r.inputs[9].data)[0], 1.5, 0);
+    assert_float_equal(((float *)r.inputs[9].data)[1], -2.0, 0);
+    assert_float_equal(((double *)r.inputs[10].data)[1], 1e300, 0);
     // BYTES: 4-byte little-endian length, then the bytes (UTF-8 of "hé" is 3 bytes).
     assert_int_equal(r.inputs[11].nbytes, 4 + 3 + 4);
     const uint8_t *s = r.inputs[11].data;
@@ -412,10 +418,10 @@ static void test_format_json_and_binary(void **state) {
     r.output_binary[0] = 1;
     assert_int_equal(inferd_kserve_format_infer(&text, &r, outs, &body, &len, &jl, &err), 0);
     assert_int_equal(len, jl + 16);
-    assert_true(memcmp(body + jl, logits, 16) == 0);
+    assert_memory_equal(body + jl, logits, 16);
     text_body = strndup(body, jl);
     assert_contains(text_body, "\"parameters\":{\"binary_data_size\":16}");
-    assert_true(strstr(text_body, "\"data\"") == NULL);
+    assert_not_contains(text_body, "\"data\"");
     free(text_body);
     inferd_free(body);
     inferd_kserve_request_deinit(&r);

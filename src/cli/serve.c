@@ -341,10 +341,12 @@ int inferd_cli_serve(int argc, char **argv) {
         inferd_log_error("%s", err.msg);
         goto out;
     }
-    inferd_log_info("inferd %s listening on http://%s:%d (threads %d, workers %d, http threads "
-                    "%d, pid %d)",
-                    INFERD_VERSION, f.host, inferd_http_server_port(http), f.threads,
-                    inferd_sched_workers(sched), f.http_threads, (int)getpid());
+    int v6 = strchr(f.host, ':') != NULL; // an IPv6 literal goes in brackets in a URL
+    inferd_log_info("inferd %s listening on http://%s%s%s:%d (threads %d, workers %d, http "
+                    "threads %d, pid %d)",
+                    INFERD_VERSION, v6 ? "[" : "", f.host, v6 ? "]" : "",
+                    inferd_http_server_port(http), f.threads, inferd_sched_workers(sched),
+                    f.http_threads, (int)getpid());
     if (inferd_repo_start(repo, &err) < 0) {
         inferd_log_error("%s", err.msg);
         goto out;

@@ -75,7 +75,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log_file)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            m = re.search(r"listening on http://[^:]+:(\d+)", self.log())
+            m = re.search(r"listening on http://(?:\[[^]]+\]|[^:/]+):(\d+)", self.log())
             if m:
                 self.port = int(m.group(1))
                 return self
