@@ -120,7 +120,8 @@ void inferd_repo_retain(inferd_repo_version *v);
  * nothing. Any thread, without other inferd locks held. */
 void inferd_repo_release(inferd_repo_version *v);
 
-/* Accessors of a referenced version. The returned pointers live as long as the reference. */
+/* Accessors of a referenced version. The returned pointers live as long as the reference;
+ * everything they point to is fixed once the version is READY. Any thread. */
 const char *inferd_repo_version_name(const inferd_repo_version *v);
 long inferd_repo_version_number(const inferd_repo_version *v);
 const inferd_repo_model *inferd_repo_version_model(const inferd_repo_version *v);
