@@ -169,6 +169,11 @@ TC_FN int tc_infer(tcase *t) {
     const eg_op_def *d = eg_op_def_get(tc_node(t)->op);
     assert_non_null(d);
     memset(&t->err, 0, sizeof t->err);
+    // A case may be inferred and run more than once: drop the last run's buffers.
+    for (int j = 0; j < TC_MAX_IO; j++) {
+        inferd_free(t->out[j].data);
+        t->out[j].data = NULL;
+    }
     return d->infer(tc_node(t), t->in, t->out, &t->err);
 }
 
@@ -195,6 +200,7 @@ TC_FN int tc_run(tcase *t) {
         memset(t->out[j].data, 0xA5, (size_t)(nb > 0 ? nb : 1));
     }
     t->scratch_size = d->scratch ? d->scratch(n, t->in, t->out, t->threads) : 0;
+    inferd_free(t->scratch);
     t->scratch = inferd_malloc(NULL, t->scratch_size ? t->scratch_size : 1);
     eg_run_ctx ctx = {
         .threads = t->threads, .scratch = t->scratch, .scratch_size = t->scratch_size};
