@@ -342,7 +342,7 @@ static int einsum_plan_make(const eg_node *n, const eg_tensor *in, einsum_plan *
     for (int k = 0; k < n->n_in; k++) {
         const char *end = memchr(t, ',', (size_t)(eq + lhs_len - t));
         if (k == n->n_in - 1 ? end != NULL : end == NULL)
-            return eg_node_error(err, INFERD_EINVAL, n, "equation has not %d terms", n->n_in);
+            return eg_node_error(err, INFERD_EINVAL, n, "equation needs %d terms", n->n_in);
         if (!end)
             end = eq + lhs_len;
         int labels[EG_MAX_RANK], count, ell;
