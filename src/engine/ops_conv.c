@@ -47,7 +47,7 @@ static int geom_make(const eg_node *n, const eg_tensor *x, const int64_t *kernel
                      inferd_error *err) {
     int nsp = x->rank - 2;
     for (int i = 0; i < 2; i++) {
-        g->in[i] = g->k[i] = g->stride[i] = g->dil[i] = 1;
+        g->in[i] = g->k[i] = g->stride[i] = g->dil[i] = g->out[i] = 1;
         g->pb[i] = g->pe[i] = 0;
     }
     for (int i = 0; i < nsp; i++) {
