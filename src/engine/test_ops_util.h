@@ -138,6 +138,7 @@ TC_FN void tc_attr_tensor(tcase *t, const char *name, inferd_dtype dt, int rank,
 /* Input i: dtype, shape and data (copied); data NULL makes it unknown at plan time. */
 TC_FN void tc_in(tcase *t, int i, inferd_dtype dt, int rank, const int64_t *dims,
                  const void *data) {
+    assert_in_range(i, 0, tc_node(t)->n_in - 1);
     eg_tensor *x = &t->in[i];
     x->dtype = dt;
     x->rank = rank;
