@@ -263,6 +263,8 @@ static void store_chunk(inferd_dtype t, void *dst, int64_t lo, int64_t n, wide_k
 /* Converts n elements of src (dtype from) into dst (dtype to). */
 static void cast_elements(inferd_dtype from, const void *src, inferd_dtype to, void *dst, int64_t n,
                           const eg_run_ctx *ctx) {
+    if (n == 0)
+        return;
     if (from == to) {
         memcpy(dst, src, (size_t)n * inferd_dtype_size(to));
         return;

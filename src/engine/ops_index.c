@@ -69,6 +69,8 @@ static int run_gather(const eg_node *n, const eg_tensor *in, eg_tensor *out, con
     int64_t inner = eg_dims_prod(in[0].dims, axis + 1, r);
     int64_t ni = eg_numel(&in[1]);
     size_t row = (size_t)inner * es;
+    if (eg_numel(&out[0]) == 0)
+        return 0;
     const char *src = in[0].data;
     char *dst = out[0].data;
     int is64 = in[1].dtype == INFERD_DTYPE_I64;

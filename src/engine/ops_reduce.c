@@ -292,8 +292,9 @@ static int run_reduce(const eg_node *n, const eg_tensor *in, eg_tensor *out, con
     if (rc)
         return rc;
     if (noop) {
-        if (out[0].data != in[0].data)
-            memcpy(out[0].data, in[0].data, (size_t)eg_tensor_nbytes(&in[0]));
+        int64_t nb = eg_tensor_nbytes(&in[0]);
+        if (out[0].data != in[0].data && nb > 0)
+            memcpy(out[0].data, in[0].data, (size_t)nb);
         return 0;
     }
     red_kind k = red_kind_of(n->op);

@@ -11,8 +11,9 @@
 
 /* Copies input 0 to output 0 when they are separate buffers (views, see above). */
 static void view_copy(const eg_tensor *in, eg_tensor *out) {
-    if (out[0].data != in[0].data && in[0].data)
-        memmove(out[0].data, in[0].data, (size_t)eg_tensor_nbytes(&out[0]));
+    int64_t nb = eg_tensor_nbytes(&out[0]);
+    if (out[0].data != in[0].data && in[0].data && nb > 0)
+        memmove(out[0].data, in[0].data, (size_t)nb);
 }
 
 static int run_view(const eg_node *n, const eg_tensor *in, eg_tensor *out, const eg_run_ctx *ctx,
@@ -129,7 +130,8 @@ static int infer_squeeze(const eg_node *n, const eg_tensor *in, eg_tensor *out, 
     if (rc)
         return rc;
     unsigned drop = 0;
-    if (!present) {
+    // An empty axes list squeezes every 1, as if axes were not given (as ONNX Runtime does).
+    if (!present || count == 0) {
         for (int i = 0; i < in[0].rank; i++)
             if (in[0].dims[i] == 1)
                 drop |= 1u << i;
@@ -229,7 +231,7 @@ static int run_dropout(const eg_node *n, const eg_tensor *in, eg_tensor *out, co
     (void)ctx;
     (void)err;
     view_copy(in, out);
-    if (eg_out_present(n, 1) && out[1].data)
+    if (eg_out_present(n, 1) && out[1].data && eg_numel(&out[1]) > 0)
         memset(out[1].data, 1, (size_t)eg_numel(&out[1]));
     return 0;
 }
@@ -415,6 +417,8 @@ static int infer_constant_of_shape(const eg_node *n, const eg_tensor *in, eg_ten
 
 static void fill_value(void *dst, const void *val, size_t es, int64_t count) {
     char *d = dst;
+    if (count == 0)
+        return;
     int zero = 1;
     for (size_t b = 0; b < es; b++)
         zero &= ((const char *)val)[b] == 0;
@@ -454,7 +458,10 @@ static int range_count(const eg_node *n, const eg_tensor *in, int64_t *count, in
             return eg_node_error(err, INFERD_EINVAL, n,
                                  "start, limit and delta must be finite "
                                  "and delta non-zero");
-        double c = ceil((l - s) / d);
+        // The difference is taken in the input's precision, then divided in double, as ONNX
+        // Runtime does: the element count (a shape) must agree with it exactly.
+        double span = in[0].dtype == INFERD_DTYPE_F32 ? (double)((float)l - (float)s) : l - s;
+        double c = ceil(span / d);
         if (!(c <= (double)EG_MAX_NUMEL))
             return eg_node_error(err, INFERD_EINVAL, n, "would have %g elements", c);
         *count = c > 0 ? (int64_t)c : 0;
