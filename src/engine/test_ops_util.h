@@ -54,7 +54,7 @@ TC_FN tcase *tc_new(eg_op op, int opset, int n_in, int n_out) {
     t->g->opset = opset;
     t->threads = 1;
     t->node = eg_graph_add_node(t->g, op, "n", n_in, n_out, &t->err);
-    assert_true(t->node >= 0);
+    assert_in_range(t->node, 0, INT32_MAX);
     eg_node *n = tc_node(t);
     n->attr = eg_graph_alloc(t->g, sizeof(eg_attr) * 16);
     for (int i = 0; i < n_in; i++) {
@@ -80,7 +80,7 @@ TC_FN void tc_free(tcase *t) {
 
 static inline eg_attr *tc_attr(tcase *t, const char *name, eg_attr_type type) {
     eg_node *n = tc_node(t);
-    assert_true(n->n_attr < 16);
+    assert_in_range(n->n_attr, 0, 15);
     eg_attr *a = &n->attr[n->n_attr++];
     a->name = eg_graph_strdup(t->g, name);
     a->type = type;
@@ -195,7 +195,7 @@ TC_FN int tc_run(tcase *t) {
         if (n->out[j] < 0)
             continue;
         int64_t nb = eg_tensor_nbytes(&t->out[j]);
-        assert_true(nb >= 0);
+        assert_in_range(nb, 0, INT64_MAX);
         // Poison so that an element run() forgets to write shows up.
         t->out[j].data = inferd_malloc(NULL, (size_t)(nb > 0 ? nb : 1));
         memset(t->out[j].data, 0xA5, (size_t)(nb > 0 ? nb : 1));
