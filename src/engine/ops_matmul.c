@@ -162,6 +162,15 @@ static int run_matmul(const eg_node *n, const eg_tensor *in, eg_tensor *out, con
     int rc = mm_shape_get(n, &in[0], &in[1], &s, NULL, NULL, err);
     if (rc)
         return rc;
+    // A weight without batch dims against batched activations ([B,S,K] x [K,N], the common
+    // case): one product with B*S rows instead of B products of S.
+    int fold = s.batches > 1;
+    for (int i = 0; i < s.brank && fold; i++)
+        fold = s.bstr[i] == 0 && (s.astr[i] != 0 || s.bdims[i] == 1);
+    if (fold) {
+        s.M *= s.batches;
+        s.batches = 1;
+    }
     int64_t work = s.M * s.N * s.K;
     int threads = eg_par_threads(ctx, work * s.batches);
     // Many small products: one per thread. Few big ones: threads inside each.
