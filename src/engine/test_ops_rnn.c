@@ -228,6 +228,44 @@ static void test_rnn_reverse_with_lengths(void **state) {
     tc_free(t);
 }
 
+/* Peepholes and input_forget, which torch lacks: the ONNX LSTM equations written out in
+ * numpy (float64), seq 3, batch 2, input 2, hidden 2, weights from default_rng(21). */
+static void test_lstm_peepholes_and_input_forget(void **state) {
+    (void)state;
+    const float *x =
+        F32S(0.56, 0.21, 0.42, -0.82, 0.26, 0.96, -0.15, -0.78, 0.92, 0.35, -0.61, 0.34);
+    const float *w = F32S(0.99, -0.58, 0.71, 0.4, -0.56, -0.63, 0.91, -0.32, -0.12, 0.31, -0.12, -1,
+                          -0.48, -0.06, 0.52, 0.21);
+    const float *r = F32S(-0.14, -0.62, 0.57, -0.63, 0.45, -0.01, 0.1, -0.23, -0.59, -0.66, 0.28,
+                          -0.45, -0.97, -0.61, 0.84, 0.42);
+    const float *b = F32S(0.16, -0.2, 0.64, -0.47, 0.27, -0.98, 0.29, 0.95, 0.42, -0.85, 0.18,
+                          -0.37, 0.84, -0.96, -0.98, -0.81);
+    const float *p = F32S(-0.32, 0.76, 0.13, 0.32, -0.91, -0.65);
+    const float *want_y[2] = {
+        F32S(-0.287691537, 0.0657212269, -0.373547176, 0.0212205, -0.311049606, 0.0282574637,
+             -0.422749363, -0.0161244271, -0.383589806, 0.0830800188, -0.33781755, -0.0132700203),
+        F32S(-0.287691537, 0.0657212269, -0.373547176, 0.0212205, -0.235838015, 0.0560031602,
+             -0.225458592, -0.00706827278, -0.287359179, 0.149096559, -0.169767361, -0.0125464555)};
+    const float *want_c[2] = {F32S(-1.31155571, 0.176334199, -0.56029417, -0.0770224435),
+                              F32S(-0.708228475, 0.315973318, -0.250114098, -0.0716480594)};
+    for (int input_forget = 0; input_forget < 2; input_forget++) {
+        tcase *t = tc_new(EG_OP_LSTM, 14, 8, 3);
+        tc_attr_int(t, "input_forget", input_forget);
+        tc_in_f32(t, 0, 3, DIMS(3, 2, 2), x);
+        tc_in_f32(t, 1, 3, DIMS(1, 8, 2), w);
+        tc_in_f32(t, 2, 3, DIMS(1, 8, 2), r);
+        tc_in_f32(t, 3, 2, DIMS(1, 16), b);
+        for (int i = 4; i < 7; i++)
+            tc_omit_in(t, i);
+        tc_in_f32(t, 7, 2, DIMS(1, 6), p);
+        tc_omit_out(t, 1);
+        expect_ok(t, tc_run(t));
+        check_f32(&t->out[0], want_y[input_forget], 12, 1e-5);
+        check_f32(&t->out[2], want_c[input_forget], 4, 1e-5);
+        tc_free(t);
+    }
+}
+
 static void test_recurrent_refuses_what_it_cannot_do(void **state) {
     (void)state;
     tcase *t = rnn_case(EG_OP_LSTM, 4, 1, 4, LSTM1_W, LSTM1_R, LSTM1_B, 1);
@@ -267,6 +305,7 @@ int main(void) {
         cmocka_unit_test(test_lstm_layout_1),
         cmocka_unit_test(test_gru_linear_before_reset),
         cmocka_unit_test(test_rnn_reverse_with_lengths),
+        cmocka_unit_test(test_lstm_peepholes_and_input_forget),
         cmocka_unit_test(test_recurrent_refuses_what_it_cannot_do),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
