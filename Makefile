@@ -15,8 +15,18 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 else ifeq ($(SANITIZE),thread)
 BUILD := build-tsan
 SANFLAGS := -fsanitize=thread
+else ifeq ($(SANITIZE),fuzzer)
+# libFuzzer builds (clang only): the library is instrumented, targets link -fsanitize=fuzzer.
+BUILD := build-fuzz
+CC := clang
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 else ifneq ($(SANITIZE),)
-$(error SANITIZE must be address or thread)
+$(error SANITIZE must be address, thread or fuzzer)
+endif
+ifeq ($(CC),clang)
+OPENMP := -fopenmp=libgomp
+else
+OPENMP := -fopenmp
 endif
 
 PKGS := libmicrohttpd jansson libprotobuf-c libutf8proc
@@ -24,18 +34,18 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT ?= -O2
-CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp \
+CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE $(OPENMP) \
                -Isrc -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS)
 CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 LDLIBS := -ldnnl $(PKG_LIBS) -lgomp -lpthread -lm
 LDFLAGS ?=
-ALL_LDFLAGS := -fopenmp $(SANFLAGS) $(LDFLAGS)
+ALL_LDFLAGS := $(OPENMP) $(SANFLAGS) $(LDFLAGS)
 
 # Files named *_avx512.c hold kernels for AVX-512 CPUs and *_avx2.c for AVX2 ones; callers
 # pick them at run time from the CPU's features, so the binary still runs on older CPUs.
-AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
-AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -O3 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
+AVX2_FLAGS := -O3 -mavx2 -mfma -mf16c
 
 LIB_SRCS := $(filter-out %/main.c $(wildcard src/*/test_*.c src/*/*/test_*.c), \
               $(wildcard src/*/*.c src/*/*/*.c))

@@ -1,6 +1,8 @@
 /* main.c: `inferd <command> [options]`. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -23,7 +25,21 @@ static void usage(FILE *f) {
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
 }
 
+/* OpenMP reads its wait policy once, when libgomp loads, before main runs. Idle OpenMP
+ * threads must sleep, not spin: spinning teams starve other work on a shared machine (measured
+ * here: a 2-thread batch went from 2 ms to 130-160 ms with one core busy elsewhere). So when
+ * the caller set no policy, set PASSIVE and start over once. */
+static void ensure_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("INFERD_REEXECED"))
+        return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("INFERD_REEXECED", "1", 1);
+    execv("/proc/self/exe", argv);
+    // If exec fails we run on with libgomp's default policy.
+}
+
 int main(int argc, char **argv) {
+    ensure_passive_openmp(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

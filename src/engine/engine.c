@@ -1,36 +1,762 @@
+/* engine.c: a loaded model = graph + packed weights + cached plans + a pool of arenas.
+ *
+ * Lock order: model->lock is a leaf (nothing else is locked while holding it). Plans are built
+ * outside the lock (they read the graph, which is immutable after load) and inserted under it;
+ * plans and arenas in use are refcounted/checked out so eviction never frees them under a run.
+ */
 #include "engine/engine.h"
 
-/* Placeholder until the executor lands: every load reports the engine as unavailable. */
-int inferd_engine_global_init(inferd_error *err) {
-    (void)err;
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/fuse.h"
+#include "engine/kernels.h"
+#include "engine/onnx_import.h"
+#include "engine/plan.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define DEFAULT_MAX_PLANS 64
+#define MAX_KEY (2 + INFERD_MAX_RANK * 8)
+
+typedef struct plan_entry {
+    int64_t key[MAX_KEY * 4];
+    int key_len;
+    eg_plan *plan;
+    int refs;       /* runs using it now */
+    uint64_t used;  /* tick of last use, for LRU */
+} plan_entry;
+
+typedef struct arena {
+    struct arena *next;
+    void *data;
+    size_t cap;
+} arena;
+
+struct inferd_engine_model {
+    inferd_engine_options opts;
+    inferd_mem_account *acct;
+    eg_graph *g;
+    eg_model_ctx *ctx;
+    inferd_tensor_desc *inputs, *outputs;
+    int n_inputs, n_outputs;
+    int mask_input;
+    _Atomic int trim; /* TRIM_*: whether length groups give the same outputs */
+    double load_ms;
+
+    pthread_mutex_t lock;
+    plan_entry **plans;
+    int n_plans;
+    uint64_t tick;
+    arena *free_arenas;
+    eg_profile_entry profile[EG_OP_COUNT_];
+};
+
+int inferd_engine_global_init(inferd_error *err) { return eg_kernels_global_init(err); }
+
+static int build_descs(inferd_engine_model *m, inferd_error *err) {
+    eg_graph *g = m->g;
+    m->n_inputs = g->n_inputs;
+    m->n_outputs = g->n_outputs;
+    m->inputs = inferd_calloc(m->acct, (size_t)g->n_inputs + 1, sizeof *m->inputs);
+    m->outputs = inferd_calloc(m->acct, (size_t)g->n_outputs + 1, sizeof *m->outputs);
+    if (!m->inputs || !m->outputs)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    for (int k = 0; k < 2; k++) {
+        int n = k ? g->n_outputs : g->n_inputs;
+        const int *ids = k ? g->outputs : g->inputs;
+        inferd_tensor_desc *d = k ? m->outputs : m->inputs;
+        for (int i = 0; i < n; i++) {
+            const eg_value *v = &g->values[ids[i]];
+            d[i].name = v->name;
+            d[i].dtype = v->t.dtype;
+            d[i].rank = v->t.rank < 0 ? 0 : v->t.rank;
+            for (int j = 0; j < d[i].rank; j++)
+                d[i].dims[j] = v->t.dims[j] >= 0 ? v->t.dims[j] : -1;
+        }
+    }
+    // The attention mask, if the model has one: an integer [batch, seq] input whose name says
+    // so. Only used to learn valid lengths; results never depend on guessing it right.
+    m->mask_input = -1;
+    for (int i = 0; i < m->n_inputs; i++) {
+        const inferd_tensor_desc *d = &m->inputs[i];
+        if (d->rank == 2 && strstr(d->name, "mask") &&
+            (d->dtype == INFERD_DTYPE_I64 || d->dtype == INFERD_DTYPE_I32))
+            m->mask_input = i;
+    }
     return 0;
 }
+
+/* Copies the constants that live nodes still read out of the mapped file into aligned memory
+ * (weights that were packed are no longer read and are not copied). */
+static int materialize_constants(eg_graph *g, inferd_error *err) {
+    eg_graph_recount(g);
+    for (int v = 0; v < g->n_values; v++) {
+        eg_value *val = &g->values[v];
+        if (val->is_const && (val->n_consumers > 0 || val->is_output)) {
+            int rc = eg_value_materialize(g, val, err);
+            if (rc < 0)
+                return rc;
+        }
+        val->file_data = NULL;
+    }
+    return 0;
+}
+
+static int load_common(const void *data, size_t size, const char *path, int owns_mapping,
+                       const inferd_engine_options *opts, inferd_engine_model **out,
+                       inferd_error *err, int64_t t0) {
+    *out = NULL;
+    inferd_mem_account *acct = opts ? opts->acct : NULL;
+    inferd_engine_model *m = inferd_calloc(acct, 1, sizeof *m);
+    if (!m) {
+        if (owns_mapping)
+            eg_unmap_file(data, size);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory loading a model");
+    }
+    if (opts)
+        m->opts = *opts;
+    m->acct = acct;
+    pthread_mutex_init(&m->lock, NULL);
+    eg_mappings *maps = NULL;
+    int rc = eg_onnx_import(data, size, path, acct, &m->g, &maps, err);
+    if (rc < 0)
+        goto fail;
+    if ((rc = eg_model_ctx_create(acct, &m->ctx, err)) < 0)
+        goto fail;
+    if (!m->opts.disable_fusion && (rc = eg_fuse_load(m->g, m->ctx, err)) < 0)
+        goto fail;
+    if ((rc = eg_plan_remove_dead(m->g, err)) < 0)
+        goto fail;
+    if ((rc = materialize_constants(m->g, err)) < 0)
+        goto fail;
+    eg_mappings_release(maps);
+    maps = NULL;
+    if (owns_mapping)
+        eg_unmap_file(data, size);
+    owns_mapping = 0;
+    if ((rc = build_descs(m, err)) < 0)
+        goto fail;
+    m->load_ms = (double)(inferd_now_ns() - t0) / 1e6;
+    *out = m;
+    return 0;
+fail:
+    eg_mappings_release(maps);
+    if (owns_mapping)
+        eg_unmap_file(data, size);
+    inferd_engine_destroy(m);
+    return rc;
+}
+
 int inferd_engine_load(const char *path, const inferd_engine_options *opts,
                        inferd_engine_model **out, inferd_error *err) {
-    (void)opts;
+    int64_t t0 = inferd_now_ns();
+    const void *data;
+    size_t size;
     *out = NULL;
-    return inferd_error_set(err, INFERD_EUNSUPPORTED, "%s: the engine is not built yet", path);
+    int rc = eg_map_file(path, &data, &size, err);
+    if (rc < 0)
+        return rc;
+    rc = load_common(data, size, path, 1, opts, out, err, t0);
+    if (rc < 0)
+        inferd_error_prefix(err, "%s: ", path);
+    return rc;
 }
+
 int inferd_engine_load_buffer(const void *data, size_t size, const inferd_engine_options *opts,
                               inferd_engine_model **out, inferd_error *err) {
-    (void)data;
-    (void)size;
-    return inferd_engine_load("buffer", opts, out, err);
+    return load_common(data, size, NULL, 0, opts, out, err, inferd_now_ns());
 }
-void inferd_engine_destroy(inferd_engine_model *m) { (void)m; }
-int inferd_engine_input_count(const inferd_engine_model *m) { (void)m; return 0; }
+
+void inferd_engine_destroy(inferd_engine_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_plans; i++) {
+        eg_plan_destroy(m->plans[i]->plan);
+        inferd_free(m->plans[i]);
+    }
+    inferd_free(m->plans);
+    for (arena *a = m->free_arenas, *next; a; a = next) {
+        next = a->next;
+        inferd_free(a->data);
+        inferd_free(a);
+    }
+    eg_graph_destroy(m->g);
+    eg_model_ctx_destroy(m->ctx);
+    inferd_free(m->inputs);
+    inferd_free(m->outputs);
+    pthread_mutex_destroy(&m->lock);
+    inferd_free(m);
+}
+
+int inferd_engine_input_count(const inferd_engine_model *m) { return m->n_inputs; }
 const inferd_tensor_desc *inferd_engine_input(const inferd_engine_model *m, int i) {
-    (void)m; (void)i; return NULL;
+    return i >= 0 && i < m->n_inputs ? &m->inputs[i] : NULL;
 }
-int inferd_engine_output_count(const inferd_engine_model *m) { (void)m; return 0; }
+int inferd_engine_output_count(const inferd_engine_model *m) { return m->n_outputs; }
 const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int i) {
-    (void)m; (void)i; return NULL;
+    return i >= 0 && i < m->n_outputs ? &m->outputs[i] : NULL;
 }
+double inferd_engine_load_ms(const inferd_engine_model *m) { return m->load_ms; }
+int64_t inferd_engine_memory(const inferd_engine_model *m) {
+    return inferd_mem_account_bytes(m->acct);
+}
+
+static int make_key(const inferd_engine_model *m, const inferd_tensor *inputs, int threads,
+                    int64_t *key) {
+    int n = 0;
+    key[n++] = threads;
+    for (int i = 0; i < m->n_inputs; i++) {
+        key[n++] = inputs[i].rank;
+        for (int d = 0; d < inputs[i].rank; d++)
+            key[n++] = inputs[i].dims[d];
+    }
+    return n;
+}
+
+/* Finds or builds the plan for these inputs; returns it with a reference held. */
+static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const eg_tensor *in,
+                    int threads, plan_entry **out, inferd_error *err) {
+    int64_t key[MAX_KEY * 4];
+    int key_len = make_key(m, inputs, threads, key);
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; i < m->n_plans; i++) {
+        plan_entry *e = m->plans[i];
+        if (e->key_len == key_len && !memcmp(e->key, key, sizeof(int64_t) * (size_t)key_len)) {
+            e->refs++;
+            e->used = ++m->tick;
+            pthread_mutex_unlock(&m->lock);
+            *out = e;
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+
+    eg_plan_options po = {.threads = threads,
+                          .fuse = !m->opts.disable_fusion,
+                          .model_ctx = m->ctx,
+                          .mask_input = m->mask_input};
+    plan_entry *e = inferd_calloc(m->acct, 1, sizeof *e);
+    if (!e)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = eg_plan_create(m->g, in, &po, m->acct, &e->plan, err);
+    if (rc < 0) {
+        inferd_free(e);
+        return rc;
+    }
+    int64_t max_arena = m->opts.max_arena_bytes > 0 ? m->opts.max_arena_bytes : (int64_t)4 << 30;
+    if ((int64_t)eg_plan_arena_size(e->plan) > max_arena) {
+        rc = inferd_error_set(err, INFERD_ETOOLARGE,
+                              "these inputs need %lld MiB of intermediate memory (limit %lld MiB)",
+                              (long long)(eg_plan_arena_size(e->plan) >> 20),
+                              (long long)(max_arena >> 20));
+        eg_plan_destroy(e->plan);
+        inferd_free(e);
+        return rc;
+    }
+    memcpy(e->key, key, sizeof(int64_t) * (size_t)key_len);
+    e->key_len = key_len;
+    e->refs = 1;
+
+    pthread_mutex_lock(&m->lock);
+    e->used = ++m->tick;
+    int max = m->opts.max_plans > 0 ? m->opts.max_plans : DEFAULT_MAX_PLANS;
+    // Evict least recently used idle plans beyond the bound.
+    while (m->n_plans >= max) {
+        int victim = -1;
+        for (int i = 0; i < m->n_plans; i++)
+            if (m->plans[i]->refs == 0 && (victim < 0 || m->plans[i]->used < m->plans[victim]->used))
+                victim = i;
+        if (victim < 0)
+            break;
+        plan_entry *v = m->plans[victim];
+        m->plans[victim] = m->plans[--m->n_plans];
+        eg_plan_destroy(v->plan);
+        inferd_free(v);
+    }
+    plan_entry **grown = inferd_realloc(m->acct, m->plans, sizeof(*grown) * (size_t)(m->n_plans + 1));
+    if (grown) {
+        m->plans = grown;
+        m->plans[m->n_plans++] = e;
+    } else {
+        e->refs = -1; // not cached: freed after this run
+    }
+    pthread_mutex_unlock(&m->lock);
+    *out = e;
+    return 0;
+}
+
+static void put_plan(inferd_engine_model *m, plan_entry *e) {
+    if (e->refs < 0) {
+        eg_plan_destroy(e->plan);
+        inferd_free(e);
+        return;
+    }
+    pthread_mutex_lock(&m->lock);
+    e->refs--;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static arena *get_arena(inferd_engine_model *m, size_t need) {
+    pthread_mutex_lock(&m->lock);
+    arena *a = m->free_arenas, **link = &m->free_arenas;
+    // Prefer an arena that is already big enough.
+    for (arena **l = &m->free_arenas; *l; l = &(*l)->next)
+        if ((*l)->cap >= need) {
+            link = l;
+            a = *l;
+            break;
+        }
+    if (a)
+        *link = a->next;
+    pthread_mutex_unlock(&m->lock);
+    if (!a) {
+        a = inferd_calloc(m->acct, 1, sizeof *a);
+        if (!a)
+            return NULL;
+    }
+    if (a->cap < need) {
+        inferd_free(a->data);
+        a->cap = 0;
+        a->data = inferd_malloc(m->acct, need);
+        if (!a->data) {
+            inferd_free(a);
+            return NULL;
+        }
+        a->cap = need;
+    }
+    return a;
+}
+
+static void put_arena(inferd_engine_model *m, arena *a) {
+    pthread_mutex_lock(&m->lock);
+    a->next = m->free_arenas;
+    m->free_arenas = a;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
+                     inferd_tensor *outputs, int threads, inferd_error *err);
+
+/* ---- length groups ----
+ * A padded batch of token sequences with very different lengths wastes most of its work on
+ * padding. For models whose outputs provably ignore padded positions (checked once, lazily,
+ * by running a probe both padded and trimmed), the rows are sorted by valid length and run
+ * as a few groups, each trimmed to its own longest row; outputs are put back in row order. */
+
+enum { TRIM_UNKNOWN = 0, TRIM_SAFE = 1, TRIM_UNSAFE = -1 };
+
+/* Structural conditions: every input is an integer [batch, seq] tensor with both dims
+ * dynamic, and every output has the batch as its dim 0 and no other dynamic dim. */
+static int trim_candidate(const inferd_engine_model *m) {
+    if (m->mask_input < 0)
+        return 0;
+    for (int i = 0; i < m->n_inputs; i++) {
+        const inferd_tensor_desc *d = &m->inputs[i];
+        if (d->rank != 2 || d->dims[0] != -1 || d->dims[1] != -1 ||
+            (d->dtype != INFERD_DTYPE_I64 && d->dtype != INFERD_DTYPE_I32))
+            return 0;
+    }
+    for (int i = 0; i < m->n_outputs; i++) {
+        const inferd_tensor_desc *d = &m->outputs[i];
+        if (d->rank < 1)
+            return 0;
+        for (int j = 1; j < d->rank; j++)
+            if (d->dims[j] < 0)
+                return 0;
+    }
+    return 1;
+}
+
+static void set_token(inferd_tensor *t, int64_t i, int64_t v) {
+    if (t->dtype == INFERD_DTYPE_I64)
+        ((int64_t *)t->data)[i] = v;
+    else
+        ((int32_t *)t->data)[i] = (int32_t)v;
+}
+
+static int64_t get_token(const inferd_tensor *t, int64_t i) {
+    return t->dtype == INFERD_DTYPE_I64 ? ((const int64_t *)t->data)[i]
+                                        : ((const int32_t *)t->data)[i];
+}
+
+/* Builds [rows, L] copies of the inputs from the given rows of a [B, S] batch. */
+static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs,
+                       const int *rows, int n, int64_t L, inferd_tensor *out) {
+    for (int i = 0; i < m->n_inputs; i++) {
+        const inferd_tensor *src = &inputs[i];
+        inferd_tensor *t = &out[i];
+        *t = *src;
+        t->dims[0] = n;
+        t->dims[1] = L;
+        size_t es = inferd_dtype_size(src->dtype);
+        t->nbytes = (size_t)(n * L) * es;
+        t->data = inferd_malloc(NULL, t->nbytes ? t->nbytes : 1);
+        if (!t->data)
+            return -1;
+        for (int r = 0; r < n; r++)
+            memcpy((char *)t->data + (size_t)(r * L) * es,
+                   (const char *)src->data + (size_t)(rows[r] * src->dims[1]) * es,
+                   (size_t)L * es);
+    }
+    return 0;
+}
+
+static void free_tensors(inferd_tensor *t, int n) {
+    for (int i = 0; i < n; i++) {
+        inferd_free(t[i].data);
+        t[i].data = NULL;
+    }
+}
+
+/* Runs a small probe padded and trimmed; safe when the results agree. */
+static int probe_trim(inferd_engine_model *m) {
+    enum { S = 16, SHORT = 9 };
+    inferd_tensor full[16], part[16], out_full[16], out_part[16];
+    if (m->n_inputs > 16 || m->n_outputs > 16)
+        return TRIM_UNSAFE;
+    memset(full, 0, sizeof full);
+    memset(part, 0, sizeof part);
+    memset(out_full, 0, sizeof out_full);
+    memset(out_part, 0, sizeof out_part);
+    int verdict = TRIM_UNSAFE;
+    inferd_error err = {0};
+    for (int i = 0; i < m->n_inputs; i++) {
+        inferd_tensor *t = &full[i];
+        t->dtype = m->inputs[i].dtype;
+        t->rank = 2;
+        t->dims[0] = 2;
+        t->dims[1] = S;
+        t->nbytes = 2 * S * inferd_dtype_size(t->dtype);
+        t->data = inferd_calloc(NULL, 1, t->nbytes);
+        if (!t->data)
+            goto out;
+        int is_mask = i == m->mask_input;
+        int is_ids = !is_mask && !strstr(m->inputs[i].name, "type") &&
+                     !strstr(m->inputs[i].name, "segment") && !strstr(m->inputs[i].name, "position");
+        for (int r = 0; r < 2; r++)
+            for (int j = 0; j < S; j++) {
+                int valid = r == 0 || j < SHORT;
+                int64_t v = is_mask ? valid : is_ids && valid ? 1 + (r * 7 + j * 13) % 50 : 0;
+                set_token(t, r * S + j, v);
+            }
+    }
+    int row1 = 1;
+    if (run_whole(m, full, out_full, 1, &err) < 0 || gather_rows(m, full, &row1, 1, SHORT, part) < 0 ||
+        run_whole(m, part, out_part, 1, &err) < 0)
+        goto out;
+    verdict = TRIM_SAFE;
+    for (int o = 0; o < m->n_outputs && verdict == TRIM_SAFE; o++) {
+        const inferd_tensor *a = &out_full[o], *b = &out_part[o];
+        size_t row = a->nbytes / 2;
+        if (a->dtype != INFERD_DTYPE_F32 || a->dims[0] != 2 || b->nbytes != row) {
+            verdict = TRIM_UNSAFE;
+            break;
+        }
+        const float *x = (const float *)((const char *)a->data + row), *y = b->data;
+        for (size_t k = 0; k < row / sizeof(float); k++)
+            if (!(fabsf(x[k] - y[k]) <= 1e-4f * (1.0f + fabsf(x[k]))))
+                verdict = TRIM_UNSAFE;
+    }
+out:
+    free_tensors(full, m->n_inputs);
+    free_tensors(part, m->n_inputs);
+    free_tensors(out_full, m->n_outputs);
+    free_tensors(out_part, m->n_outputs);
+    return verdict;
+}
+
+static int64_t round_len(int64_t len) {
+    int64_t q = len > 64 ? 16 : 8;
+    return (len + q - 1) / q * q;
+}
+
+static int cmp_len(const void *a, const void *b, void *lens) {
+    const int64_t *l = lens;
+    int x = *(const int *)a, y = *(const int *)b;
+    return l[x] < l[y] ? -1 : l[x] > l[y] ? 1 : x - y;
+}
+
+#define GROUP_OVERHEAD 48 /* a group run costs about this many tokens of work */
+#define MAX_GROUPS 4
+
+/* Splits rows (sorted by length) into at most MAX_GROUPS groups minimising padded tokens plus
+ * a per-group overhead. Returns the number of groups; ends[g] is one past group g's last. */
+static int plan_groups(const int64_t *sorted_len, int n, int *ends) {
+    // best[g][i]: cost of the first i rows in g groups.
+    static const int64_t INF = INT64_MAX / 4;
+    int64_t best[MAX_GROUPS + 1][257];
+    int from[MAX_GROUPS + 1][257];
+    if (n > 256)
+        return 0;
+    for (int g = 0; g <= MAX_GROUPS; g++)
+        for (int i = 0; i <= n; i++)
+            best[g][i] = INF;
+    best[0][0] = 0;
+    for (int g = 1; g <= MAX_GROUPS; g++)
+        for (int i = 1; i <= n; i++)
+            for (int j = g - 1; j < i; j++)
+                if (best[g - 1][j] < INF) {
+                    int64_t c = best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) +
+                                GROUP_OVERHEAD;
+                    if (c < best[g][i]) {
+                        best[g][i] = c;
+                        from[g][i] = j;
+                    }
+                }
+    int g_best = 1;
+    for (int g = 2; g <= MAX_GROUPS; g++)
+        if (best[g][n] < best[g_best][n])
+            g_best = g;
+    for (int g = g_best, i = n; g > 0; g--) {
+        ends[g - 1] = i;
+        i = from[g][i];
+    }
+    return g_best;
+}
+
+/* Returns 1 after running the batch in length groups, 0 when grouping does not apply (the
+ * caller runs the batch whole), or a negative code. */
+static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                       int threads, inferd_error *err) {
+    const inferd_tensor *mask = &inputs[m->mask_input];
+    int64_t B = mask->dims[0], S = mask->dims[1];
+    if (mask->rank != 2 || B < 1 || B > 256 || S < 16 || m->n_inputs > 16 || m->n_outputs > 16)
+        return 0;
+    // Anything unexpected is left to run_whole, which validates and reports it.
+    for (int i = 0; i < m->n_inputs; i++)
+        if (inputs[i].rank != 2 || inputs[i].dims[0] != B || inputs[i].dims[1] != S ||
+            inputs[i].dtype != m->inputs[i].dtype || !inputs[i].data ||
+            inputs[i].nbytes != (size_t)(B * S) * inferd_dtype_size(inputs[i].dtype))
+            return 0;
+    int64_t len[256];
+    int order[256];
+    int64_t max_len = 0, padded = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t L = S;
+        while (L > 0 && get_token(mask, b * S + L - 1) == 0)
+            L--;
+        len[b] = L > 0 ? L : 1;
+        order[b] = (int)b;
+        if (len[b] > max_len)
+            max_len = len[b];
+    }
+    qsort_r(order, (size_t)B, sizeof order[0], cmp_len, len);
+    int64_t sorted[256];
+    for (int64_t b = 0; b < B; b++)
+        sorted[b] = len[order[b]];
+    int ends[MAX_GROUPS];
+    int ng = plan_groups(sorted, (int)B, ends);
+    if (ng == 0)
+        return 0;
+    for (int g = 0, start = 0; g < ng; start = ends[g++])
+        padded += (ends[g] - start) * round_len(sorted[ends[g] - 1]);
+    // Worth it only when it removes a real share of the padded work.
+    if (padded + GROUP_OVERHEAD * (ng - 1) > B * S * 92 / 100)
+        return 0;
+    if (m->trim == TRIM_UNKNOWN)
+        m->trim = probe_trim(m);
+    if (m->trim != TRIM_SAFE)
+        return 0;
+
+    inferd_tensor sub_in[16], sub_out[16];
+    memset(outputs, 0, sizeof(*outputs) * (size_t)m->n_outputs);
+    int rc = 1;
+    for (int g = 0, start = 0; g < ng && rc == 1; start = ends[g++]) {
+        int n = ends[g] - start;
+        int64_t L = round_len(sorted[ends[g] - 1]);
+        if (L > S)
+            L = S;
+        memset(sub_in, 0, sizeof sub_in);
+        if (gather_rows(m, inputs, order + start, n, L, sub_in) < 0) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        } else if ((rc = run_whole(m, sub_in, sub_out, threads, err)) == 0) {
+            rc = 1;
+            for (int o = 0; o < m->n_outputs && rc == 1; o++) {
+                inferd_tensor *t = &outputs[o];
+                size_t row = sub_out[o].dims[0] == n ? sub_out[o].nbytes / (size_t)n : 0;
+                if (!row && sub_out[o].nbytes) {
+                    rc = inferd_error_set(err, INFERD_EINTERNAL, "output %d lost its batch dim", o);
+                    break;
+                }
+                if (!t->data) {
+                    *t = sub_out[o];
+                    t->dims[0] = B;
+                    t->nbytes = row * (size_t)B;
+                    t->data = inferd_malloc(NULL, t->nbytes ? t->nbytes : 1);
+                    if (!t->data) {
+                        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+                        break;
+                    }
+                }
+                for (int r = 0; r < n; r++)
+                    memcpy((char *)t->data + row * (size_t)order[start + r],
+                           (const char *)sub_out[o].data + row * (size_t)r, row);
+            }
+            free_tensors(sub_out, m->n_outputs);
+        }
+        free_tensors(sub_in, m->n_inputs);
+    }
+    if (rc < 0)
+        free_tensors(outputs, m->n_outputs);
+    return rc;
+}
+
 int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
                       inferd_tensor *outputs, int threads, inferd_error *err) {
-    (void)m; (void)inputs; (void)outputs; (void)threads;
-    return inferd_error_set(err, INFERD_EUNSUPPORTED, "the engine is not built yet");
+    if (!m->opts.disable_length_groups && m->trim != TRIM_UNSAFE && trim_candidate(m)) {
+        int rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    return run_whole(m, inputs, outputs, threads, err);
 }
-int64_t inferd_engine_memory(const inferd_engine_model *m) { (void)m; return 0; }
-double inferd_engine_load_ms(const inferd_engine_model *m) { (void)m; return 0; }
-void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f) { (void)m; (void)f; }
+
+static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
+                     inferd_tensor *outputs, int threads, inferd_error *err) {
+    if (threads < 1)
+        threads = 1;
+    eg_tensor in_local[16];
+    eg_tensor *in = m->n_inputs <= 16 ? in_local : inferd_calloc(NULL, (size_t)m->n_inputs, sizeof *in);
+    if (!in)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < m->n_inputs; i++) {
+        const inferd_tensor *t = &inputs[i];
+        if (t->rank < 0 || t->rank > INFERD_MAX_RANK) {
+            rc = inferd_error_set(err, INFERD_EINVAL, "input '%s' has rank %d", m->inputs[i].name,
+                                  t->rank);
+            goto out;
+        }
+        int64_t n = inferd_tensor_numel(t->rank, t->dims);
+        size_t es = inferd_dtype_size(t->dtype);
+        if (n < 0 || es == 0 || (uint64_t)n * es != t->nbytes || (n > 0 && !t->data)) {
+            rc = inferd_error_set(err, INFERD_EINVAL,
+                                  "input '%s' holds %zu bytes, its dtype and dims need %lld",
+                                  m->inputs[i].name, t->nbytes, (long long)(n < 0 ? -1 : n * (int64_t)es));
+            goto out;
+        }
+        in[i].dtype = t->dtype;
+        in[i].rank = t->rank;
+        memcpy(in[i].dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+        in[i].data = t->data;
+    }
+    plan_entry *pe = NULL;
+    if ((rc = get_plan(m, inputs, in, threads, &pe, err)) < 0)
+        goto out;
+    size_t need = eg_plan_arena_size(pe->plan);
+    arena *a = get_arena(m, need ? need : 64);
+    if (!a) {
+        put_plan(m, pe);
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory for the run's arena");
+        goto out;
+    }
+    omp_set_num_threads(threads);
+    eg_profile_entry prof[EG_OP_COUNT_];
+    if (m->opts.profile)
+        memset(prof, 0, sizeof prof);
+    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads,
+                     m->opts.profile ? prof : NULL, err);
+    put_arena(m, a);
+    put_plan(m, pe);
+    if (m->opts.profile && rc == 0) {
+        pthread_mutex_lock(&m->lock);
+        for (int i = 0; i < EG_OP_COUNT_; i++) {
+            m->profile[i].ms += prof[i].ms;
+            m->profile[i].calls += prof[i].calls;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+out:
+    if (in != in_local)
+        inferd_free(in);
+    return rc;
+}
+
+void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f) {
+    double total = 0;
+    for (int i = 0; i < EG_OP_COUNT_; i++)
+        total += m->profile[i].ms;
+    fprintf(f, "%-20s %10s %8s %12s %7s\n", "op", "calls", "ms", "ms/call", "share");
+    char done[EG_OP_COUNT_] = {0};
+    for (int pass = 0; pass < EG_OP_COUNT_; pass++) {
+        // Print in decreasing time without sorting the shared array.
+        int best = -1;
+        for (int i = 0; i < EG_OP_COUNT_; i++)
+            if (!done[i] && m->profile[i].calls &&
+                (best < 0 || m->profile[i].ms > m->profile[best].ms))
+                best = i;
+        if (best < 0)
+            break;
+        done[best] = 1;
+        const eg_profile_entry *e = &m->profile[best];
+        fprintf(f, "%-20s %10ld %8.2f %12.4f %6.1f%%\n", eg_op_name((eg_op)best), e->calls, e->ms,
+                e->ms / (double)e->calls, total > 0 ? 100.0 * e->ms / total : 0.0);
+    }
+    fprintf(f, "%-20s %10s %8.2f\n", "total", "", total);
+}
+
+static void print_desc(FILE *f, const char *what, const inferd_tensor_desc *d) {
+    fprintf(f, "  %s %-24s %-8s [", what, d->name, inferd_dtype_kserve_name(d->dtype));
+    for (int j = 0; j < d->rank; j++)
+        fprintf(f, "%s%lld", j ? ", " : "", (long long)d->dims[j]);
+    fprintf(f, "]\n");
+}
+
+static void print_op_counts(FILE *f, const eg_node *nodes, int n, int (*live)(const void *, int),
+                            const void *ctx) {
+    int counts[EG_OP_COUNT_] = {0};
+    for (int i = 0; i < n; i++)
+        if (live(ctx, i))
+            counts[nodes[i].op]++;
+    for (int op = 1; op < EG_OP_COUNT_; op++)
+        if (counts[op])
+            fprintf(f, "  %-20s %d\n", eg_op_name((eg_op)op), counts[op]);
+}
+
+static int graph_live(const void *ctx, int i) { return !((const eg_graph *)ctx)->nodes[i].dead; }
+
+int inferd_engine_describe(inferd_engine_model *m, const inferd_tensor *inputs, int threads,
+                           FILE *f, inferd_error *err) {
+    fprintf(f, "load: %.1f ms, memory: %.1f MiB, opset %d\n", m->load_ms,
+            (double)inferd_engine_memory(m) / (1 << 20), m->g->opset);
+    for (int i = 0; i < m->n_inputs; i++)
+        print_desc(f, "input ", &m->inputs[i]);
+    for (int i = 0; i < m->n_outputs; i++)
+        print_desc(f, "output", &m->outputs[i]);
+    int live = 0;
+    for (int i = 0; i < m->g->n_nodes; i++)
+        live += !m->g->nodes[i].dead;
+    fprintf(f, "graph after load-time fusion: %d nodes\n", live);
+    print_op_counts(f, m->g->nodes, m->g->n_nodes, graph_live, m->g);
+    if (!inputs)
+        return 0;
+    eg_tensor in[16];
+    if (m->n_inputs > 16)
+        return inferd_error_set(err, INFERD_EUNSUPPORTED, "too many inputs to describe");
+    for (int i = 0; i < m->n_inputs; i++) {
+        memset(&in[i], 0, sizeof in[i]);
+        in[i].dtype = inputs[i].dtype;
+        in[i].rank = inputs[i].rank;
+        memcpy(in[i].dims, inputs[i].dims, sizeof(int64_t) * (size_t)inputs[i].rank);
+    }
+    plan_entry *pe = NULL;
+    int rc = get_plan(m, inputs, in, threads, &pe, err);
+    if (rc < 0)
+        return rc;
+    const eg_plan *p = pe->plan;
+    int counts[EG_OP_COUNT_] = {0};
+    for (int i = 0; i < eg_plan_step_count(p); i++)
+        counts[eg_plan_step_op(p, i)]++;
+    fprintf(f, "plan for these inputs (%d threads): %d steps, arena %.2f MiB\n", threads,
+            eg_plan_step_count(p), (double)eg_plan_arena_size(p) / (1 << 20));
+    for (int op = 1; op < EG_OP_COUNT_; op++)
+        if (counts[op])
+            fprintf(f, "  %-20s %d\n", eg_op_name((eg_op)op), counts[op]);
+    put_plan(m, pe);
+    return 0;
+}

@@ -27,7 +27,8 @@ typedef struct inferd_engine_options {
     int max_plans;            /* plans cached per model; 0: default (64) */
     int profile;              /* nonzero: time every op (see inferd_engine_profile_print) */
     int disable_fusion;       /* nonzero: run the graph as imported (for tests) */
-    int disable_packing;      /* nonzero: never run padded batches as packed tokens */
+    int disable_length_groups; /* nonzero: never split padded batches into length groups */
+    int64_t max_arena_bytes;  /* refuse plans whose arena exceeds this; 0: default (4 GiB) */
 } inferd_engine_options;
 
 /* Call once before any other engine function and before other threads start: fixes OpenMP's
@@ -68,6 +69,11 @@ int64_t inferd_engine_memory(const inferd_engine_model *m);
 
 /* Milliseconds the load took, from opening the file to ready. */
 double inferd_engine_load_ms(const inferd_engine_model *m);
+
+/* Writes a description of the model: inputs, outputs, the ops after load-time fusion, and,
+ * when inputs is not NULL, the plan those inputs get (steps, fusions, arena size). */
+int inferd_engine_describe(inferd_engine_model *m, const inferd_tensor *inputs, int threads,
+                           FILE *f, inferd_error *err);
 
 /* Writes the per-op profile gathered so far (when loaded with profile set) as a table. */
 void inferd_engine_profile_print(const inferd_engine_model *m, FILE *f);

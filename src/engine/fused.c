@@ -1,7 +1,238 @@
+/* fused.c: definitions of the fused ops (infer / prepare / run) over kernels.h. */
+#include "engine/fused.h"
+
+#include <math.h>
+#include <string.h>
+
 #include "engine/ops.h"
 
-/* Fused ops are defined here as graph passes start creating them. */
+static int fail(inferd_error *err, const eg_node *n, const char *what) {
+    char b[160];
+    return inferd_error_set(err, INFERD_EINVAL, "%s: %s", eg_node_str(n, b, sizeof b), what);
+}
+
+static int64_t last_dim(const eg_tensor *t) { return t->rank ? t->dims[t->rank - 1] : 1; }
+
+static int same_shape(const eg_tensor *a, const eg_tensor *b) {
+    if (a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i])
+            return 0;
+    return 1;
+}
+
+/* ---- FusedMatMul ---- */
+
+static int matmul_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                        inferd_error *err) {
+    const eg_matmul_params *p = n->params;
+    int64_t K = eg_packed_weight_k(p->w), N = eg_packed_weight_n(p->w);
+    if (in[0].dtype != INFERD_DTYPE_F32 || in[0].rank < 1 || last_dim(&in[0]) != K)
+        return fail(err, n, "input does not match the weight");
+    out[0] = in[0];
+    out[0].data = NULL;
+    out[0].dims[out[0].rank - 1] = N;
+    if (n->in[1] >= 0 && (in[1].dtype != INFERD_DTYPE_F32 || eg_tensor_numel(&in[1]) != N))
+        return fail(err, n, "bias does not match the weight");
+    if (n->in[2] >= 0 && (in[2].dtype != INFERD_DTYPE_F32 || !same_shape(&in[2], &out[0])))
+        return fail(err, n, "residual does not match the output");
+    return 0;
+}
+
+static int matmul_prepare(const eg_node *n, const eg_tensor *in, const eg_tensor *out,
+                          int threads, void *model_ctx, void **state, inferd_error *err) {
+    const eg_matmul_params *p = n->params;
+    int64_t K = eg_packed_weight_k(p->w);
+    int64_t M = eg_tensor_numel(&in[0]) / K;
+    (void)out;
+    if (M == 0) {
+        *state = NULL;
+        return 0;
+    }
+    return eg_dense_create(model_ctx, p->w, M, n->in[1] >= 0, p->act, n->in[2] >= 0,
+                           p->residual_first, threads, (eg_dense **)state, err);
+}
+
+static void matmul_release(void *state) { eg_dense_destroy(state); }
+
+static size_t matmul_scratch(const eg_node *n, const void *state) {
+    (void)n;
+    return state ? eg_dense_scratch(state) : 0;
+}
+
+static int matmul_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                      const eg_run_ctx *ctx, inferd_error *err) {
+    if (!ctx->state)
+        return 0; // no rows
+    return eg_dense_run(ctx->state, in[0].data, n->in[1] >= 0 ? in[1].data : NULL,
+                        n->in[2] >= 0 ? in[2].data : NULL, out[0].data, ctx->scratch, err);
+}
+
+/* ---- FusedLayerNorm ---- */
+
+static int layernorm_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                           inferd_error *err) {
+    if (in[0].dtype != INFERD_DTYPE_F32 || in[0].rank < 1)
+        return fail(err, n, "input must be float with rank >= 1");
+    int64_t H = last_dim(&in[0]);
+    for (int i = 1; i <= 2; i++)
+        if (n->in[i] >= 0 && (in[i].dtype != INFERD_DTYPE_F32 || eg_tensor_numel(&in[i]) != H))
+            return fail(err, n, "scale or bias does not match the normalised axis");
+    if (n->in[3] >= 0 && (in[3].dtype != INFERD_DTYPE_F32 || !same_shape(&in[3], &in[0])))
+        return fail(err, n, "residual does not match the input");
+    out[0] = in[0];
+    out[0].data = NULL;
+    return 0;
+}
+
+static int layernorm_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                         const eg_run_ctx *ctx, inferd_error *err) {
+    (void)err;
+    const eg_layernorm_params *p = n->params;
+    int64_t H = last_dim(&in[0]);
+    int64_t rows = H ? eg_tensor_numel(&in[0]) / H : 0;
+    eg_kernels()->layernorm(in[0].data, n->in[3] >= 0 ? in[3].data : NULL,
+                            n->in[1] >= 0 ? in[1].data : NULL, n->in[2] >= 0 ? in[2].data : NULL,
+                            out[0].data, rows, H, p->eps, ctx->threads);
+    return 0;
+}
+
+/* ---- FusedGelu ---- */
+
+static int gelu_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out, inferd_error *err) {
+    if (in[0].dtype != INFERD_DTYPE_F32)
+        return fail(err, n, "input must be float");
+    out[0] = in[0];
+    out[0].data = NULL;
+    return 0;
+}
+
+static int gelu_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, const eg_run_ctx *ctx,
+                    inferd_error *err) {
+    (void)err;
+    const eg_gelu_params *p = n->params;
+    eg_kernels()->gelu(in[0].data, out[0].data, eg_tensor_numel(&in[0]), p->tanh_approx,
+                       ctx->threads);
+    return 0;
+}
+
+/* ---- FusedAttention ---- */
+
+static int attention_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                           inferd_error *err) {
+    const eg_attention_params *p = n->params;
+    int64_t HD = p->heads * p->head_dim;
+    for (int i = 0; i < 3; i++)
+        if (in[i].dtype != INFERD_DTYPE_F32 || in[i].rank != 3)
+            return fail(err, n, "Q, K and V must be float [batch, seq, channels]");
+    if (in[0].dims[0] != in[1].dims[0] || in[1].dims[0] != in[2].dims[0] ||
+        in[1].dims[1] != in[2].dims[1] || p->q_off + HD > in[0].dims[2] ||
+        p->k_off + HD > in[1].dims[2] || p->v_off + HD > in[2].dims[2])
+        return fail(err, n, "Q, K and V shapes do not agree");
+    int64_t B = in[0].dims[0], Sq = in[0].dims[1], Sk = in[1].dims[1];
+    if (n->in[3] >= 0) {
+        const eg_tensor *m = &in[3];
+        if (m->dtype != INFERD_DTYPE_F32 || m->rank > 4)
+            return fail(err, n, "mask must be float with rank <= 4");
+        int64_t want[4] = {B, p->heads, Sq, Sk};
+        for (int i = 0; i < m->rank; i++) {
+            int64_t d = m->dims[i], w = want[4 - m->rank + i];
+            if (d != 1 && d != w)
+                return fail(err, n, "mask does not broadcast to [batch, heads, seq, seq]");
+        }
+        if (m->rank == 0 || m->dims[m->rank - 1] != Sk)
+            return fail(err, n, "mask must have one value per key");
+    }
+    out[0].dtype = INFERD_DTYPE_F32;
+    out[0].rank = 3;
+    out[0].dims[0] = B;
+    out[0].dims[1] = p->q_rows > 0 && p->q_rows < Sq ? p->q_rows : Sq;
+    out[0].dims[2] = HD;
+    return 0;
+}
+
+static size_t attention_scratch(const eg_node *n, const eg_tensor *in, const eg_tensor *out,
+                                int threads) {
+    const eg_attention_params *p = n->params;
+    (void)out;
+    return eg_attention_scratch(in[1].dims[1], p->head_dim, threads) +
+           sizeof(int32_t) * (size_t)(in[0].dims[0] + 16);
+}
+
+/* Masks below this are treated as "never attend": exp of them underflows to exactly 0. */
+#define MASKED (-1e4f)
+
+static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                         const eg_run_ctx *ctx, inferd_error *err) {
+    (void)err;
+    const eg_attention_params *p = n->params;
+    int64_t B = in[0].dims[0], Sq = in[0].dims[1], Sk = in[1].dims[1];
+    eg_attention_args a = {
+        .batch = B,
+        .seq_q = Sq,
+        .seq_k = Sk,
+        .heads = p->heads,
+        .head_dim = p->head_dim,
+        .q = (const float *)in[0].data + p->q_off,
+        .k = (const float *)in[1].data + p->k_off,
+        .v = (const float *)in[2].data + p->v_off,
+        .q_rs = in[0].dims[2],
+        .k_rs = in[1].dims[2],
+        .v_rs = in[2].dims[2],
+        .out = out[0].data,
+        .scale = p->scale,
+        .q_rows_per_batch = out[0].dims[1],
+        .out_seq = out[0].dims[1],
+    };
+    a.q_bs = a.q_rs * Sq;
+    a.k_bs = a.k_rs * Sk;
+    a.v_bs = a.v_rs * Sk;
+    int32_t *key_len = (int32_t *)((char *)ctx->scratch +
+                                   eg_attention_scratch(Sk, p->head_dim, ctx->threads));
+    if (n->in[3] >= 0) {
+        const eg_tensor *m = &in[3];
+        int64_t dims[4] = {1, 1, 1, 1};
+        for (int i = 0; i < m->rank; i++)
+            dims[4 - m->rank + i] = m->dims[i];
+        // Strides of the mask viewed as [B, H, Sq, Sk], 0 where broadcast.
+        int64_t s_q = Sk, s_h = dims[2] * Sk, s_b = dims[1] * dims[2] * Sk;
+        a.mask = m->data;
+        a.m_bs = dims[0] == 1 ? 0 : s_b;
+        a.m_hs = dims[1] == 1 ? 0 : s_h;
+        a.m_is = dims[2] == 1 ? 0 : s_q;
+        // With one mask row per batch row, keys after the last unmasked one are padding:
+        // their weights are exactly zero, so they are skipped.
+        if (dims[1] == 1 && dims[2] == 1) {
+            for (int64_t b = 0; b < B; b++) {
+                const float *row = a.mask + b * a.m_bs;
+                int64_t L = Sk;
+                while (L > 0 && row[L - 1] <= MASKED)
+                    L--;
+                key_len[b] = (int32_t)(L > 0 ? L : Sk);
+            }
+            a.key_len = key_len;
+        }
+    }
+    eg_kernels()->attention(&a, ctx->scratch, ctx->threads);
+    return 0;
+}
+
+static const eg_op_def fused_defs[EG_OP_COUNT_] = {
+    [EG_OP_FusedMatMul] = {.infer = matmul_infer,
+                           .run = matmul_run,
+                           .prepare = matmul_prepare,
+                           .release = matmul_release,
+                           .state_scratch = matmul_scratch},
+    [EG_OP_FusedLayerNorm] = {.infer = layernorm_infer, .run = layernorm_run},
+    [EG_OP_FusedGelu] = {.infer = gelu_infer, .run = gelu_run},
+    [EG_OP_FusedAttention] = {.infer = attention_infer,
+                              .run = attention_run,
+                              .scratch = attention_scratch},
+};
+
 const eg_op_def *eg_fused_op_def(eg_op op) {
-    (void)op;
-    return NULL;
+    if (op < EG_OP_FUSED_FIRST_ || op >= EG_OP_COUNT_ || !fused_defs[op].infer)
+        return NULL;
+    return &fused_defs[op];
 }

@@ -312,6 +312,21 @@ out:
     return rc;
 }
 
+int eg_value_materialize(eg_graph *g, eg_value *v, inferd_error *err) {
+    if (v->t.data || !v->file_data)
+        return 0;
+    int64_t nb = eg_tensor_nbytes(&v->t);
+    if (nb < 0)
+        return inferd_error_set(err, INFERD_EINVAL, "constant '%s' has an invalid size", v->name);
+    void *d = eg_graph_alloc(g, (size_t)nb);
+    if (!d)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory copying constant '%s'",
+                                v->name);
+    memcpy(d, v->file_data, (size_t)nb);
+    v->t.data = d;
+    return 0;
+}
+
 const eg_attr *eg_node_attr(const eg_node *n, const char *name) {
     for (int i = 0; i < n->n_attr; i++)
         if (strcmp(n->attr[i].name, name) == 0)

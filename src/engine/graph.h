@@ -130,7 +130,12 @@ typedef struct eg_node {
 typedef struct eg_value {
     const char *name;
     eg_tensor t;      /* declared or inferred dtype and dims; data set when is_const */
-    int is_const;     /* initializer or folded: t.data holds the elements */
+    int is_const;     /* initializer or folded: t.data (or file_data) holds the elements */
+    /* Initializer bytes still in the mapped ONNX file: possibly unaligned and valid only
+     * while the model loads. eg_value_materialize copies them into t.data (aligned) for the
+     * constants the model keeps; weights that get packed are read from here directly. */
+    const void *file_data;
+    void *packed; /* packed weight (fused_matmul.c) made from this constant, or NULL */
     int producer;     /* node id, or -1 for graph inputs and constants */
     int n_consumers;  /* live nodes reading it (kept up to date by eg_graph_recount) */
     int is_output;    /* one of the graph outputs */
@@ -174,6 +179,10 @@ void eg_graph_recount(eg_graph *g);
 /* Orders live nodes topologically (in place, dead nodes dropped). Fails with EINVAL naming a
  * node on a cycle, or a value read before anything produces it. */
 int eg_graph_toposort(eg_graph *g, inferd_error *err);
+
+/* Makes v's constant data available at v->t.data (aligned, owned by the graph), copying it
+ * from file_data if needed. Returns 0 or a negative code (out of memory). */
+int eg_value_materialize(eg_graph *g, eg_value *v, inferd_error *err);
 
 /* Attribute lookup on a node; NULL if absent. */
 const eg_attr *eg_node_attr(const eg_node *n, const char *name);

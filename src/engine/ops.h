@@ -57,6 +57,10 @@ typedef struct eg_op_def {
     void (*release)(void *state);
 
     unsigned flags;
+
+    /* Optional, for ops with prepare(): scratch bytes given the prepared state (used instead
+     * of scratch() when set). */
+    size_t (*state_scratch)(const eg_node *n, const void *state);
 } eg_op_def;
 
 /* Output 0 is input 0's data reinterpreted with another shape (Reshape, Flatten, Squeeze,

@@ -1,0 +1,39 @@
+/* fused.h: parameters of the fused ops, shared by the passes that create them (fuse.c) and
+ * the definitions that run them (fused.c). Inputs of each fused node are listed by index. */
+#ifndef INFERD_ENGINE_FUSED_H
+#define INFERD_ENGINE_FUSED_H
+
+#include "engine/graph.h"
+#include "engine/kernels.h"
+
+/* FusedMatMul: in[0] x [..., K], in[1] bias [N] (optional), in[2] residual with the output's
+ * shape (optional); out[0] [..., N] = act(x W + bias) + residual, or act(x W + bias +
+ * residual) when residual_first. */
+typedef struct eg_matmul_params {
+    eg_packed_weight *w;
+    eg_act act;
+    int residual_first;
+} eg_matmul_params;
+
+/* FusedLayerNorm: in[0] x, in[1] gamma [n] (optional), in[2] beta [n] (optional), in[3]
+ * residual added to x first (optional); normalises over the last axis. */
+typedef struct eg_layernorm_params {
+    float eps;
+} eg_layernorm_params;
+
+/* FusedGelu: in[0] x. */
+typedef struct eg_gelu_params {
+    int tanh_approx;
+} eg_gelu_params;
+
+/* FusedAttention: in[0], in[1], in[2] hold Q, K, V as [B, S, C] rows (possibly the same
+ * value, at column offsets q_off, k_off, v_off); in[3] additive mask broadcastable to
+ * [B, heads, Sq, Sk] (optional). out[0] [B, Sq, heads * head_dim]. */
+typedef struct eg_attention_params {
+    int64_t heads, head_dim;
+    int64_t q_off, k_off, v_off;
+    float scale;
+    int64_t q_rows; /* query rows computed per batch row; 0 = all */
+} eg_attention_params;
+
+#endif

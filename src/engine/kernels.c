@@ -1,0 +1,328 @@
+/* kernels.c: oneDNN glue. Lock order: pack_lock (leaf). */
+#include "engine/kernels.h"
+
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static dnnl_engine_t g_engine;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_init_status;
+static const eg_kernel_table *g_kernels;
+static __thread dnnl_stream_t tls_stream;
+
+const eg_kernel_table *eg_kernels_avx512_table(void); /* kernels_avx512.c */
+
+const eg_kernel_table *eg_kernels_avx512(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("fma"))
+        return eg_kernels_avx512_table();
+    return NULL;
+}
+
+static void init_once(void) {
+    if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) {
+        g_init_status = -1;
+        return;
+    }
+    g_kernels = eg_kernels_avx512() ? eg_kernels_avx512() : eg_kernels_generic();
+}
+
+int eg_kernels_global_init(inferd_error *err) {
+    pthread_once(&g_once, init_once);
+    if (g_init_status)
+        return inferd_error_set(err, INFERD_EINTERNAL, "cannot create the oneDNN CPU engine");
+    return 0;
+}
+
+const eg_kernel_table *eg_kernels(void) {
+    pthread_once(&g_once, init_once);
+    return g_kernels ? g_kernels : eg_kernels_generic();
+}
+
+static dnnl_stream_t stream(void) {
+    if (!tls_stream)
+        dnnl_stream_create(&tls_stream, g_engine, dnnl_stream_default_flags);
+    return tls_stream;
+}
+
+struct eg_model_ctx {
+    inferd_mem_account *acct;
+    pthread_mutex_t pack_lock;
+    eg_packed_weight **packed;
+    int n_packed;
+};
+
+struct eg_packed_weight {
+    int64_t K, N;
+    dnnl_memory_desc_t md;
+    void *data;
+};
+
+int eg_model_ctx_create(inferd_mem_account *acct, eg_model_ctx **out, inferd_error *err) {
+    int rc = eg_kernels_global_init(err);
+    if (rc < 0)
+        return rc;
+    eg_model_ctx *c = inferd_calloc(acct, 1, sizeof *c);
+    if (!c)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    c->acct = acct;
+    pthread_mutex_init(&c->pack_lock, NULL);
+    *out = c;
+    return 0;
+}
+
+void eg_model_ctx_destroy(eg_model_ctx *c) {
+    if (!c)
+        return;
+    for (int i = 0; i < c->n_packed; i++) {
+        inferd_free(c->packed[i]->data);
+        inferd_free(c->packed[i]);
+    }
+    inferd_free(c->packed);
+    pthread_mutex_destroy(&c->pack_lock);
+    inferd_free(c);
+}
+
+static int dnnl_fail(inferd_error *err, dnnl_status_t s, const char *what) {
+    return inferd_error_set(err, s == dnnl_out_of_memory ? INFERD_EINTERNAL : INFERD_EUNSUPPORTED,
+                            "oneDNN failed to %s (status %d)", what, (int)s);
+}
+
+/* The weights layout oneDNN's matmul wants for [K, N] (format "any"). */
+static dnnl_status_t query_weights_md(int64_t K, int64_t N, dnnl_memory_desc_t *md) {
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_dims_t ds = {64, K}, dw = {K, N}, dd = {64, N};
+    dnnl_memory_desc_init_by_tag(&src, 2, ds, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&wei, 2, dw, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab);
+    dnnl_matmul_desc_t mdesc;
+    dnnl_status_t s = dnnl_matmul_desc_init(&mdesc, &src, &wei, NULL, &dst);
+    if (s != dnnl_success)
+        return s;
+    dnnl_primitive_desc_t pd;
+    if ((s = dnnl_primitive_desc_create(&pd, &mdesc, NULL, g_engine, NULL)) != dnnl_success)
+        return s;
+    *md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    return dnnl_success;
+}
+
+int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
+                   float scale, eg_packed_weight **out, inferd_error *err) {
+    if (K <= 0 || N <= 0)
+        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight",
+                                (long long)K, (long long)N);
+    eg_packed_weight *pw = inferd_calloc(c->acct, 1, sizeof *pw);
+    if (!pw)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
+    pw->K = K;
+    pw->N = N;
+    dnnl_status_t s = query_weights_md(K, N, &pw->md);
+    if (s != dnnl_success) {
+        inferd_free(pw);
+        return dnnl_fail(err, s, "choose a weight layout");
+    }
+    size_t bytes = dnnl_memory_desc_get_size(&pw->md);
+    pw->data = inferd_malloc(c->acct, bytes);
+    // An aligned copy of the source when it is unaligned or needs scaling: oneDNN reads it.
+    const float *src = w;
+    float *tmp = NULL;
+    if (((uintptr_t)w & 63) || scale != 1.0f) {
+        tmp = inferd_malloc(NULL, sizeof(float) * (size_t)(K * N));
+        if (tmp) {
+            memcpy(tmp, w, sizeof(float) * (size_t)(K * N));
+            if (scale != 1.0f)
+                for (int64_t i = 0; i < K * N; i++)
+                    tmp[i] *= scale;
+        }
+        src = tmp;
+    }
+    if (!pw->data || !src) {
+        inferd_free(tmp);
+        inferd_free(pw->data);
+        inferd_free(pw);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
+    }
+    dnnl_memory_desc_t plain;
+    dnnl_dims_t dw = {K, N};
+    dnnl_memory_desc_init_by_tag(&plain, 2, dw, dnnl_f32, transposed ? dnnl_ba : dnnl_ab);
+    dnnl_memory_t m_src = NULL, m_dst = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    if ((s = dnnl_memory_create(&m_src, &plain, g_engine, (void *)src)) == dnnl_success &&
+        (s = dnnl_memory_create(&m_dst, &pw->md, g_engine, pw->data)) == dnnl_success &&
+        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, &pw->md, g_engine,
+                                                NULL)) == dnnl_success &&
+        (s = dnnl_primitive_create(&r, rpd)) == dnnl_success) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, m_src}, {DNNL_ARG_TO, m_dst}};
+        s = dnnl_primitive_execute(r, stream(), 2, args);
+        if (s == dnnl_success)
+            s = dnnl_stream_wait(stream());
+    }
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(m_src);
+    dnnl_memory_destroy(m_dst);
+    inferd_free(tmp);
+    if (s != dnnl_success) {
+        inferd_free(pw->data);
+        inferd_free(pw);
+        return dnnl_fail(err, s, "pack a weight");
+    }
+    pthread_mutex_lock(&c->pack_lock);
+    eg_packed_weight **grown =
+        inferd_realloc(c->acct, c->packed, sizeof(*grown) * (size_t)(c->n_packed + 1));
+    if (grown) {
+        c->packed = grown;
+        c->packed[c->n_packed++] = pw;
+    }
+    pthread_mutex_unlock(&c->pack_lock);
+    if (!grown) {
+        inferd_free(pw->data);
+        inferd_free(pw);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
+    }
+    *out = pw;
+    return 0;
+}
+
+int64_t eg_packed_weight_k(const eg_packed_weight *w) { return w->K; }
+int64_t eg_packed_weight_n(const eg_packed_weight *w) { return w->N; }
+
+struct eg_dense {
+    const eg_packed_weight *w;
+    int64_t M;
+    int has_bias, has_residual, residual_post_op;
+    dnnl_memory_desc_t src_md, dst_md, bias_md, res_md, scratch_md;
+    dnnl_primitive_t prim;
+    size_t scratch;
+};
+
+static dnnl_alg_kind_t act_alg(eg_act a) {
+    switch (a) {
+    case EG_ACT_RELU:
+        return dnnl_eltwise_relu;
+    case EG_ACT_GELU_ERF:
+        return dnnl_eltwise_gelu_erf;
+    case EG_ACT_GELU_TANH:
+        return dnnl_eltwise_gelu_tanh;
+    case EG_ACT_TANH:
+        return dnnl_eltwise_tanh;
+    case EG_ACT_SIGMOID:
+        return dnnl_eltwise_logistic;
+    default:
+        return dnnl_alg_kind_undef;
+    }
+}
+
+int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
+                    eg_act act, int has_residual, int residual_first, int threads,
+                    eg_dense **out, inferd_error *err) {
+    (void)threads; // the team size is the calling thread's omp_get_max_threads()
+    eg_dense *d = inferd_calloc(c->acct, 1, sizeof *d);
+    if (!d)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    d->w = w;
+    d->M = M;
+    d->has_bias = has_bias;
+    d->has_residual = has_residual;
+    dnnl_dims_t ds = {M, w->K}, dd = {M, w->N}, db = {1, w->N};
+    dnnl_memory_desc_init_by_tag(&d->src_md, 2, ds, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&d->dst_md, 2, dd, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&d->bias_md, 2, db, dnnl_f32, dnnl_ab);
+    d->res_md = d->dst_md;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s;
+    if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success ||
+        (s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) !=
+            dnnl_success ||
+        (s = dnnl_post_ops_create(&po)) != dnnl_success)
+        goto fail;
+    if (has_residual && residual_first &&
+        (s = dnnl_post_ops_append_binary(po, dnnl_binary_add, &d->res_md)) != dnnl_success)
+        goto fail;
+    if (act != EG_ACT_NONE &&
+        (s = dnnl_post_ops_append_eltwise(po, 1.0f, act_alg(act), 0.0f, 0.0f)) != dnnl_success)
+        goto fail;
+    if (has_residual && !residual_first &&
+        (s = dnnl_post_ops_append_binary(po, dnnl_binary_add, &d->res_md)) != dnnl_success)
+        goto fail;
+    d->residual_post_op = has_residual ? (residual_first ? 0 : (act != EG_ACT_NONE)) : -1;
+    if ((s = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success)
+        goto fail;
+    dnnl_matmul_desc_t mdesc;
+    if ((s = dnnl_matmul_desc_init(&mdesc, &d->src_md, &w->md, has_bias ? &d->bias_md : NULL,
+                                   &d->dst_md)) != dnnl_success ||
+        (s = dnnl_primitive_desc_create(&pd, &mdesc, attr, g_engine, NULL)) != dnnl_success)
+        goto fail;
+    // The primitive must accept the layout the weight was packed in.
+    if (!dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                                &w->md)) {
+        s = dnnl_unimplemented;
+        goto fail;
+    }
+    d->scratch_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    d->scratch = dnnl_memory_desc_get_size(&d->scratch_md);
+    if ((s = dnnl_primitive_create(&d->prim, pd)) != dnnl_success)
+        goto fail;
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    *out = d;
+    return 0;
+fail:
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    inferd_free(d);
+    return dnnl_fail(err, s, "create a dense layer");
+}
+
+void eg_dense_destroy(eg_dense *d) {
+    if (!d)
+        return;
+    dnnl_primitive_destroy(d->prim);
+    inferd_free(d);
+}
+
+size_t eg_dense_scratch(const eg_dense *d) { return d->scratch; }
+
+int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
+                 float *y, void *scratch, inferd_error *err) {
+    dnnl_memory_t mem[6] = {0};
+    dnnl_exec_arg_t args[6];
+    int n = 0;
+    dnnl_status_t s = dnnl_success;
+#define ARG(kind, md, ptr)                                                                     \
+    do {                                                                                       \
+        if (s == dnnl_success && (s = dnnl_memory_create(&mem[n], md, g_engine, (void *)(ptr))) == \
+                                     dnnl_success) {                                           \
+            args[n].arg = kind;                                                                \
+            args[n].memory = mem[n];                                                           \
+            n++;                                                                               \
+        }                                                                                      \
+    } while (0)
+    ARG(DNNL_ARG_SRC, &d->src_md, x);
+    ARG(DNNL_ARG_WEIGHTS, &d->w->md, d->w->data);
+    ARG(DNNL_ARG_DST, &d->dst_md, y);
+    if (d->has_bias)
+        ARG(DNNL_ARG_BIAS, &d->bias_md, bias);
+    if (d->has_residual)
+        ARG(DNNL_ARG_ATTR_MULTIPLE_POST_OP(d->residual_post_op) | DNNL_ARG_SRC_1, &d->res_md,
+            residual);
+    if (d->scratch)
+        ARG(DNNL_ARG_SCRATCHPAD, &d->scratch_md, scratch);
+#undef ARG
+    if (s == dnnl_success)
+        s = dnnl_primitive_execute(d->prim, stream(), n, args);
+    for (int i = 0; i < n; i++)
+        dnnl_memory_destroy(mem[i]);
+    return s == dnnl_success ? 0 : dnnl_fail(err, s, "run a dense layer");
+}

@@ -1,0 +1,103 @@
+/* kernels.h: the compute layer under the fused ops: oneDNN glue (engine, streams, packed
+ * weights, dense layers) and our own vectorised kernels (LayerNorm, GELU, attention).
+ *
+ * DESIGN
+ * Kernel providers sit behind a table of function pointers picked once at start from the
+ * CPU's features: an AVX-512 provider (kernels_avx512.c) and a portable one
+ * (kernels_generic.c) that is also the naive reference the fast one is tested against.
+ * Only files in engine/ include dnnl.h; everything oneDNN-specific stays behind this header.
+ *
+ * Weights of dense layers are packed once at load into the blocked layout oneDNN's matmul
+ * picks for them (it does not depend on the number of rows or threads, so one packed copy
+ * serves every plan); plans create primitives against that layout.
+ */
+#ifndef INFERD_ENGINE_KERNELS_H
+#define INFERD_ENGINE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/alloc.h"
+#include "util/error.h"
+
+/* Creates the process-wide oneDNN engine and picks kernel providers. Idempotent. */
+int eg_kernels_global_init(inferd_error *err);
+
+/* Per-model state shared by its plans: the account to charge and its packed weights. */
+typedef struct eg_model_ctx eg_model_ctx;
+int eg_model_ctx_create(inferd_mem_account *acct, eg_model_ctx **out, inferd_error *err);
+void eg_model_ctx_destroy(eg_model_ctx *c);
+
+/* A dense layer's weight [K, N] packed for oneDNN; owned by the model ctx. */
+typedef struct eg_packed_weight eg_packed_weight;
+
+/* Packs w into oneDNN's layout. w is K x N row-major, or N x K row-major when transposed
+ * (Gemm's transB, PyTorch's Linear stored [out, in]); scale multiplies every element (Gemm's
+ * alpha). w may be unaligned (it can point into the mapped file). */
+int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
+                   float scale, eg_packed_weight **out, inferd_error *err);
+int64_t eg_packed_weight_k(const eg_packed_weight *w);
+int64_t eg_packed_weight_n(const eg_packed_weight *w);
+
+/* Activations a dense layer can apply after its bias. */
+typedef enum eg_act {
+    EG_ACT_NONE = 0,
+    EG_ACT_RELU,
+    EG_ACT_GELU_ERF,
+    EG_ACT_GELU_TANH,
+    EG_ACT_TANH,
+    EG_ACT_SIGMOID,
+} eg_act;
+
+/* A dense layer for fixed M: y[M,N] = act(x[M,K] W + bias) (+ residual[M,N]), or with
+ * residual_first, act(x W + bias + residual). */
+typedef struct eg_dense eg_dense;
+int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
+                    eg_act act, int has_residual, int residual_first, int threads,
+                    eg_dense **out, inferd_error *err);
+void eg_dense_destroy(eg_dense *d);
+/* Scratch bytes a run needs (oneDNN's scratchpad). */
+size_t eg_dense_scratch(const eg_dense *d);
+/* Runs on the calling thread's OpenMP team. x, y, residual row-major; bias [N] or NULL. */
+int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
+                 float *y, void *scratch, inferd_error *err);
+
+/* ---- vectorised kernels (provider table) ---- */
+
+/* Attention over one batch: see eg_attention_args. */
+typedef struct eg_attention_args {
+    int64_t batch, seq_q, seq_k, heads, head_dim;
+    const float *q, *k, *v;  /* element (b, s, h, d) at base + b*bs + s*rs + h*head_dim + d */
+    int64_t q_bs, q_rs, k_bs, k_rs, v_bs, v_rs;
+    float *out; /* [batch, out_seq, heads * head_dim] contiguous */
+    int64_t out_seq; /* output rows per batch row (seq_q, or q_rows_per_batch when pruned) */
+    float scale;
+    const float *mask;  /* additive mask, element (b, h, i, j) at b*m_bs + h*m_hs + i*m_is + j,
+                           strides 0 for broadcast dims; NULL for none */
+    int64_t m_bs, m_hs, m_is;
+    const int32_t *key_len; /* per batch row: keys >= key_len[b] are padding and skipped; NULL:
+                               all keys used */
+    int64_t q_rows_per_batch; /* queries computed per batch row (<= seq_q; the rest untouched) */
+} eg_attention_args;
+
+typedef struct eg_kernel_table {
+    const char *name;
+    /* y = LayerNorm(x (+ residual)) over rows of n: (x - mean) / sqrt(var + eps) * gamma +
+     * beta. residual may be NULL. */
+    void (*layernorm)(const float *x, const float *residual, const float *gamma,
+                      const float *beta, float *y, int64_t rows, int64_t n, float eps,
+                      int threads);
+    /* y = gelu(x) elementwise, exact (erf) or tanh approximation. */
+    void (*gelu)(const float *x, float *y, int64_t n, int tanh_approx, int threads);
+    /* Scaled dot-product attention; scratch of eg_attention_scratch bytes. */
+    void (*attention)(const eg_attention_args *a, void *scratch, int threads);
+} eg_kernel_table;
+
+/* The provider picked for this CPU, and the portable reference provider. */
+const eg_kernel_table *eg_kernels(void);
+const eg_kernel_table *eg_kernels_generic(void);
+const eg_kernel_table *eg_kernels_avx512(void); /* NULL if the CPU lacks AVX-512 */
+
+size_t eg_attention_scratch(int64_t seq_k, int64_t head_dim, int threads);
+
+#endif

@@ -1,0 +1,292 @@
+/* kernels_avx512.c: AVX-512 kernels. Compiled with AVX-512 flags; kernels.c calls into this
+ * file only after checking the CPU supports them. Tested against kernels_generic.c. */
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
+/* e^x with a degree-6 polynomial after range reduction; relative error ~2e-7. Inputs are
+ * clamped to [-87.3, 88.7]: below that the reference gives (nearly) zero as well. */
+static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* erf(x), Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). */
+static inline __m512 erf512(__m512 x) {
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                             _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 y = _mm512_set1_ps(1.061405429f);
+    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(-1.453152027f));
+    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(1.421413741f));
+    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(-0.284496736f));
+    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(0.254829592f));
+    y = _mm512_mul_ps(y, t);
+    __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+    __m512 r = _mm512_fnmadd_ps(y, e, _mm512_set1_ps(1.0f));
+    // Copy x's sign onto r.
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
+}
+
+/* tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)). */
+static inline __m512 tanh512(__m512 x) {
+    __m512 e = exp512(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(2.0f)));
+    __m512 r = _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                             _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
+}
+
+static void layernorm(const float *x, const float *residual, const float *gamma,
+                      const float *beta, float *y, int64_t rows, int64_t n, float eps,
+                      int threads) {
+#pragma omp parallel for num_threads(threads) if (rows * n > 32768) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        const float *src = xr;
+        __m512 acc = _mm512_setzero_ps();
+        if (residual) {
+            const float *rr = residual + r * n;
+            for (int64_t i = 0; i < n; i += 16) {
+                __mmask16 k = tail_mask(n - i);
+                __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, xr + i),
+                                         _mm512_maskz_loadu_ps(k, rr + i));
+                _mm512_mask_storeu_ps(yr + i, k, v);
+                acc = _mm512_add_ps(acc, v);
+            }
+            src = yr;
+        } else {
+            for (int64_t i = 0; i < n; i += 16)
+                acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(n - i), xr + i));
+        }
+        float mean = _mm512_reduce_add_ps(acc) / (float)n;
+        __m512 vm = _mm512_set1_ps(mean);
+        acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 k = tail_mask(n - i);
+            __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, src + i), vm);
+            acc = _mm512_fmadd_ps(d, d, acc);
+        }
+        float var = _mm512_reduce_add_ps(acc) / (float)n;
+        __m512 inv = _mm512_set1_ps(1.0f / sqrtf(var + eps));
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 k = tail_mask(n - i);
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, src + i), vm), inv);
+            __m512 g = gamma ? _mm512_maskz_loadu_ps(k, gamma + i) : _mm512_set1_ps(1.0f);
+            __m512 b = beta ? _mm512_maskz_loadu_ps(k, beta + i) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(yr + i, k, _mm512_fmadd_ps(d, g, b));
+        }
+    }
+}
+
+static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threads) {
+    int64_t chunks = (n + 1023) / 1024;
+#pragma omp parallel for num_threads(threads) if (n > 65536) schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t end = (c + 1) * 1024 < n ? (c + 1) * 1024 : n;
+        for (int64_t i = c * 1024; i < end; i += 16) {
+            __mmask16 k = tail_mask(end - i);
+            __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+            __m512 inner;
+            if (tanh_approx) {
+                __m512 v3 = _mm512_mul_ps(_mm512_mul_ps(v, v), v);
+                inner = tanh512(_mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f),
+                                              _mm512_fmadd_ps(v3, _mm512_set1_ps(0.044715f), v)));
+            } else {
+                inner = erf512(_mm512_mul_ps(v, _mm512_set1_ps(0.7071067811865476f)));
+            }
+            __m512 r = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.5f)),
+                                     _mm512_add_ps(inner, _mm512_set1_ps(1.0f)));
+            _mm512_mask_storeu_ps(y + i, k, r);
+        }
+    }
+}
+
+#define QB 4 /* query rows per register block in P x V */
+#define SB 8 /* query rows per register block in the scores */
+
+/* out[r][0..left) = inv[r] * sum_j p[r][j] v[j][0..left) for QB rows, with NV vectors of 16
+ * lanes per row kept in registers (NV is a constant in each instance). */
+#define PV_BLOCK(NV)                                                                           \
+    static void pv_block##NV(const float *vb, int64_t v_rs, const float *p, int64_t skpad,     \
+                             int64_t L, int64_t left, const float *inv, float *o, int64_t o_rs, \
+                             int nr) {                                                         \
+        __m512 acc[QB][NV];                                                                    \
+        __mmask16 km[NV];                                                                      \
+        for (int c = 0; c < NV; c++) {                                                         \
+            km[c] = tail_mask(left - 16 * c);                                                  \
+            for (int r = 0; r < QB; r++)                                                       \
+                acc[r][c] = _mm512_setzero_ps();                                               \
+        }                                                                                      \
+        for (int64_t j = 0; j < L; j++) {                                                      \
+            const float *v = vb + j * v_rs;                                                    \
+            __m512 vv[NV];                                                                     \
+            for (int c = 0; c < NV; c++)                                                       \
+                vv[c] = _mm512_maskz_loadu_ps(km[c], v + 16 * c);                              \
+            for (int r = 0; r < QB; r++) {                                                     \
+                __m512 w = _mm512_set1_ps(p[r * skpad + j]);                                   \
+                for (int c = 0; c < NV; c++)                                                   \
+                    acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);                          \
+            }                                                                                  \
+        }                                                                                      \
+        /* A constant trip count keeps acc in registers; rows past nr are not stored. */       \
+        for (int r = 0; r < QB; r++) {                                                         \
+            if (r >= nr)                                                                       \
+                break;                                                                         \
+            __m512 s = _mm512_set1_ps(inv[r]);                                                 \
+            for (int c = 0; c < NV; c++)                                                       \
+                _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s)); \
+        }                                                                                      \
+    }
+PV_BLOCK(1)
+PV_BLOCK(2)
+PV_BLOCK(3)
+PV_BLOCK(4)
+
+/* One (batch row, head): K transposed into kt so that scores for 16 keys are one FMA per
+ * head dim; then a softmax per query row; then P x V with D in vectors. Keys past the valid
+ * length are never touched. */
+static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, float *kt,
+                           float *p, int64_t skpad) {
+    const int64_t D = a->head_dim;
+    int64_t L = a->seq_k;
+    if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
+        L = a->key_len[b];
+    const int64_t Lp = (L + 31) / 32 * 32;
+    // K transposed into kt[d][j], 16 keys per gather; padding keys are zero.
+    const float *kb = a->k + b * a->k_bs + h * D;
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
+        __mmask16 km = tail_mask(L - j0);
+        __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)a->k_rs));
+        const float *base = kb + j0 * a->k_rs;
+        for (int64_t d = 0; d < D; d++)
+            _mm512_storeu_ps(kt + d * skpad + j0,
+                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km, idx, base + d, 4));
+    }
+
+    const __m512 vscale = _mm512_set1_ps(a->scale);
+    for (int64_t i0 = 0; i0 < a->q_rows_per_batch; i0 += SB) {
+        int nr = a->q_rows_per_batch - i0 < SB ? (int)(a->q_rows_per_batch - i0) : SB;
+        const float *q[SB];
+        const float *m[SB];
+        for (int r = 0; r < SB; r++) {
+            int64_t i = i0 + (r < nr ? r : 0);
+            q[r] = a->q + b * a->q_bs + i * a->q_rs + h * D;
+            m[r] = a->mask ? a->mask + b * a->m_bs + h * a->m_hs + i * a->m_is : NULL;
+        }
+        // Scores: SB query rows x 32 keys per block, one broadcast per row and head dim.
+        for (int64_t jb = 0; jb < Lp; jb += 32) {
+            __m512 acc0[SB], acc1[SB];
+#pragma GCC unroll 8
+            for (int r = 0; r < SB; r++)
+                acc0[r] = acc1[r] = _mm512_setzero_ps();
+            for (int64_t d = 0; d < D; d++) {
+                __m512 k0 = _mm512_loadu_ps(kt + d * skpad + jb);
+                __m512 k1 = _mm512_loadu_ps(kt + d * skpad + jb + 16);
+#pragma GCC unroll 8
+                for (int r = 0; r < SB; r++) {
+                    __m512 qv = _mm512_set1_ps(q[r][d]);
+                    acc0[r] = _mm512_fmadd_ps(qv, k0, acc0[r]);
+                    acc1[r] = _mm512_fmadd_ps(qv, k1, acc1[r]);
+                }
+            }
+            __mmask16 k0m = tail_mask(L - jb), k1m = tail_mask(L - jb - 16);
+            for (int r = 0; r < SB; r++) {
+                __m512 s0 = _mm512_mul_ps(acc0[r], vscale), s1 = _mm512_mul_ps(acc1[r], vscale);
+                if (m[r]) {
+                    s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(k0m, m[r] + jb));
+                    s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(k1m, m[r] + jb + 16));
+                }
+                _mm512_storeu_ps(p + r * skpad + jb, s0);
+                _mm512_storeu_ps(p + r * skpad + jb + 16, s1);
+            }
+        }
+        // Softmax per row over the valid keys.
+        float inv[SB];
+        for (int r = 0; r < nr; r++) {
+            float *pr = p + r * skpad;
+            __m512 mx = _mm512_set1_ps(-INFINITY);
+            for (int64_t j = 0; j < L; j += 16)
+                mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
+                                                            tail_mask(L - j), pr + j));
+            __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+            __m512 sum = _mm512_setzero_ps();
+            for (int64_t j = 0; j < Lp; j += 16) {
+                __mmask16 k = tail_mask(L - j);
+                __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(pr + j), vmax)));
+                _mm512_storeu_ps(pr + j, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+        }
+        // P x V, QB rows at a time, head dims in chunks of up to 64 (four vectors).
+        for (int r0 = 0; r0 < nr; r0 += QB) {
+            int rows = nr - r0 < QB ? nr - r0 : QB;
+            const float *pr = p + r0 * skpad;
+            for (int64_t dc = 0; dc < D; dc += 64) {
+                int nv = (int)((D - dc + 15) / 16);
+                if (nv > 4)
+                    nv = 4;
+                const float *vb = a->v + b * a->v_bs + h * D + dc;
+                float *o = a->out + (b * a->out_seq + i0 + r0) * a->heads * D + h * D + dc;
+                int64_t o_rs = a->heads * D;
+                switch (nv) {
+                case 1:
+                    pv_block1(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                case 2:
+                    pv_block2(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                case 3:
+                    pv_block3(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                default:
+                    pv_block4(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+static void attention(const eg_attention_args *a, void *scratch, int threads) {
+    int64_t skpad = (a->seq_k + 31) / 32 * 32;
+    size_t per_thread = (size_t)(a->head_dim * skpad + SB * skpad + 64);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < a->batch; b++)
+        for (int64_t h = 0; h < a->heads; h++) {
+            float *kt = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
+            attention_head(a, b, h, kt, kt + a->head_dim * skpad, skpad);
+        }
+}
+
+static const eg_kernel_table avx512 = {
+    .name = "avx512",
+    .layernorm = layernorm,
+    .gelu = gelu,
+    .attention = attention,
+};
+
+const eg_kernel_table *eg_kernels_avx512_table(void) { return &avx512; }

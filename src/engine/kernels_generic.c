@@ -1,0 +1,104 @@
+/* kernels_generic.c: portable kernels, written for clarity. They are the reference the
+ * vectorised providers are tested against, and the fallback on CPUs without AVX-512. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+
+static void layernorm(const float *x, const float *residual, const float *gamma,
+                      const float *beta, float *y, int64_t rows, int64_t n, float eps,
+                      int threads) {
+#pragma omp parallel for num_threads(threads) if (rows * n > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        const float *rr = residual ? residual + r * n : NULL;
+        float *yr = y + r * n;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < n; i++)
+            mean += xr[i] + (rr ? rr[i] : 0.0f);
+        mean /= (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            double d = xr[i] + (rr ? rr[i] : 0.0f) - mean;
+            var += d * d;
+        }
+        var /= (double)n;
+        double inv = 1.0 / sqrt(var + eps);
+        for (int64_t i = 0; i < n; i++) {
+            float v = (float)((xr[i] + (rr ? rr[i] : 0.0f) - mean) * inv);
+            yr[i] = v * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
+        }
+    }
+}
+
+static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threads) {
+#pragma omp parallel for num_threads(threads) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        if (tanh_approx)
+            y[i] = (float)(0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))));
+        else
+            y[i] = (float)(0.5 * v * (1.0 + erf(v * 0.7071067811865476)));
+    }
+}
+
+size_t eg_attention_scratch(int64_t seq_k, int64_t head_dim, int threads) {
+    // Per thread: K transposed (head_dim x seq_k rounded up to 32) and eight rows of scores
+    // for the vectorised provider; the generic one uses less.
+    int64_t sk = (seq_k + 31) / 32 * 32;
+    return (size_t)threads * (size_t)(head_dim * sk + 8 * sk + 64) * sizeof(float);
+}
+
+static void attention(const eg_attention_args *a, void *scratch, int threads) {
+    int64_t sk_pad = (a->seq_k + 15) / 16 * 16;
+    size_t per_thread = (size_t)(sk_pad + a->head_dim * sk_pad + 64);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < a->batch; b++) {
+        for (int64_t h = 0; h < a->heads; h++) {
+            float *p = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
+            int64_t L = a->seq_k;
+            if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
+                L = a->key_len[b];
+            int64_t D = a->head_dim;
+            for (int64_t i = 0; i < a->q_rows_per_batch; i++) {
+                const float *q = a->q + b * a->q_bs + i * a->q_rs + h * D;
+                const float *m = a->mask ? a->mask + b * a->m_bs + h * a->m_hs + i * a->m_is : NULL;
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < L; j++) {
+                    const float *k = a->k + b * a->k_bs + j * a->k_rs + h * D;
+                    float s = 0;
+                    for (int64_t d = 0; d < D; d++)
+                        s += q[d] * k[d];
+                    s = s * a->scale + (m ? m[j] : 0.0f);
+                    p[j] = s;
+                    if (s > mx)
+                        mx = s;
+                }
+                double sum = 0;
+                for (int64_t j = 0; j < L; j++) {
+                    p[j] = expf(p[j] - mx);
+                    sum += p[j];
+                }
+                float inv = (float)(1.0 / sum);
+                float *o = a->out + (b * a->out_seq + i) * a->heads * D + h * D;
+                for (int64_t d = 0; d < D; d++)
+                    o[d] = 0;
+                for (int64_t j = 0; j < L; j++) {
+                    const float *v = a->v + b * a->v_bs + j * a->v_rs + h * D;
+                    float w = p[j] * inv;
+                    for (int64_t d = 0; d < D; d++)
+                        o[d] += w * v[d];
+                }
+            }
+        }
+    }
+}
+
+static const eg_kernel_table generic = {
+    .name = "generic",
+    .layernorm = layernorm,
+    .gelu = gelu,
+    .attention = attention,
+};
+
+const eg_kernel_table *eg_kernels_generic(void) { return &generic; }

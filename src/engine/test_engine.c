@@ -1,0 +1,417 @@
+/* test_engine.c: loading and running small models built in the test with protobuf-c, and
+ * every class of broken or hostile file giving an error instead of a crash. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine/engine.h"
+#include "onnx.pb-c.h"
+
+/* ---- building models ---- */
+
+typedef struct {
+    Onnx__ModelProto model;
+    Onnx__GraphProto graph;
+    Onnx__OperatorSetIdProto opset, *opsets[1];
+    Onnx__NodeProto nodes[8], *node_ptrs[8];
+    Onnx__TensorProto inits[8], *init_ptrs[8];
+    Onnx__ValueInfoProto ins[4], outs[4], *in_ptrs[4], *out_ptrs[4];
+    Onnx__TypeProto types[8];
+    Onnx__TypeProto__Tensor ttypes[8];
+    Onnx__TensorShapeProto shapes[8];
+    Onnx__TensorShapeProto__Dimension dims[8][4], *dim_ptrs[8][4];
+    char *in_names[8][4], *out_names[8][4];
+    int64_t init_dims[8][4];
+    int n_types;
+} builder;
+
+static Onnx__ValueInfoProto *value_info(builder *b, Onnx__ValueInfoProto *vi, const char *name,
+                                        int dtype, int rank, const int64_t *dims) {
+    int t = b->n_types++;
+    onnx__value_info_proto__init(vi);
+    onnx__type_proto__init(&b->types[t]);
+    onnx__type_proto__tensor__init(&b->ttypes[t]);
+    onnx__tensor_shape_proto__init(&b->shapes[t]);
+    vi->name = (char *)name;
+    vi->type = &b->types[t];
+    b->types[t].value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    b->types[t].tensor_type = &b->ttypes[t];
+    b->ttypes[t].has_elem_type = 1;
+    b->ttypes[t].elem_type = dtype;
+    b->ttypes[t].shape = &b->shapes[t];
+    b->shapes[t].n_dim = (size_t)rank;
+    b->shapes[t].dim = b->dim_ptrs[t];
+    for (int i = 0; i < rank; i++) {
+        onnx__tensor_shape_proto__dimension__init(&b->dims[t][i]);
+        b->dim_ptrs[t][i] = &b->dims[t][i];
+        if (dims[i] < 0) {
+            b->dims[t][i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            b->dims[t][i].dim_param = "batch";
+        } else {
+            b->dims[t][i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            b->dims[t][i].dim_value = dims[i];
+        }
+    }
+    return vi;
+}
+
+static void node(builder *b, int i, const char *op, const char *name, int n_in,
+                 const char **ins, int n_out, const char **outs) {
+    Onnx__NodeProto *n = &b->nodes[i];
+    onnx__node_proto__init(n);
+    n->op_type = (char *)op;
+    n->name = (char *)name;
+    n->n_input = (size_t)n_in;
+    n->input = b->in_names[i];
+    for (int k = 0; k < n_in; k++)
+        b->in_names[i][k] = (char *)ins[k];
+    n->n_output = (size_t)n_out;
+    n->output = b->out_names[i];
+    for (int k = 0; k < n_out; k++)
+        b->out_names[i][k] = (char *)outs[k];
+    b->node_ptrs[i] = n;
+}
+
+static void init_f32(builder *b, int i, const char *name, int rank, const int64_t *dims,
+                     float *data, size_t n) {
+    Onnx__TensorProto *t = &b->inits[i];
+    onnx__tensor_proto__init(t);
+    t->name = (char *)name;
+    t->has_data_type = 1;
+    t->data_type = 1;
+    t->n_dims = (size_t)rank;
+    t->dims = b->init_dims[i];
+    memcpy(b->init_dims[i], dims, sizeof(int64_t) * (size_t)rank);
+    t->has_raw_data = 1;
+    t->raw_data.data = (uint8_t *)data;
+    t->raw_data.len = n * sizeof(float);
+    b->init_ptrs[i] = t;
+}
+
+static float W[12] = {1, -2, 3, 0.5f, 0, 1, -1, 2, 2, 1, 1, -3}; /* [4, 3] */
+static float Bias[3] = {0.25f, -0.5f, 1};
+
+/* Y = Relu(X W + B), X [batch, 4]. */
+static void dense_model(builder *b) {
+    memset(b, 0, sizeof *b);
+    onnx__model_proto__init(&b->model);
+    onnx__graph_proto__init(&b->graph);
+    onnx__operator_set_id_proto__init(&b->opset);
+    b->opset.has_version = 1;
+    b->opset.version = 14;
+    b->opsets[0] = &b->opset;
+    b->model.has_ir_version = 1;
+    b->model.ir_version = 8;
+    b->model.n_opset_import = 1;
+    b->model.opset_import = b->opsets;
+    b->model.graph = &b->graph;
+    static const char *mm_in[] = {"X", "W"}, *mm_out[] = {"XW"};
+    static const char *add_in[] = {"XW", "B"}, *add_out[] = {"XWB"};
+    static const char *relu_in[] = {"XWB"}, *relu_out[] = {"Y"};
+    node(b, 0, "MatMul", "mm", 2, mm_in, 1, mm_out);
+    node(b, 1, "Add", "add", 2, add_in, 1, add_out);
+    node(b, 2, "Relu", "relu", 1, relu_in, 1, relu_out);
+    b->graph.n_node = 3;
+    b->graph.node = b->node_ptrs;
+    int64_t wd[] = {4, 3}, bd[] = {3};
+    init_f32(b, 0, "W", 2, wd, W, 12);
+    init_f32(b, 1, "B", 1, bd, Bias, 3);
+    b->graph.n_initializer = 2;
+    b->graph.initializer = b->init_ptrs;
+    int64_t xd[] = {-1, 4}, yd[] = {-1, 3};
+    b->in_ptrs[0] = value_info(b, &b->ins[0], "X", 1, 2, xd);
+    b->out_ptrs[0] = value_info(b, &b->outs[0], "Y", 1, 2, yd);
+    b->graph.n_input = 1;
+    b->graph.input = b->in_ptrs;
+    b->graph.n_output = 1;
+    b->graph.output = b->out_ptrs;
+}
+
+static uint8_t *pack(builder *b, size_t *len) {
+    *len = onnx__model_proto__get_packed_size(&b->model);
+    uint8_t *buf = malloc(*len + 1);
+    onnx__model_proto__pack(&b->model, buf);
+    return buf;
+}
+
+static int load(builder *b, inferd_engine_model **m, inferd_error *err) {
+    size_t len;
+    uint8_t *buf = pack(b, &len);
+    int rc = inferd_engine_load_buffer(buf, len, NULL, m, err);
+    free(buf); // the engine keeps nothing from the buffer after loading
+    return rc;
+}
+
+#define ASSERT_ERR(rc, code, err, needle)                                                     \
+    do {                                                                                      \
+        if ((rc) != (code))                                                                   \
+            fail_msg("rc %d (%s), expected %d", (rc), (err).msg, (code));                     \
+        if (!strstr((err).msg, (needle)))                                                     \
+            fail_msg("message '%s' does not mention '%s'", (err).msg, (needle));              \
+    } while (0)
+
+/* ---- tests ---- */
+
+static void test_dense_model_runs(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    inferd_engine_model *m;
+    inferd_error err = {0};
+    assert_int_equal(load(&b, &m, &err), 0);
+    assert_int_equal(inferd_engine_input_count(m), 1);
+    assert_string_equal(inferd_engine_input(m, 0)->name, "X");
+    assert_int_equal(inferd_engine_input(m, 0)->dims[0], -1);
+    float x[8] = {1, 2, 3, 4, -1, 0.5f, 0, 2};
+    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 4}, .data = x,
+                        .nbytes = sizeof x};
+    inferd_tensor out;
+    for (int threads = 1; threads <= 2; threads++) {
+        assert_int_equal(inferd_engine_run(m, &in, &out, threads, &err), 0);
+        assert_int_equal(out.rank, 2);
+        assert_int_equal(out.dims[0], 2);
+        assert_int_equal(out.dims[1], 3);
+        for (int r = 0; r < 2; r++)
+            for (int c = 0; c < 3; c++) {
+                float s = Bias[c];
+                for (int k = 0; k < 4; k++)
+                    s += x[r * 4 + k] * W[k * 3 + c];
+                s = s > 0 ? s : 0;
+                float got = ((float *)out.data)[r * 3 + c];
+                if (fabsf(got - s) > 1e-5f)
+                    fail_msg("Y[%d,%d] = %g, expected %g", r, c, got, s);
+            }
+        inferd_free(out.data);
+    }
+    inferd_engine_destroy(m);
+}
+
+static void test_wrong_input_is_refused(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    inferd_engine_model *m;
+    inferd_error err = {0};
+    assert_int_equal(load(&b, &m, &err), 0);
+    float x[6] = {0};
+    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 3}, .data = x,
+                        .nbytes = sizeof x};
+    inferd_tensor out;
+    int rc = inferd_engine_run(m, &in, &out, 1, &err);
+    ASSERT_ERR(rc, INFERD_EINVAL, err, "dim 1");
+    in.dtype = INFERD_DTYPE_I32;
+    in.dims[1] = 4;
+    in.nbytes = 32;
+    int32_t xi[8] = {0};
+    in.data = xi;
+    rc = inferd_engine_run(m, &in, &out, 1, &err);
+    ASSERT_ERR(rc, INFERD_EINVAL, err, "float");
+    in.dtype = INFERD_DTYPE_F32;
+    in.nbytes = 4; // wrong byte size for [2, 4]
+    rc = inferd_engine_run(m, &in, &out, 1, &err);
+    ASSERT_ERR(rc, INFERD_EINVAL, err, "bytes");
+    inferd_engine_destroy(m);
+}
+
+static void test_every_truncation_is_an_error(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    size_t len;
+    uint8_t *buf = pack(&b, &len);
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *copy = malloc(n + 1);
+        memcpy(copy, buf, n);
+        inferd_engine_model *m = NULL;
+        inferd_error err = {0};
+        int rc = inferd_engine_load_buffer(copy, n, NULL, &m, &err);
+        if (rc == 0)
+            fail_msg("a model truncated to %zu of %zu bytes loaded", n, len);
+        assert_null(m);
+        free(copy);
+    }
+    free(buf);
+}
+
+static void test_garbage_is_an_error(void **state) {
+    (void)state;
+    uint8_t junk[4096];
+    uint64_t s = 7;
+    for (int round = 0; round < 200; round++) {
+        size_t n = (size_t)(s % sizeof junk);
+        for (size_t i = 0; i < n; i++) {
+            s = s * 6364136223846793005ULL + 1;
+            junk[i] = (uint8_t)(s >> 56);
+        }
+        inferd_engine_model *m = NULL;
+        inferd_error err = {0};
+        assert_true(inferd_engine_load_buffer(junk, n, NULL, &m, &err) < 0);
+        assert_non_null(strstr(err.msg, "ONNX") ? err.msg : strstr(err.msg, "opset") ? err.msg
+                                                                                      : NULL);
+    }
+}
+
+static void test_cycle_is_refused(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    // relu now feeds the MatMul: mm -> add -> relu -> mm.
+    b.nodes[0].input[0] = "Y";
+    inferd_engine_model *m = NULL;
+    inferd_error err = {0};
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "cycle");
+    assert_null(m);
+}
+
+static void test_dangling_name_is_refused(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    b.nodes[1].input[1] = "no_such_bias";
+    inferd_engine_model *m = NULL;
+    inferd_error err = {0};
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "no_such_bias");
+}
+
+static void test_unsupported_op_is_named(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    b.nodes[2].op_type = "FrobnicateV9";
+    inferd_engine_model *m = NULL;
+    inferd_error err = {0};
+    int rc = load(&b, &m, &err);
+    ASSERT_ERR(rc, INFERD_EUNSUPPORTED, err, "FrobnicateV9");
+    assert_non_null(strstr(err.msg, "relu"));
+}
+
+static void test_bad_tensors_are_refused(void **state) {
+    (void)state;
+    builder b;
+    inferd_engine_model *m = NULL;
+    inferd_error err = {0};
+
+    dense_model(&b);
+    b.inits[0].raw_data.len = 40; // 10 floats for a [4, 3] weight
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "raw data");
+
+    dense_model(&b);
+    b.inits[0].data_type = 999;
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "data type");
+
+    dense_model(&b);
+    b.init_dims[0][0] = (int64_t)1 << 40;
+    b.init_dims[0][1] = (int64_t)1 << 40;
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "too large");
+
+    dense_model(&b);
+    b.init_dims[0][0] = -4;
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "negative");
+
+    dense_model(&b);
+    b.opset.version = 3;
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EUNSUPPORTED, err, "opset");
+
+    dense_model(&b);
+    b.graph.n_output = 0;
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "no outputs");
+
+    dense_model(&b);
+    b.inits[1].name = "W"; // defined twice
+    ASSERT_ERR(load(&b, &m, &err), INFERD_EINVAL, err, "twice");
+    assert_null(m);
+}
+
+static void test_external_data_cannot_escape(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    Onnx__StringStringEntryProto loc, *locs[1] = {&loc};
+    onnx__string_string_entry_proto__init(&loc);
+    loc.key = "location";
+    loc.value = "../../etc/passwd";
+    b.inits[0].has_raw_data = 0;
+    b.inits[0].has_data_location = 1;
+    b.inits[0].data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    b.inits[0].n_external_data = 1;
+    b.inits[0].external_data = locs;
+    size_t len;
+    uint8_t *buf = pack(&b, &len);
+    char dir[] = "/tmp/inferd_test_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(buf, 1, len, f);
+    fclose(f);
+    inferd_engine_model *m = NULL;
+    inferd_error err = {0};
+    ASSERT_ERR(inferd_engine_load(path, NULL, &m, &err), INFERD_EINVAL, err, "inside");
+    // From memory there is no folder at all.
+    ASSERT_ERR(inferd_engine_load_buffer(buf, len, NULL, &m, &err), INFERD_EINVAL, err,
+               "external data");
+    unlink(path);
+    rmdir(dir);
+    free(buf);
+}
+
+static void test_out_of_memory_anywhere_is_an_error(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    size_t len;
+    uint8_t *buf = pack(&b, &len);
+    float x[4] = {1, 2, 3, 4};
+    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x,
+                        .nbytes = sizeof x};
+    int completed = 0;
+    for (long nth = 1; nth < 400 && !completed; nth++) {
+        inferd_error err = {0};
+        inferd_engine_model *m = NULL;
+        inferd_tensor out = {0};
+        inferd_alloc_fail_after(nth);
+        int rc = inferd_engine_load_buffer(buf, len, NULL, &m, &err);
+        if (rc == 0) {
+            rc = inferd_engine_run(m, &in, &out, 1, &err);
+            if (rc == 0) {
+                completed = 1;
+                inferd_free(out.data);
+            }
+        }
+        inferd_alloc_fail_after(0);
+        if (rc < 0 && err.code == 0)
+            fail_msg("allocation %ld failed without an error message", nth);
+        inferd_engine_destroy(m);
+    }
+    assert_true(completed);
+    free(buf);
+}
+
+int main(void) {
+    inferd_error err;
+    if (inferd_engine_global_init(&err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense_model_runs),
+        cmocka_unit_test(test_wrong_input_is_refused),
+        cmocka_unit_test(test_every_truncation_is_an_error),
+        cmocka_unit_test(test_garbage_is_an_error),
+        cmocka_unit_test(test_cycle_is_refused),
+        cmocka_unit_test(test_dangling_name_is_refused),
+        cmocka_unit_test(test_unsupported_op_is_named),
+        cmocka_unit_test(test_bad_tensors_are_refused),
+        cmocka_unit_test(test_external_data_cannot_escape),
+        cmocka_unit_test(test_out_of_memory_anywhere_is_an_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,198 @@
+/* test_kernels.c: each fast kernel against the naive reference on random shapes, and the
+ * oneDNN dense layer against a plain loop. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <omp.h>
+
+#include "engine/kernels.h"
+
+static uint64_t seed = 12345;
+static float frand(void) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((seed >> 40) & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
+}
+
+static float *rand_buf(size_t n, float scale) {
+    float *p = malloc(n * sizeof *p + 64);
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand() * scale;
+    return p;
+}
+
+static float max_diff(const float *a, const float *b, size_t n) {
+    float d = 0;
+    for (size_t i = 0; i < n; i++) {
+        float x = fabsf(a[i] - b[i]);
+        if (!(x <= d))
+            d = x; // NaN propagates
+    }
+    return d;
+}
+
+#define ASSERT_CLOSE(a, b, n, tol)                                                             \
+    do {                                                                                       \
+        float d_ = max_diff(a, b, n);                                                          \
+        if (!(d_ <= (tol)))                                                                    \
+            fail_msg("max |diff| %g > %g", (double)d_, (double)(tol));                         \
+    } while (0)
+
+static const eg_kernel_table *fast(void) {
+    const eg_kernel_table *k = eg_kernels_avx512();
+    if (!k)
+        skip();
+    return k;
+}
+
+static void test_layernorm_matches_reference(void **state) {
+    (void)state;
+    const eg_kernel_table *f = fast(), *r = eg_kernels_generic();
+    int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 16}, {17, 312}, {64, 768}, {2, 1000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t rows = shapes[s][0], n = shapes[s][1];
+        for (int with_res = 0; with_res < 2; with_res++) {
+            float *x = rand_buf((size_t)(rows * n), 3), *res = rand_buf((size_t)(rows * n), 1);
+            float *g = rand_buf((size_t)n, 1), *b = rand_buf((size_t)n, 1);
+            float *y1 = malloc(sizeof(float) * (size_t)(rows * n));
+            float *y2 = malloc(sizeof(float) * (size_t)(rows * n));
+            f->layernorm(x, with_res ? res : NULL, g, b, y1, rows, n, 1e-12f, 2);
+            r->layernorm(x, with_res ? res : NULL, g, b, y2, rows, n, 1e-12f, 1);
+            ASSERT_CLOSE(y1, y2, (size_t)(rows * n), 2e-5);
+            free(x), free(res), free(g), free(b), free(y1), free(y2);
+        }
+    }
+}
+
+static void test_gelu_matches_reference(void **state) {
+    (void)state;
+    const eg_kernel_table *f = fast(), *r = eg_kernels_generic();
+    size_t n = 100003;
+    float *x = rand_buf(n, 8);
+    x[0] = 0, x[1] = -20, x[2] = 20, x[3] = 1e-8f;
+    float *y1 = malloc(n * sizeof *y1), *y2 = malloc(n * sizeof *y2);
+    for (int t = 0; t < 2; t++) {
+        f->gelu(x, y1, (int64_t)n, t, 2);
+        r->gelu(x, y2, (int64_t)n, t, 1);
+        ASSERT_CLOSE(y1, y2, n, 5e-6);
+    }
+    free(x), free(y1), free(y2);
+}
+
+/* Attention with Q, K, V packed in one [B, S, 3HD] buffer and a padding mask. */
+static void run_attention(int64_t B, int64_t S, int64_t H, int64_t D, int masked, int64_t qrows) {
+    int64_t C = 3 * H * D;
+    float *qkv = rand_buf((size_t)(B * S * C), 2);
+    float *mask = calloc((size_t)(B * S), sizeof(float));
+    if (masked)
+        for (int64_t b = 0; b < B; b++) {
+            int64_t len = 1 + (b * 7) % S;
+            for (int64_t j = len; j < S; j++)
+                mask[b * S + j] = -10000.0f;
+        }
+    size_t out_n = (size_t)(B * S * H * D);
+    float *o1 = calloc(out_n, sizeof(float)), *o2 = calloc(out_n, sizeof(float));
+    eg_attention_args a = {.batch = B, .seq_q = S, .seq_k = S, .heads = H, .head_dim = D,
+                           .q = qkv, .k = qkv + H * D, .v = qkv + 2 * H * D,
+                           .q_bs = S * C, .q_rs = C, .k_bs = S * C, .k_rs = C, .v_bs = S * C,
+                           .v_rs = C, .scale = 1.0f / sqrtf((float)D),
+                           .mask = mask, .m_bs = S, .q_rows_per_batch = qrows, .out_seq = S};
+    size_t scratch = eg_attention_scratch(S, D, 2);
+    void *sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
+    // Reference over all keys; the fast kernel skips padded ones via key_len.
+    a.out = o2;
+    eg_kernels_generic()->attention(&a, sp, 1);
+    int32_t *key_len = malloc(sizeof(int32_t) * (size_t)B);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t L = S;
+        while (L > 0 && mask[b * S + L - 1] <= -1e4f)
+            L--;
+        key_len[b] = (int32_t)(L ? L : S);
+    }
+    a.key_len = key_len;
+    a.out = o1;
+    fast()->attention(&a, sp, 2);
+    for (int64_t b = 0; b < B; b++)
+        ASSERT_CLOSE(o1 + b * S * H * D, o2 + b * S * H * D, (size_t)(qrows * H * D), 2e-5);
+    free(qkv), free(mask), free(o1), free(o2), free(sp), free(key_len);
+}
+
+static void test_attention_matches_reference(void **state) {
+    (void)state;
+    run_attention(1, 1, 1, 8, 0, 1);
+    run_attention(2, 7, 2, 26, 1, 7);
+    run_attention(3, 33, 12, 26, 1, 33);
+    run_attention(2, 128, 12, 64, 1, 128);
+    run_attention(2, 40, 4, 100, 1, 40);
+    run_attention(4, 17, 3, 16, 1, 1); // only the first query row
+}
+
+static void test_dense_matches_loop(void **state) {
+    (void)state;
+    eg_model_ctx *ctx;
+    inferd_error err = {0};
+    assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
+    int64_t cases[][3] = {{1, 3, 5}, {7, 312, 936}, {64, 64, 2}, {33, 100, 17}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t M = cases[c][0], K = cases[c][1], N = cases[c][2];
+        for (int tr = 0; tr < 2; tr++) {
+            float *w = rand_buf((size_t)(K * N), 0.5f), *x = rand_buf((size_t)(M * K), 1);
+            float *bias = rand_buf((size_t)N, 1), *res = rand_buf((size_t)(M * N), 1);
+            float *y = malloc(sizeof(float) * (size_t)(M * N)), *ref = malloc(sizeof(float) * (size_t)(M * N));
+            eg_packed_weight *pw;
+            assert_int_equal(eg_pack_weight(ctx, w, K, N, tr, 0.5f, &pw, &err), 0);
+            for (int act = 0; act <= EG_ACT_SIGMOID; act++) {
+                eg_dense *d;
+                omp_set_num_threads(2);
+                assert_int_equal(eg_dense_create(ctx, pw, M, 1, (eg_act)act, 1, 0, 2, &d, &err), 0);
+                void *sp = aligned_alloc(64, (eg_dense_scratch(d) + 64) / 64 * 64);
+                assert_int_equal(eg_dense_run(d, x, bias, res, y, sp, &err), 0);
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < N; j++) {
+                        double s = bias[j];
+                        for (int64_t k = 0; k < K; k++)
+                            s += (double)x[i * K + k] * 0.5 * (tr ? w[j * K + k] : w[k * N + j]);
+                        switch (act) {
+                        case EG_ACT_RELU:
+                            s = s > 0 ? s : 0;
+                            break;
+                        case EG_ACT_GELU_ERF:
+                            s = 0.5 * s * (1 + erf(s / sqrt(2.0)));
+                            break;
+                        case EG_ACT_GELU_TANH:
+                            s = 0.5 * s * (1 + tanh(0.7978845608 * (s + 0.044715 * s * s * s)));
+                            break;
+                        case EG_ACT_TANH:
+                            s = tanh(s);
+                            break;
+                        case EG_ACT_SIGMOID:
+                            s = 1 / (1 + exp(-s));
+                            break;
+                        }
+                        ref[i * N + j] = (float)(s + res[i * N + j]);
+                    }
+                ASSERT_CLOSE(y, ref, (size_t)(M * N), 1e-4);
+                free(sp);
+                eg_dense_destroy(d);
+            }
+            free(w), free(x), free(bias), free(res), free(y), free(ref);
+        }
+    }
+    eg_model_ctx_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layernorm_matches_reference),
+        cmocka_unit_test(test_gelu_matches_reference),
+        cmocka_unit_test(test_attention_matches_reference),
+        cmocka_unit_test(test_dense_matches_loop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,122 @@
+"""The engine against ONNX Runtime, model by model (issue #2).
+
+For every case and run in tests/fixtures/engine/manifest.json, and with 1 and 2 threads, run
+  inferd exec MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR --threads N
+and compare each DIR/<output>.npy with the expected output that ONNX Runtime 1.30 computed
+(and PyTorch confirmed) when tools/make_engine_fixtures.py wrote the fixture: same dtype and
+shape, and max |inferd - expected| <= the case's tolerance.
+
+Needs only numpy and the inferd binary: $INFERD_BIN, or build/inferd under the repository root.
+"""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "engine"
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+THREADS = (1, 2)
+EXEC_TIMEOUT_S = 120
+
+# numpy's names for the ONNX element types the fixtures use.
+NUMPY_DTYPE = {"float": np.float32, "double": np.float64, "int64": np.int64, "int32": np.int32,
+               "bool": np.bool_}
+
+
+def inferd_bin() -> str:
+    return os.environ.get("INFERD_BIN") or str(ROOT / "build" / "inferd")
+
+
+def runs():
+    for case in MANIFEST["cases"]:
+        for run in case["runs"]:
+            yield case, run
+
+
+def exec_params():
+    return [pytest.param(case, run, threads, id=f"{case['name']}-{run['name']}-t{threads}")
+            for case, run in runs() for threads in THREADS]
+
+
+def describe_worst(got: np.ndarray, want: np.ndarray) -> str:
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    at = np.unravel_index(np.argmax(diff), diff.shape)
+    idx = ", ".join(str(int(i)) for i in at)
+    return (f"max |inferd - expected| = {diff[at]:.3g} at [{idx}] "
+            f"(inferd {got[at]!r}, expected {want[at]!r}); "
+            f"{int(np.count_nonzero(diff > 0))} of {diff.size} elements differ")
+
+
+@pytest.mark.parametrize("case,run,threads", exec_params())
+def test_engine_matches_reference(case, run, threads, tmp_path):
+    where = f"case {case['name']}, run {run['name']}, threads {threads}"
+    cmd = [inferd_bin(), "exec", str(FIXTURES / case["model"])]
+    for name, rel in run["inputs"].items():
+        cmd += ["--input", f"{name}={FIXTURES / rel}"]
+    cmd += ["--output-dir", str(tmp_path), "--threads", str(threads)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
+    except FileNotFoundError:
+        pytest.fail(f"{where}: no inferd binary at {cmd[0]} (build it or set INFERD_BIN)")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{where}: inferd exec did not finish in {EXEC_TIMEOUT_S} s")
+    if p.returncode != 0:
+        pytest.fail(f"{where}: inferd exec exited with {p.returncode}\n"
+                    f"command: {' '.join(cmd)}\nstderr:\n{p.stderr[-3000:]}")
+
+    tol = case["tolerance"]
+    failures = []
+    for name, rel in run["outputs"].items():
+        want = np.load(FIXTURES / rel, allow_pickle=False)
+        out_file = tmp_path / f"{name}.npy"
+        if not out_file.is_file():
+            failures.append(f"output {name}: inferd wrote no {out_file.name}")
+            continue
+        got = np.load(out_file, allow_pickle=False)
+        if got.dtype != want.dtype or got.shape != want.shape:
+            failures.append(f"output {name}: inferd gives {got.dtype}{list(got.shape)}, "
+                            f"expected {want.dtype}{list(want.shape)}")
+            continue
+        if want.dtype.kind in "biu":
+            bad = got != want
+            if bad.any():
+                failures.append(f"output {name}: {int(bad.sum())} of {bad.size} elements "
+                                f"differ; {describe_worst(got, want)}")
+            continue
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        # max() of an array holding NaN is NaN, and NaN > tol is False: test finiteness
+        # first, so that a NaN or an infinity where a number was expected fails.
+        if not np.all(np.isfinite(diff)) or diff.max(initial=0.0) > tol:
+            failures.append(f"output {name}: {describe_worst(got, want)}, tolerance {tol:g}")
+    if failures:
+        pytest.fail(f"{where}:\n  " + "\n  ".join(failures))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["name"]) for c in MANIFEST["cases"]])
+def test_fixture_is_complete(case):
+    """Every file the manifest names exists, and every input matches the model's declared
+    input (dtype, rank, fixed dimensions), so a bad regeneration cannot pass silently."""
+    assert (FIXTURES / case["model"]).is_file(), f"{case['name']}: {case['model']} missing"
+    for rel in case["external_data"]:
+        assert (FIXTURES / rel).is_file(), f"{case['name']}: {rel} missing"
+    declared = {v["name"]: v for v in case["inputs"]}
+    outputs = {v["name"] for v in case["outputs"]}
+    assert case["runs"], f"{case['name']}: no runs"
+    for run in case["runs"]:
+        where = f"{case['name']}/{run['name']}"
+        assert set(run["inputs"]) == set(declared), f"{where}: inputs {sorted(run['inputs'])}"
+        assert set(run["outputs"]) == outputs, f"{where}: outputs {sorted(run['outputs'])}"
+        for name, rel in run["inputs"].items():
+            arr = np.load(FIXTURES / rel, allow_pickle=False)
+            spec = declared[name]
+            assert arr.dtype == NUMPY_DTYPE[spec["dtype"]], f"{where}/{name}: dtype {arr.dtype}"
+            assert arr.ndim == len(spec["shape"]), f"{where}/{name}: shape {arr.shape}"
+            for got, want in zip(arr.shape, spec["shape"]):
+                assert isinstance(want, str) or got == want, f"{where}/{name}: shape {arr.shape}"
+        for rel in run["outputs"].values():
+            assert (FIXTURES / rel).is_file(), f"{where}: {rel} missing"
