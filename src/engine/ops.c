@@ -1,3 +1,7 @@
+/* ops.c: the table of standard ops (each defined in an ops_*.c file), eg_op_def_get, the
+ * helpers ops.h declares, and the machinery ops_impl.h declares: the checks every op gets
+ * before and after its own infer, validating readers for inputs and attributes, and the
+ * broadcasting loops. */
 #include "engine/ops.h"
 
 #include <inttypes.h>
