@@ -113,6 +113,13 @@ static int rnn_shape_get(const eg_node *n, const eg_tensor *in, rnn_shape *s, in
                              "W has %" PRId64 " rows, not %d gates of hidden_size %" PRId64, gh,
                              s->G, s->H);
     int64_t GH = s->G * s->H;
+    // The projections of all steps live in scratch: cap them like an output, since with Y
+    // omitted no output bounds them.
+    if (s->seq * s->batch > EG_MAX_NUMEL / GH)
+        return eg_node_error(err, INFERD_EINVAL, n,
+                             "input projections of %" PRId64 " x %" PRId64
+                             " would be over the limit of %" PRId64 " elements",
+                             s->seq * s->batch, GH, EG_MAX_NUMEL);
     int64_t wd[3] = {s->dirs, GH, s->I}, rd[3] = {s->dirs, GH, s->H}, bd[2] = {s->dirs, 2 * GH};
     int64_t hd[3] = {s->dirs, s->batch, s->H}, pd[2] = {s->dirs, 3 * s->H};
     if (layout) {

@@ -293,6 +293,14 @@ static void test_recurrent_refuses_what_it_cannot_do(void **state) {
     tc_in_f32(t, 3, 2, DIMS(1, 6), NULL);
     expect_err(t, tc_infer(t), INFERD_EINVAL, "B is");
     tc_free(t);
+    // With only Y_h wanted, the scratch of all steps' projections is still capped.
+    t = tc_new(EG_OP_GRU, 14, 3, 2);
+    tc_omit_out(t, 0);
+    tc_in_f32(t, 0, 3, DIMS(1 << 20, 1, 1), NULL);
+    tc_in_f32(t, 1, 3, DIMS(1, 3 << 12, 1), NULL);
+    tc_in_f32(t, 2, 3, DIMS(1, 3 << 12, 1 << 12), NULL);
+    expect_err(t, tc_infer(t), INFERD_EINVAL, "input projections");
+    tc_free(t);
     t = rnn_case(EG_OP_RNN, 4, 1, 1, RNN_W, RNN_R, RNN_B, 1);
     tc_attr_string(t, "direction", "sideways");
     expect_err(t, tc_infer(t), INFERD_EINVAL, "direction sideways");
