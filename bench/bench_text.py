@@ -1,0 +1,672 @@
+#!/usr/bin/python3
+"""make bench-text: the production scenario inferd is built for. 21 text classifiers for one
+task (21 copies of the peers' small BERT-shaped model), the peers' character tokenizer, random
+Chinese texts of 20-120 characters, 16 concurrent users, CPU only; inferd's text API against
+the three peer servers of ../shared/peers/servers, each at its best setting, in one run.
+
+For each server in turn (started on a free loopback port, waited for, warmed up, stopped):
+  * Locust 2.12, headless, --users closed-loop users for --warmup + --duration s
+    (bench/locustfile.py: a random model and a random text of the pool per request);
+  * `inferd bench` (closed loop, --users connections, one fixed ~70-character text to m00)
+    for the same time, as a second driver with a load generator written in C;
+and meanwhile, from this process: GET of the health endpoint every --ready-interval s on a new
+connection (as an orchestrator's probe does), and the server's process tree sampled every
+0.5 s with psutil (CPU%, 100 = one core; largest thread count). inferd's batch-size histogram
+is the difference of /metrics before and after the Locust run. Results: a section of
+bench/RESULTS.md between <!-- bench-text:start --> and <!-- bench-text:end -->, and every
+number in bench/out/text.json.
+
+  /usr/bin/python3 bench/bench_text.py                          # everything, ~16 min
+  /usr/bin/python3 bench/bench_text.py --duration 15 --servers node,inferd21 --no-write
+
+Servers (--servers, in this order by default: gunicorn,tornado,node,inferd21,inferd1):
+  gunicorn         Flask+Gunicorn: 2 sync workers, torch 1 thread each, LRU of 8 per worker
+                   (run_server.sh defaults; the peers' README names no better setting)
+  gunicorn-malloc  the same with glibc's malloc thresholds raised (MALLOC_TUNED=1)
+  tornado          Tornado+TorchScript tuned: OMP_WAIT_POLICY=PASSIVE, MALLOC_TUNED=1
+                   (the "92 QPS" setting of the README)
+  tornado-default  Tornado+TorchScript as run_server.sh starts it
+  node             Node.js+ONNX Runtime with ORT_SPIN=0 (the "155 QPS" setting)
+  node-spin        Node.js+ONNX Runtime as run_server.sh starts it (spinning thread pools)
+  inferd21         inferd on bench/.peers/text_repo21 (bench/make_text_repo.py)
+  inferd1          inferd on bench/.peers/text_repo1 (one model: the 21-vs-1 ratio)
+  inferd21-kserve  inferd on text_repo21 through KServe v2 infer (POST /v2/models/M/infer,
+  inferd1-kserve   JSON tensors), the client tokenizing with the peers' chartok.py: the same
+                   work minus the server-side tokenizer, usable before the text API exists
+Every server runs under `taskset -c 0,1` (run_server.sh pins the peers; inferd is pinned the
+same way). The load generators run unpinned on the same two cores: their CPU% is reported.
+"""
+import argparse
+import http.client
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "peers")
+PEERS = os.path.join(ROOT, "bench", ".peers")
+OUT = os.path.join(ROOT, "bench", "out")
+RUN_SERVER = os.path.join(SHARED, "servers", "run_server.sh")
+LOCUST = "/usr/bin/locust"
+PY = "/usr/bin/python3"
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(SHARED, "servers"))
+import make_text_repo  # noqa: E402
+import text_pool  # noqa: E402
+
+MALLOC = {"MALLOC_TUNED": "1"}
+VARIANTS = {
+    "gunicorn": dict(kind="peer", peer="gunicorn", server="Flask+Gunicorn",
+                     setting="2 workers x 1 thread, LRU 8", env={}),
+    "gunicorn-malloc": dict(kind="peer", peer="gunicorn", server="Flask+Gunicorn",
+                            setting="2 workers x 1 thread, LRU 8, malloc tuned", env=MALLOC),
+    "tornado": dict(kind="peer", peer="tornado", server="Tornado+TorchScript",
+                    setting="2 threads, OMP passive, malloc tuned",
+                    env=dict(OMP_WAIT_POLICY="PASSIVE", **MALLOC)),
+    "tornado-default": dict(kind="peer", peer="tornado", server="Tornado+TorchScript",
+                            setting="2 threads (run_server.sh defaults)", env={}),
+    "node": dict(kind="peer", peer="node", server="Node.js+ONNX Runtime",
+                 setting="intra 2, ORT_SPIN=0", env={"ORT_SPIN": "0"}),
+    "node-spin": dict(kind="peer", peer="node", server="Node.js+ONNX Runtime",
+                      setting="intra 2, spinning (defaults)", env={}),
+    "inferd21": dict(kind="inferd", repo="text_repo21", server="inferd", setting="defaults"),
+    "inferd1": dict(kind="inferd", repo="text_repo1", server="inferd", setting="defaults"),
+    "inferd21-kserve": dict(kind="inferd", target="kserve", repo="text_repo21", server="inferd",
+                            setting="KServe v2 infer, client tokenizes"),
+    "inferd1-kserve": dict(kind="inferd", target="kserve", repo="text_repo1", server="inferd",
+                           setting="KServe v2 infer, client tokenizes"),
+}
+DEFAULT_SERVERS = "gunicorn,tornado,node,inferd21,inferd1"
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+class Server:
+    def __init__(self, name, variant, models, proc, port, log):
+        self.name, self.variant, self.models = name, variant, models
+        self.proc, self.port, self.log = proc, port, log
+        self.kind = variant["kind"]
+        self.target = variant.get("target", self.kind)  # peer | inferd | kserve
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready_path = "/v2/health/ready" if self.kind == "inferd" else "/ready"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peer_repo_for(n):
+    return make_text_repo.peer_repo(n)
+
+
+def inferd_variant(repo, binary=None):
+    return dict(kind="inferd", repo=repo, server="inferd", setting="defaults", binary=binary)
+
+
+def start_server(variant, peer_repo, name=None, binary=None, extra_args=(), timeout=600):
+    """Starts a server in its own session, waits until its health endpoint answers 200."""
+    os.makedirs(OUT, exist_ok=True)
+    port = free_port()
+    name = name or variant.get("peer") or "inferd"
+    log = os.path.join(OUT, f"text_{name}.log")
+    logf = open(log, "w")
+    env = dict(os.environ)
+    if variant["kind"] == "peer":
+        env["NODE_PATH"] = os.path.join(PEERS, "node_modules")
+        env.update(variant["env"])
+        cmd = [RUN_SERVER, variant["peer"], str(port), peer_repo]
+        models = len([f for f in os.listdir(peer_repo) if f.endswith(".onnx")])
+    else:
+        repo = variant["repo"]
+        repo = repo if os.path.isabs(repo) else os.path.join(PEERS, repo)
+        inferd = binary or variant.get("binary") or os.path.join(ROOT, "build", "inferd")
+        cmd = ["taskset", "-c", "0,1", inferd, "serve", "--repo", repo, "--http-port", str(port),
+               *extra_args]
+        models = len([d for d in os.listdir(repo) if not d.startswith(".")])
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    srv = Server(name, variant, models, proc, port, log)
+    srv.cmd = cmd
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}:\n"
+                               + open(log).read()[-2000:])
+        try:
+            st, _ = http_get(srv.url, srv.ready_path, timeout=2)
+            if st == 200:
+                srv.start_s = time.time() - t0
+                return srv
+        except OSError:
+            pass
+        time.sleep(0.25)
+    stop_server(srv)
+    raise RuntimeError(f"{name} not ready after {timeout} s; see {log}")
+
+
+def stop_server(srv):
+    """SIGTERM to the server's process group (gunicorn: master and workers), then SIGKILL."""
+    if srv.proc.poll() is None:
+        try:
+            os.killpg(srv.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            srv.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(srv.proc.pid, signal.SIGKILL)
+            srv.proc.wait()
+
+
+def http_get(url, path, timeout=10.0):
+    host, port = url.split("//")[1].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def http_post(url, path, body, timeout=60.0):
+    host, port = url.split("//")[1].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        c.request("POST", path, body=body.encode(), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def request_for(srv, model, text):
+    if srv.target == "kserve":
+        import chartok  # noqa: E402  (../shared/peers/servers)
+        ids = chartok.encode(text)
+        n = len(ids)
+        return f"/v2/models/{model}/infer", json.dumps({"inputs": [
+            {"name": "input_ids", "datatype": "INT64", "shape": [1, n], "data": ids},
+            {"name": "attention_mask", "datatype": "INT64", "shape": [1, n], "data": [1] * n}]})
+    if srv.target == "inferd":
+        return f"/v1/models/{model}:predict", json.dumps({"text": text}, ensure_ascii=False)
+    return "/predict", json.dumps({"model": model, "text": text}, ensure_ascii=False)
+
+
+def predict(srv, model, text):
+    """One request; the answer as the peers give it: {"label": class index, "score": p}."""
+    path, body = request_for(srv, model, text)
+    st, data = http_post(srv.url, path, body)
+    if st != 200:
+        raise RuntimeError(f"{srv.name} {path}: HTTP {st}: {data[:300]!r}")
+    d = json.loads(data)
+    if srv.target == "kserve":
+        lg = d["outputs"][0]["data"]
+        mx = max(lg)
+        arg = lg.index(mx)
+        return {"label": arg, "score": 1.0 / sum(math.exp(x - mx) for x in lg)}
+    if srv.kind == "peer":
+        return {"label": int(d["label"]), "score": float(d["score"])}
+    p = d["predictions"][0] if "predictions" in d else d
+    label = p["label"]
+    if isinstance(label, str) and label.startswith("label_"):
+        label = label[len("label_"):]
+    return {"label": int(label), "score": float(p["score"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+
+class Sampler(threading.Thread):
+    """CPU seconds and threads of a process tree, every `interval` s."""
+
+    def __init__(self, pid, interval=0.5):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.samples = []  # (time, cpu seconds of the tree, threads of the tree)
+        self.stop_ev = threading.Event()
+
+    def sample(self):
+        cpu = thr = 0
+        try:
+            procs = [self.root] + self.root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    cpu += t.user + t.system
+                    thr += p.num_threads()
+            except psutil.NoSuchProcess:
+                pass
+        st = psutil.cpu_times()
+        busy = sum(st) - st.idle - getattr(st, "iowait", 0)
+        self.samples.append((time.time(), cpu, thr, busy))
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            self.sample()
+            self.stop_ev.wait(self.interval)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join()
+        self.sample()
+
+    def over(self, start, end, machine=False):
+        """(CPU% of the tree over [start, end], most threads seen in it[, the machine's busy
+        CPU% over it, all processes: 200 = both cores])."""
+        s = [x for x in self.samples if start - self.interval <= x[0] <= end + self.interval]
+        if len(s) < 2:
+            return (None, None, None) if machine else (None, None)
+        a = min(s, key=lambda x: abs(x[0] - start))
+        b = min(s, key=lambda x: abs(x[0] - end))
+        dt = b[0] - a[0]
+        cpu = 100.0 * (b[1] - a[1]) / dt if dt > 0 else None
+        if machine:
+            return cpu, max(x[2] for x in s), 100.0 * (b[3] - a[3]) / dt if dt > 0 else None
+        return cpu, max(x[2] for x in s)
+
+
+class ReadyProbe(threading.Thread):
+    """GET of the health endpoint on a new connection every `interval` s, at a fixed rate (a
+    probe that is still waiting does not delay the next one, as with an orchestrator's
+    periodic probes); at most `max_open` probes wait at once."""
+
+    def __init__(self, srv, interval, max_open=50):
+        super().__init__(daemon=True)
+        self.srv, self.interval, self.max_open = srv, interval, max_open
+        self.records = []  # (time sent, ms, status; 0 = error or timeout)
+        self.stop_ev = threading.Event()
+        self.open = threading.Semaphore(max_open)
+        self.lock = threading.Lock()
+        self.threads = []
+
+    def one(self):
+        sent, t = time.time(), time.perf_counter()
+        try:
+            st, _ = http_get(self.srv.url, self.srv.ready_path, timeout=10)
+        except OSError:
+            st = 0
+        with self.lock:
+            self.records.append((sent, (time.perf_counter() - t) * 1e3, st))
+        self.open.release()
+
+    def run(self):
+        due = time.time()
+        while not self.stop_ev.is_set():
+            if self.open.acquire(blocking=False):
+                th = threading.Thread(target=self.one, daemon=True)
+                th.start()
+                self.threads.append(th)
+            else:  # max_open probes already waiting: count this one as failed
+                with self.lock:
+                    self.records.append((time.time(), 10e3, 0))
+            due += self.interval
+            self.stop_ev.wait(max(0.0, due - time.time()))
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join()
+        for th in self.threads:
+            th.join(11)
+
+
+def pct(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    return sorted_vals[min(len(sorted_vals) - 1, max(0, int(round(q * len(sorted_vals) + 0.5)) - 1))]
+
+
+def lat_summary(ms):
+    v = sorted(ms)
+    return {"n": len(v), "p50": pct(v, .5), "p95": pct(v, .95), "p99": pct(v, .99),
+            "max": v[-1] if v else None, "mean": sum(v) / len(v) if v else None}
+
+
+def metrics(srv):
+    """inferd's batch-size histogram summed over models: {le: count}, plus sum and count."""
+    try:
+        st, data = http_get(srv.url, "/metrics")
+    except OSError:
+        return None
+    if st != 200:
+        return None
+    h = {"buckets": {}, "sum": 0, "count": 0, "threads": None}
+    for line in data.decode().splitlines():
+        if line.startswith("inferd_batch_size_bucket{"):
+            le = line.split('le="')[1].split('"')[0]
+            h["buckets"][le] = h["buckets"].get(le, 0) + int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("inferd_batch_size_sum{"):
+            h["sum"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("inferd_batch_size_count{"):
+            h["count"] += int(float(line.rsplit(" ", 1)[1]))
+    return h
+
+
+def metrics_diff(a, b):
+    if not a or not b:
+        return None
+    les = list(b["buckets"])
+    cum = [b["buckets"][le] - a["buckets"].get(le, 0) for le in les]
+    per, prev = {}, 0
+    for le, c in zip(les, cum):
+        per[le] = c - prev
+        prev = c
+    n = b["count"] - a["count"]
+    return {"per_bucket": per, "batches": n, "rows": b["sum"] - a["sum"],
+            "mean": (b["sum"] - a["sum"]) / n if n else None}
+
+
+def warm_up(srv, texts):
+    """Every model once (loads lazily loading servers' first copies), untimed."""
+    for i in range(srv.models):
+        predict(srv, f"m{i:02d}", texts[i % len(texts)])
+
+
+def run_locust(srv, args, texts_file, tag):
+    out = os.path.join(OUT, f"locust_{tag}.json")
+    if os.path.exists(out):
+        os.remove(out)
+    env = dict(os.environ, BENCH_TARGET=srv.target, BENCH_MODELS=str(srv.models),
+               BENCH_TEXTS=texts_file, BENCH_WARMUP=str(args.warmup), BENCH_OUT=out)
+    cmd = [LOCUST, "-f", os.path.join(ROOT, "bench", "locustfile.py"), "--headless",
+           "-u", str(args.users), "-r", str(args.users), "-t", f"{math.ceil(args.warmup + args.duration)}s",
+           "-H", srv.url, "--only-summary", "--loglevel", "WARNING"]
+    with open(os.path.join(OUT, f"locust_{tag}.log"), "w") as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return p, out
+
+
+def measure(srv, driver, args, texts_file, body_text, tag):
+    """One driver against one running server; returns the run's record."""
+    sampler, probe = Sampler(srv.proc.pid), ReadyProbe(srv, args.ready_interval)
+    before = metrics(srv) if srv.kind == "inferd" else None
+    sampler.start()
+    probe.start()
+    t_launch = time.time()
+    if driver == "locust":
+        p, out = run_locust(srv, args, texts_file, tag)
+    else:
+        path, body = request_for(srv, "m00", body_text)
+        bfile = os.path.join(OUT, f"body_{srv.target}.json")
+        with open(bfile, "w", encoding="utf-8") as f:
+            f.write(body)
+        inferd = args.inferd_bench_binary or os.path.join(ROOT, "build", "inferd")
+        cmd = [inferd, "bench", "--url", srv.url, "--path", path, "--body-file", bfile,
+               "--concurrency", str(args.users), "--duration", str(args.duration),
+               "--warmup", str(args.warmup), "--timeout", "60", "--json", "--quiet"]
+        out = os.path.join(OUT, f"inferd_bench_{tag}.json")
+        p = subprocess.Popen(cmd, stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
+    gen = Sampler(p.pid)
+    gen.start()
+    rc = p.wait(timeout=args.warmup + args.duration + 300)
+    gen.stop()
+    probe.stop()
+    sampler.stop()
+    after = metrics(srv) if srv.kind == "inferd" else None
+    rec = {"server": srv.variant["server"], "variant": srv.name, "setting": srv.variant["setting"],
+           "kind": srv.kind, "target": srv.target, "models": srv.models, "driver": driver, "users": args.users, "rc": rc,
+           "start_s": round(srv.start_s, 1)}
+    if driver == "locust":
+        if not os.path.exists(out):  # (locust exits 1 whenever a request failed)
+            rec["error"] = f"locust exited {rc}; see bench/out/locust_{tag}.log"
+            return rec
+        d = json.load(open(out))
+        start, end = d["window"]
+        lat = [r[1] for r in d["requests"]]
+        ok = sum(1 for r in d["requests"] if r[2] == 200)
+        errors = {}
+        for r in d["requests"]:
+            if r[2] != 200:
+                errors[str(r[2])] = errors.get(str(r[2]), 0) + 1
+        rec.update(qps=ok / (end - start), requests=len(lat), ok=ok, errors=errors,
+                   latency=lat_summary(lat), window=end - start)
+    else:
+        err = p.stderr.read()
+        try:
+            d = json.loads(open(out).read().strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            rec["error"] = f"inferd bench exited {rc}: {err[-500:]}"
+            return rec
+        start = t_launch + args.warmup  # inferd bench starts measuring after its warm-up
+        end = start + args.duration
+        rec.update(qps=d["qps"], requests=d["requests"], ok=d["ok"], errors=d.get("errors", {}),
+                   latency={"p50": d["p50"], "p95": d["p95"], "p99": d["p99"], "max": d["max"],
+                            "mean": d["mean"], "n": d["requests"]},
+                   window=d["duration"])
+    rec["cpu"], rec["threads"], rec["machine_cpu"] = sampler.over(start, end, machine=True)
+    rec["gen_cpu"], _ = gen.over(start, end)
+    if None not in (rec["cpu"], rec["gen_cpu"], rec["machine_cpu"]):
+        rec["other_cpu"] = rec["machine_cpu"] - rec["cpu"] - rec["gen_cpu"]
+    rec["loadavg"] = os.getloadavg()[0]
+    rd = [r for r in probe.records if start <= r[0] <= end]
+    rec["ready"] = lat_summary([r[1] for r in rd])
+    rec["ready"]["failed"] = sum(1 for r in rd if r[2] != 200)
+    rec["ready"]["over_1s"] = sum(1 for r in rd if r[1] > 1000)
+    rec["batch"] = metrics_diff(before, after)
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+def f(x, nd=0):
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def check(ok):
+    return "**yes**" if ok else "**no**"
+
+
+def markdown(runs, args, started, elapsed, pool_source):
+    L = ["<!-- bench-text:start -->",
+         "## Text API, 21 classifiers, 16 users: inferd vs the peer servers (`make bench-text`)",
+         "",
+         f"Command: `/usr/bin/python3 bench/bench_text.py {' '.join(args.argv)}`".rstrip(),
+         f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared with other "
+         "work and noisy: compare within the run).",
+         f"Scenario: {args.models21} copies of the peers' small model (4 layers, hidden 312, 30 "
+         "labels) behind each server's text endpoint, the peers' char tokenizer (inferd: "
+         "`pipeline.json`, bench/make_text_repo.py), Chinese texts of 20-120 characters "
+         f"({pool_source}, {args.texts} texts, seed {args.seed}), {args.users} closed-loop "
+         f"users, {args.warmup:g} s warm-up then {args.duration:g} s measured. Every server "
+         "runs under `taskset -c 0,1`; the load generator shares those two cores (its CPU% is "
+         "the `gen CPU%` column).",
+         "",
+         "- **locust**: Locust 2.12 headless (`bench/locustfile.py`, FastHttpUser), a random "
+         "model and a random text per request. **inferd bench**: `build/inferd bench`, "
+         f"{args.users} keep-alive connections, one fixed text to model m00 (so every request "
+         "hits one model, whatever the repository).",
+         f"- **/ready**: GET `/ready` (peers) or `/v2/health/ready` (inferd) every "
+         f"{args.ready_interval:g} s on a new connection, from the benchmark's own process, "
+         "during the measured window.",
+         "- **CPU%**: the server's process tree (100 = one core), psutil; **threads**: the "
+         "most the tree held (gunicorn: master + workers); **gen CPU%**: the load generator's; "
+         "**other CPU%**: everything else on the machine meanwhile (other people's work: the "
+         "2 cores give 200 in all).",
+         "",
+         "| server | setting | models | driver | QPS | p50 ms | p95 ms | p99 ms | errors | "
+         "/ready p50 / p99 / max ms | CPU% | threads | gen CPU% | other CPU% |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        if "error" in r:
+            L.append(f"| {r['server']} | {r['setting']} | {r['models']} | {r['driver']} | "
+                     f"failed: {r['error']} | | | | | | | | | |")
+            continue
+        lat, rd = r["latency"], r["ready"]
+        errs = sum(r["errors"].values()) if r["errors"] else 0
+        L.append(f"| {r['server']} | {r['setting']} | {r['models']} | {r['driver']} | "
+                 f"**{f(r['qps'], 1)}** | {f(lat['p50'], 1)} | {f(lat['p95'], 1)} | "
+                 f"{f(lat['p99'], 1)} | {errs} | {f(rd['p50'], 1)} / {f(rd['p99'], 1)} / "
+                 f"{f(rd['max'], 1)} | {f(r['cpu'])} | {f(r['threads'])} | {f(r['gen_cpu'])} | "
+                 f"{f(r.get('other_cpu'))} |")
+    L.append("")
+    batch = [r for r in runs if r.get("batch")]
+    if batch:
+        les = list(batch[0]["batch"]["per_bucket"])
+        L.append("inferd's batch sizes during the run (batches per size bucket, from "
+                 "`inferd_batch_size` in /metrics; warm-up included):")
+        L.append("")
+        L.append("| models | driver | batches | mean rows | "
+                 + " | ".join(("<= " + le) if le != "+Inf" else "> 256" for le in les) + " |")
+        L.append("|---|---|---|---|" + "---|" * len(les))
+        for r in batch:
+            b = r["batch"]
+            L.append(f"| {r['models']} | {r['driver']} | {b['batches']} | {f(b['mean'], 2)} | "
+                     + " | ".join(str(b["per_bucket"].get(le, 0)) for le in les) + " |")
+        L.append("")
+    loc = {r["variant"]: r for r in runs if r["driver"] == "locust" and "error" not in r}
+    peers = [r for r in loc.values() if r.get("kind") == "peer"]
+    if peers:
+        best = max(peers, key=lambda r: r["qps"])
+        for api, v21, v1 in (("text API", "inferd21", "inferd1"),
+                             ("KServe v2, client-side tokenizer", "inferd21-kserve",
+                              "inferd1-kserve")):
+            i21, i1 = loc.get(v21), loc.get(v1)
+            if not i21 and not (api == "text API" and v21 in args.servers.split(",")):
+                continue
+            L.append(f"Targets, inferd's {api} (Locust runs; best peer: {best['server']}, "
+                     f"{best['setting']}, {f(best['qps'], 1)} QPS):")
+            L.append("")
+            L.append("| target | measured | met |")
+            L.append("|---|---|---|")
+            if not i21:
+                L.append(f"| all | `{v21}` not measured (see the table) | **no** |")
+                L.append("")
+                continue
+            ratio = i21["qps"] / best["qps"]
+            L.append(f"| QPS >= 1.7x the best peer's | {f(i21['qps'], 1)} / {f(best['qps'], 1)} "
+                     f"= {ratio:.2f}x | {check(ratio >= 1.7)} |")
+            L.append(f"| p95 <= 100 ms | {f(i21['latency']['p95'], 1)} ms | "
+                     f"{check(i21['latency']['p95'] <= 100)} |")
+            rp = i21["ready"]["p99"]
+            L.append(f"| /ready p99 < 10 ms under load | {f(rp, 2)} ms | "
+                     f"{check(rp is not None and rp < 10)} |")
+            if i1:
+                r21 = i21["qps"] / i1["qps"]
+                L.append(f"| 21 models >= 0.9x one model's QPS | {f(i21['qps'], 1)} / "
+                         f"{f(i1['qps'], 1)} = {r21:.2f}x | {check(r21 >= 0.9)} |")
+            L.append("")
+        L.append("Peers' /ready under the same load (Locust), p99: " + ", ".join(
+            f"{r['server']} {f(r['ready']['p99'])} ms" for r in peers) + ".")
+        L.append("")
+    L.append("<!-- bench-text:end -->")
+    return "\n".join(L) + "\n"
+
+
+def write_section(path, text, start="<!-- bench-text:start -->", end="<!-- bench-text:end -->"):
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
+    if start in old and end in old:
+        new = old[:old.index(start)] + text + old[old.index(end) + len(end) + 1:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    with open(path, "w") as fh:
+        fh.write(new)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--servers", default=DEFAULT_SERVERS,
+                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    ap.add_argument("--drivers", default="locust,inferd-bench", help="locust, inferd-bench")
+    ap.add_argument("--duration", type=float, default=60.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before it")
+    ap.add_argument("--users", type=int, default=16)
+    ap.add_argument("--texts", type=int, default=2000, help="size of the text pool")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ready-interval", type=float, default=0.1)
+    ap.add_argument("--max-batch", type=int, default=16, help="inferd repos: max_batch_size")
+    ap.add_argument("--delay-us", type=int, default=1000, help="inferd repos: max_queue_delay_us")
+    ap.add_argument("--buckets", default="32,64,128", help="inferd repos: length buckets")
+    ap.add_argument("--inferd", help="inferd binary to serve with (default build/inferd)")
+    ap.add_argument("--inferd-bench-binary", help="inferd binary for `inferd bench`")
+    ap.add_argument("--inferd-args", default="", help="extra `inferd serve` flags")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    args = ap.parse_args()
+    args.argv = sys.argv[1:]
+    args.models21 = 21
+    servers = args.servers.split(",")
+    drivers = args.drivers.split(",")
+    for s in servers:
+        if s not in VARIANTS:
+            sys.exit(f"unknown server {s!r}; choose from {', '.join(VARIANTS)}")
+    os.makedirs(OUT, exist_ok=True)
+    if not os.path.exists(os.path.join(PEERS, "models", "repo21")):
+        sys.exit("bench/.peers/models is missing: /usr/bin/python3 ../shared/peers/make_models.py"
+                 " --out bench/.peers/models (see ../shared/peers/README.md)")
+    buckets = [int(b) for b in args.buckets.split(",") if b]
+    for name, n in (("text_repo21", 21), ("text_repo1", 1)):
+        make_text_repo.build(name, n, args.max_batch, args.delay_us, buckets)
+    texts_file = os.path.join(OUT, "text_pool.json")
+    texts = text_pool.write_pool(texts_file, args.texts, args.seed)
+    pool_source = text_pool.text_pool_source()
+    body_text = min(texts, key=lambda t: abs(len(t) - 70))
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t0 = time.time()
+    runs = []
+    for name in servers:
+        v = VARIANTS[name]
+        n = 1 if v.get("repo") == "text_repo1" else 21
+        if v["kind"] == "inferd":
+            v = dict(v, setting=f"{v['setting']}; max batch {args.max_batch}, delay "
+                     f"{args.delay_us} us, buckets {args.buckets or 'none'}"
+                     + (f"; `{args.inferd_args}`" if args.inferd_args else ""))
+        print(f"# {name}: starting", flush=True)
+        try:
+            srv = start_server(v, peer_repo_for(n), name=name, binary=args.inferd,
+                               extra_args=args.inferd_args.split())
+        except RuntimeError as e:
+            print(f"# {name}: {e}", file=sys.stderr, flush=True)
+            for d in drivers:
+                runs.append({"server": v["server"], "variant": name, "setting": v["setting"],
+                             "kind": v["kind"], "models": n, "driver": d,
+                             "error": "did not start (see bench/out/text_*.log)"})
+            continue
+        try:
+            warm_up(srv, texts)
+            for d in drivers:
+                print(f"# {name}: {d} {args.warmup:g}+{args.duration:g} s", flush=True)
+                try:
+                    rec = measure(srv, d, args, texts_file, body_text, f"{name}_{d}")
+                except Exception as e:  # keep going with the other servers
+                    rec = {"server": v["server"], "variant": name, "setting": v["setting"],
+                           "kind": v["kind"], "models": n, "driver": d, "error": str(e)[:200]}
+                runs.append(rec)
+                print("# " + json.dumps(rec), flush=True)
+        except Exception as e:
+            print(f"# {name}: {e}", file=sys.stderr, flush=True)
+            for d in drivers:
+                if not any(r["variant"] == name and r["driver"] == d for r in runs):
+                    runs.append({"server": v["server"], "variant": name, "setting": v["setting"],
+                                 "kind": v["kind"], "models": n, "driver": d,
+                                 "error": str(e)[:200]})
+        finally:
+            stop_server(srv)
+    with open(os.path.join(OUT, "text.json"), "w") as fh:
+        json.dump({"args": args.argv, "started": started, "runs": runs}, fh, indent=1)
+    text = markdown(runs, args, started, time.time() - t0, pool_source)
+    if not args.no_write:
+        write_section(args.results, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
