@@ -110,8 +110,9 @@ def peer_repo_for(n):
     return make_text_repo.peer_repo(n)
 
 
-def inferd_variant(repo, binary=None):
-    return dict(kind="inferd", repo=repo, server="inferd", setting="defaults", binary=binary)
+def inferd_variant(repo, binary=None, target="inferd"):
+    return dict(kind="inferd", target=target, repo=repo, server="inferd", setting="defaults",
+                binary=binary)
 
 
 def start_server(variant, peer_repo, name=None, binary=None, extra_args=(), timeout=600):
@@ -591,7 +592,7 @@ def main():
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--texts", type=int, default=2000, help="size of the text pool")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--ready-interval", type=float, default=0.1)
+    ap.add_argument("--ready-interval", type=float, default=0.25)
     ap.add_argument("--max-batch", type=int, default=16, help="inferd repos: max_batch_size")
     ap.add_argument("--delay-us", type=int, default=1000, help="inferd repos: max_queue_delay_us")
     ap.add_argument("--buckets", default="32,64,128", help="inferd repos: length buckets")
