@@ -383,7 +383,8 @@ def run_locust(srv, args, texts_file, tag):
     if os.path.exists(out):
         os.remove(out)
     env = dict(os.environ, BENCH_TARGET=srv.target, BENCH_MODELS=str(srv.models),
-               BENCH_TEXTS=texts_file, BENCH_WARMUP=str(args.warmup), BENCH_OUT=out)
+               BENCH_TEXTS=texts_file, BENCH_WARMUP=str(args.warmup), BENCH_OUT=out,
+               BENCH_DIST=getattr(args, "dist", "uniform"))
     cmd = [LOCUST, "-f", os.path.join(ROOT, "bench", "locustfile.py"), "--headless",
            "-u", str(args.users), "-r", str(args.users), "-t", f"{math.ceil(args.warmup + args.duration)}s",
            "-H", srv.url, "--only-summary", "--loglevel", "WARNING"]

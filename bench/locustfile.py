@@ -15,6 +15,8 @@ Run by bench/bench_text.py; by hand, e.g. against a peer on port 8003:
 Environment:
   BENCH_TARGET   peer | inferd | kserve (default peer)
   BENCH_MODELS   number of models m00..m(N-1), or a comma-separated list (default 21)
+  BENCH_DIST     how models are picked: uniform (default), or zipf:S (model i, from 0, with
+                 weight 1/(i+1)**S: a few busy models and a long tail)
   BENCH_TEXTS    JSON file {"texts": [...]} (default: text_pool.text_pool(2000, seed 1))
   BENCH_WARMUP   seconds after the start whose requests are not counted (default 0)
   BENCH_OUT      where to write the result JSON (default: nothing written): the measured
@@ -56,6 +58,15 @@ if os.environ.get("BENCH_TEXTS"):
 else:
     TEXTS = text_pool.text_pool(2000, seed=1)
 WARMUP = float(os.environ.get("BENCH_WARMUP", "0"))
+DIST = os.environ.get("BENCH_DIST", "uniform")
+if DIST.startswith("zipf:"):
+    _s = float(DIST[5:])
+    _w = [1.0 / (i + 1) ** _s for i in range(len(MODELS))]
+    CUM = [sum(_w[:i + 1]) for i in range(len(_w))]
+elif DIST == "uniform":
+    CUM = None
+else:
+    raise SystemExit(f"BENCH_DIST: expected uniform or zipf:S, not {DIST!r}")
 OUT = os.environ.get("BENCH_OUT")
 READY_PATH = "/ready" if TARGET == "peer" else "/v2/health/ready"
 
@@ -89,7 +100,8 @@ class TextUser(FastHttpUser):
 
     @task
     def predict(self):
-        model = self.rng.choice(MODELS)
+        model = (self.rng.choice(MODELS) if CUM is None
+                 else self.rng.choices(MODELS, cum_weights=CUM)[0])
         path, body = _body(model, self.rng.choice(TEXTS))
         with self.client.post(path, data=body.encode(), name="predict", catch_response=True,
                               headers={"Content-Type": "application/json"}) as r:
