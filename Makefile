@@ -152,9 +152,15 @@ bench-server: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_server.py
 
+# BENCH_ARGS: extra flags, e.g. make bench-text BENCH_ARGS="--duration 15 --no-write"
 bench-text: all
 	@scripts/deps.sh bench
-	$(PY) bench/bench_text.py
+	$(PY) bench/bench_text.py $(BENCH_ARGS)
+
+.PHONY: bench-models100
+bench-models100: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_models100.py $(BENCH_ARGS)
 
 format:
 	clang-format -i $(LIB_SRCS) $(TEST_SRCS) $(HDRS) src/cli/main.c $(wildcard fuzz/*.c)

@@ -9,7 +9,7 @@ build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests
            clang libclang-rt-14-dev)
 bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado
-            python3-flask gunicorn nodejs npm)
+            python3-flask gunicorn nodejs npm fortunes-zh)
 
 what=${1:-test}
 case "$what" in
