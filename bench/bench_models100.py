@@ -175,6 +175,8 @@ def main():
     args.argv = sys.argv[1:]
     args.inferd_bench_binary = None
     os.makedirs(bt.OUT, exist_ok=True)
+    import bench_engine  # noqa: E402  makes the peers' models, installs onnxruntime-node
+    bench_engine.ensure_peers(["small"])
     buckets = [int(b) for b in args.buckets.split(",") if b]
     make_text_repo.build("text_repo1", 1, args.max_batch, args.delay_us, buckets)
     repo100 = make_text_repo.build("text_repo100", N, args.max_batch, args.delay_us, buckets)

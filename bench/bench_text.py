@@ -611,9 +611,8 @@ def main():
         if s not in VARIANTS:
             sys.exit(f"unknown server {s!r}; choose from {', '.join(VARIANTS)}")
     os.makedirs(OUT, exist_ok=True)
-    if not os.path.exists(os.path.join(PEERS, "models", "repo21")):
-        sys.exit("bench/.peers/models is missing: /usr/bin/python3 ../shared/peers/make_models.py"
-                 " --out bench/.peers/models (see ../shared/peers/README.md)")
+    import bench_engine  # noqa: E402  makes the peers' models, installs onnxruntime-node
+    bench_engine.ensure_peers(["small"])
     buckets = [int(b) for b in args.buckets.split(",") if b]
     for name, n in (("text_repo21", 21), ("text_repo1", 1)):
         make_text_repo.build(name, n, args.max_batch, args.delay_us, buckets)
