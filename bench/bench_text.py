@@ -30,6 +30,8 @@ Servers (--servers, in this order by default: gunicorn,tornado,node,inferd21,inf
   node-spin        Node.js+ONNX Runtime as run_server.sh starts it (spinning thread pools)
   inferd21         inferd on bench/.peers/text_repo21 (bench/make_text_repo.py)
   inferd1          inferd on bench/.peers/text_repo1 (one model: the 21-vs-1 ratio)
+  inferd21-nice0   inferd21 with --worker-nice 0 (on a machine shared with other work, nice-10
+                   workers get a small share of the CPU against others' nice-0 processes)
   inferd21-kserve  inferd on text_repo21 through KServe v2 infer (POST /v2/models/M/infer,
   inferd1-kserve   JSON tensors), the client tokenizing with the peers' chartok.py: the same
                    work minus the server-side tokenizer, usable before the text API exists
@@ -77,8 +79,12 @@ VARIANTS = {
                  setting="intra 2, ORT_SPIN=0", env={"ORT_SPIN": "0"}),
     "node-spin": dict(kind="peer", peer="node", server="Node.js+ONNX Runtime",
                       setting="intra 2, spinning (defaults)", env={}),
-    "inferd21": dict(kind="inferd", repo="text_repo21", server="inferd", setting="defaults"),
-    "inferd1": dict(kind="inferd", repo="text_repo1", server="inferd", setting="defaults"),
+    "inferd21": dict(kind="inferd", repo="text_repo21", server="inferd",
+                     setting="defaults (workers at nice 10)"),
+    "inferd1": dict(kind="inferd", repo="text_repo1", server="inferd",
+                    setting="defaults (workers at nice 10)"),
+    "inferd21-nice0": dict(kind="inferd", repo="text_repo21", server="inferd",
+                           setting="workers at nice 0", args=["--worker-nice", "0"]),
     "inferd21-kserve": dict(kind="inferd", target="kserve", repo="text_repo21", server="inferd",
                             setting="KServe v2 infer, client tokenizes"),
     "inferd1-kserve": dict(kind="inferd", target="kserve", repo="text_repo1", server="inferd",
@@ -133,7 +139,7 @@ def start_server(variant, peer_repo, name=None, binary=None, extra_args=(), time
         repo = repo if os.path.isabs(repo) else os.path.join(PEERS, repo)
         inferd = binary or variant.get("binary") or os.path.join(ROOT, "build", "inferd")
         cmd = ["taskset", "-c", "0,1", inferd, "serve", "--repo", repo, "--http-port", str(port),
-               *extra_args]
+               *variant.get("args", ()), *extra_args]
         models = len([d for d in os.listdir(repo) if not d.startswith(".")])
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
