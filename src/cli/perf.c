@@ -24,7 +24,8 @@ static void usage(FILE *f) {
             "  --vocab V          token ids are drawn from [1, V) (default 100)\n"
             "  --seed N           random seed (default 1)\n"
             "  --profile          print the time per op on stderr\n"
-            "  --load-reps N      load the model N times first and report each load time\n");
+            "  --load-reps N      load the model N times first and report each load time\n"
+            "  --cache FILE       use (and write) a load cache at FILE\n");
 }
 
 static uint64_t rng_state = 1;
@@ -181,16 +182,21 @@ int inferd_cli_perf(int argc, char **argv) {
         {"lengths", required_argument, 0, 'l'}, {"min-len", required_argument, 0, 'm'},
         {"vocab", required_argument, 0, 'v'},   {"seed", required_argument, 0, 'r'},
         {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
-        {"load-reps", required_argument, 0, 'L'}, {0, 0, 0, 0}};
+        {"load-reps", required_argument, 0, 'L'}, {"cache", required_argument, 0, 'C'},
+        {0, 0, 0, 0}};
+    const char *cache = NULL;
     long load_reps = 1;
     long batches[16] = {1}, seqs[16] = {128};
     int n_batches = 1, n_seqs = 1, profile = 0, c;
     perf_opts o = {.threads = 1, .vocab = 100, .min_len = 20, .seconds = 3};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "b:s:t:n:l:m:v:r:phL:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:s:t:n:l:m:v:r:phL:C:", opts, NULL)) != -1) {
         switch (c) {
         case 'L':
             load_reps = atol(optarg);
+            break;
+        case 'C':
+            cache = optarg;
             break;
         case 'b':
             n_batches = parse_list(optarg, batches, 16);
@@ -239,7 +245,7 @@ int inferd_cli_perf(int argc, char **argv) {
     o.path = argv[optind];
     inferd_error err = {0};
     inferd_engine_model *m = NULL;
-    inferd_engine_options eo = {.profile = profile};
+    inferd_engine_options eo = {.profile = profile, .cache_path = cache};
     if (inferd_engine_global_init(&err) < 0) {
         fprintf(stderr, "inferd perf: %s\n", err.msg);
         return 1;
@@ -258,8 +264,9 @@ int inferd_cli_perf(int argc, char **argv) {
             loads[n_loads++] = inferd_engine_load_ms(m);
     }
     qsort(loads, (size_t)n_loads, sizeof loads[0], cmp_double);
-    printf("{\"kind\":\"load\",\"model\":\"%s\",\"load_ms_median\":%.2f,\"load_ms\":[", o.path,
-           loads[(n_loads - 1) / 2]);
+    printf("{\"kind\":\"load\",\"model\":\"%s\",\"cache\":\"%s\",\"load_ms_median\":%.2f,"
+           "\"load_ms\":[",
+           o.path, inferd_engine_cache_status(m), loads[(n_loads - 1) / 2]);
     for (int i = 0; i < n_loads; i++)
         printf("%s%.2f", i ? "," : "", loads[i]);
     printf("]}\n");

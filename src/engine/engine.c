@@ -10,9 +10,13 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/cache.h"
 #include "engine/fuse.h"
 #include "engine/kernels.h"
 #include "engine/onnx_import.h"
@@ -47,6 +51,9 @@ struct inferd_engine_model {
     int mask_input;
     _Atomic int trim; /* TRIM_*: whether length groups give the same outputs */
     double load_ms;
+    eg_cache *cache; /* mapped load cache the weights come from, or NULL */
+    int cache_hit;
+    char cache_status[300];
 
     pthread_mutex_t lock;
     plan_entry **plans;
@@ -93,23 +100,69 @@ static int build_descs(inferd_engine_model *m, inferd_error *err) {
 
 /* Copies the constants that live nodes still read out of the mapped file into aligned memory
  * (weights that were packed are no longer read and are not copied). */
-static int materialize_constants(eg_graph *g, inferd_error *err) {
+static int materialize_constants(eg_graph *g, const eg_cache *cache, int *misses,
+                                 inferd_error *err) {
     eg_graph_recount(g);
     for (int v = 0; v < g->n_values; v++) {
         eg_value *val = &g->values[v];
         if (val->is_const && (val->n_consumers > 0 || val->is_output)) {
-            int rc = eg_value_materialize(g, val, err);
-            if (rc < 0)
-                return rc;
+            int64_t nb = eg_tensor_nbytes(&val->t);
+            const void *cached = cache && !val->t.data && val->file_data && nb > 0
+                                     ? eg_cache_const(cache, v, (size_t)nb)
+                                     : NULL;
+            if (cached) {
+                val->t.data = (void *)cached;
+            } else {
+                if (cache && !val->t.data && val->file_data)
+                    (*misses)++;
+                int rc = eg_value_materialize(g, val, err);
+                if (rc < 0)
+                    return rc;
+            }
         }
         val->file_data = NULL;
     }
     return 0;
 }
 
+/* Writes the cache of a model loaded from ONNX: packed weights in packing order, then every
+ * constant that came from the file, by value index. */
+static int write_cache(inferd_engine_model *m, const eg_cache_key *key, const uint8_t *from_file,
+                       inferd_error *err) {
+    eg_cache_writer *w = eg_cache_writer_create();
+    if (!w)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < eg_model_ctx_packed_count(m->ctx); i++) {
+        int64_t K, N;
+        int tr;
+        float scale;
+        const void *md, *data;
+        size_t md_size, bytes;
+        eg_model_ctx_packed_get(m->ctx, i, &K, &N, &tr, &scale, &md, &md_size, &data, &bytes);
+        rc = eg_cache_writer_add_packed(w, K, N, tr, scale, md, md_size, data, bytes);
+    }
+    for (int v = 0; rc == 0 && v < m->g->n_values; v++) {
+        const eg_value *val = &m->g->values[v];
+        if (val->is_const && from_file[v] && val->t.data &&
+            (val->n_consumers > 0 || val->is_output))
+            rc = eg_cache_writer_add_const(w, v, val->t.data, (size_t)eg_tensor_nbytes(&val->t));
+    }
+    if (rc < 0)
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory building the cache");
+    else
+        rc = eg_cache_writer_write(w, m->opts.cache_path, key, err);
+    eg_cache_writer_destroy(w);
+    return rc;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
 static int load_common(const void *data, size_t size, const char *path, int owns_mapping,
-                       const inferd_engine_options *opts, inferd_engine_model **out,
-                       inferd_error *err, int64_t t0) {
+                       const struct stat *st, const inferd_engine_options *opts,
+                       inferd_engine_model **out, inferd_error *err, int64_t t0) {
     *out = NULL;
     inferd_mem_account *acct = opts ? opts->acct : NULL;
     inferd_engine_model *m = inferd_calloc(acct, 1, sizeof *m);
@@ -123,17 +176,52 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     m->acct = acct;
     pthread_mutex_init(&m->lock, NULL);
     eg_mappings *maps = NULL;
-    int rc = eg_onnx_import(data, size, path, acct, &m->g, &maps, err);
+    uint8_t *from_file = NULL;
+    uint64_t skeleton = 0;
+    snprintf(m->cache_status, sizeof m->cache_status, "off");
+    int rc = eg_onnx_import(data, size, path, acct, &m->g, &maps, &skeleton, err);
     if (rc < 0)
         goto fail;
     if ((rc = eg_model_ctx_create(acct, &m->ctx, err)) < 0)
         goto fail;
+    eg_cache_key key = {.source_size = st ? (uint64_t)st->st_size : size,
+                        .source_mtime_ns = st ? (int64_t)st->st_mtim.tv_sec * 1000000000 +
+                                                    st->st_mtim.tv_nsec
+                                              : 0,
+                        .skeleton_hash = skeleton};
+    if (m->opts.cache_path && !m->opts.disable_fusion) {
+        inferd_error cerr = {0};
+        if (eg_cache_open(m->opts.cache_path, &key, &m->cache, &cerr) == 0)
+            eg_model_ctx_use_cache(m->ctx, m->cache);
+        else
+            snprintf(m->cache_status, sizeof m->cache_status, "miss (%s)", cerr.msg);
+    }
+    // Without a cache every weight byte will be read: map them all in one pass.
+    if (!m->cache && owns_mapping)
+        madvise((void *)data, size, MADV_POPULATE_READ);
     if (!m->opts.disable_fusion && (rc = eg_fuse_load(m->g, m->ctx, err)) < 0)
         goto fail;
     if ((rc = eg_plan_remove_dead(m->g, err)) < 0)
         goto fail;
-    if ((rc = materialize_constants(m->g, err)) < 0)
+    // Which constants come from the file (and so belong in a cache).
+    from_file = inferd_calloc(NULL, (size_t)m->g->n_values + 1, 1);
+    if (!from_file) {
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
         goto fail;
+    }
+    for (int v = 0; v < m->g->n_values; v++)
+        from_file[v] = m->g->values[v].is_const && !m->g->values[v].t.data &&
+                       m->g->values[v].file_data;
+    int misses = 0;
+    if ((rc = materialize_constants(m->g, m->cache, &misses, err)) < 0)
+        goto fail;
+    if (m->cache) {
+        // A cache that served only part of the model is rewritten below.
+        m->cache_hit = misses == 0 && eg_model_ctx_all_cached(m->ctx);
+        snprintf(m->cache_status, sizeof m->cache_status, m->cache_hit ? "hit" : "miss (partial)");
+        inferd_mem_account_charge(acct, (int64_t)eg_cache_size(m->cache));
+    }
+
     eg_mappings_release(maps);
     maps = NULL;
     if (owns_mapping)
@@ -141,10 +229,21 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     owns_mapping = 0;
     if ((rc = build_descs(m, err)) < 0)
         goto fail;
+    if (m->opts.cache_path && !m->opts.disable_fusion && !m->cache_hit) {
+        inferd_error werr = {0};
+        size_t len = strlen(m->cache_status);
+        if (write_cache(m, &key, from_file, &werr) == 0)
+            snprintf(m->cache_status + len, sizeof m->cache_status - len, ", written");
+        else
+            snprintf(m->cache_status + len, sizeof m->cache_status - len, ", not written: %s",
+                     werr.msg);
+    }
+    inferd_free(from_file);
     m->load_ms = (double)(inferd_now_ns() - t0) / 1e6;
     *out = m;
     return 0;
 fail:
+    inferd_free(from_file);
     eg_mappings_release(maps);
     if (owns_mapping)
         eg_unmap_file(data, size);
@@ -161,7 +260,10 @@ int inferd_engine_load(const char *path, const inferd_engine_options *opts,
     int rc = eg_map_file(path, &data, &size, err);
     if (rc < 0)
         return rc;
-    rc = load_common(data, size, path, 1, opts, out, err, t0);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        memset(&st, 0, sizeof st);
+    rc = load_common(data, size, path, 1, &st, opts, out, err, t0);
     if (rc < 0)
         inferd_error_prefix(err, "%s: ", path);
     return rc;
@@ -169,7 +271,7 @@ int inferd_engine_load(const char *path, const inferd_engine_options *opts,
 
 int inferd_engine_load_buffer(const void *data, size_t size, const inferd_engine_options *opts,
                               inferd_engine_model **out, inferd_error *err) {
-    return load_common(data, size, NULL, 0, opts, out, err, inferd_now_ns());
+    return load_common(data, size, NULL, 0, NULL, opts, out, err, inferd_now_ns());
 }
 
 void inferd_engine_destroy(inferd_engine_model *m) {
@@ -187,6 +289,10 @@ void inferd_engine_destroy(inferd_engine_model *m) {
     }
     eg_graph_destroy(m->g);
     eg_model_ctx_destroy(m->ctx);
+    if (m->cache) {
+        inferd_mem_account_charge(m->acct, -(int64_t)eg_cache_size(m->cache));
+        eg_cache_close(m->cache);
+    }
     inferd_free(m->inputs);
     inferd_free(m->outputs);
     pthread_mutex_destroy(&m->lock);
@@ -202,6 +308,8 @@ const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int
     return i >= 0 && i < m->n_outputs ? &m->outputs[i] : NULL;
 }
 double inferd_engine_load_ms(const inferd_engine_model *m) { return m->load_ms; }
+const char *inferd_engine_cache_status(const inferd_engine_model *m) { return m->cache_status; }
+int inferd_engine_cache_hit(const inferd_engine_model *m) { return m->cache_hit; }
 int64_t inferd_engine_memory(const inferd_engine_model *m) {
     return inferd_mem_account_bytes(m->acct);
 }

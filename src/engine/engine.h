@@ -28,6 +28,7 @@ typedef struct inferd_engine_options {
     int profile;              /* nonzero: time every op (see inferd_engine_profile_print) */
     int disable_fusion;       /* nonzero: run the graph as imported (for tests) */
     int disable_length_groups; /* nonzero: never split padded batches into length groups */
+    const char *cache_path;   /* load cache file for this model (see cache.h), or NULL: none */
     int64_t max_arena_bytes;  /* refuse plans whose arena exceeds this; 0: default (4 GiB) */
 } inferd_engine_options;
 
@@ -66,6 +67,12 @@ int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
 
 /* Bytes the model holds now (weights, packed weights, plans, arenas). */
 int64_t inferd_engine_memory(const inferd_engine_model *m);
+
+/* How the load used the cache: "off", "hit", or "miss (<reason>), written" / "..., not
+ * written: <reason>". Lives as long as the model. */
+const char *inferd_engine_cache_status(const inferd_engine_model *m);
+/* Whether the load came from the cache. */
+int inferd_engine_cache_hit(const inferd_engine_model *m);
 
 /* Milliseconds the load took, from opening the file to ready. */
 double inferd_engine_load_ms(const inferd_engine_model *m);

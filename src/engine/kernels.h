@@ -31,6 +31,23 @@ void eg_model_ctx_destroy(eg_model_ctx *c);
 /* A dense layer's weight [K, N] packed for oneDNN; owned by the model ctx. */
 typedef struct eg_packed_weight eg_packed_weight;
 
+struct eg_cache;
+/* Packed weights come from cache (in packing order) instead of being packed; the ctx does not
+ * own the cache. */
+void eg_model_ctx_use_cache(eg_model_ctx *c, struct eg_cache *cache);
+/* The packed weight for (K, N, transposed, scale) from the cache set with
+ * eg_model_ctx_use_cache: returns 1 and sets *out, or 0 when there is no cache or it does not
+ * match (the caller then packs from source), or a negative code. */
+int eg_pack_weight_cached(eg_model_ctx *c, int64_t K, int64_t N, int transposed, float scale,
+                          eg_packed_weight **out, inferd_error *err);
+/* Whether every packed weight so far came from the cache. */
+int eg_model_ctx_all_cached(const eg_model_ctx *c);
+/* Packed weights in packing order, for writing a cache. */
+int eg_model_ctx_packed_count(const eg_model_ctx *c);
+void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N,
+                             int *transposed, float *scale, const void **md, size_t *md_size,
+                             const void **data, size_t *bytes);
+
 /* Packs w into oneDNN's layout. w is K x N row-major, or N x K row-major when transposed
  * (Gemm's transB, PyTorch's Linear stored [out, in]); scale multiplies every element (Gemm's
  * alpha). w may be unaligned (it can point into the mapped file). */
@@ -91,6 +108,9 @@ typedef struct eg_kernel_table {
     void (*gelu)(const float *x, float *y, int64_t n, int tanh_approx, int threads);
     /* Scaled dot-product attention; scratch of eg_attention_scratch bytes. */
     void (*attention)(const eg_attention_args *a, void *scratch, int threads);
+    /* The load cache's hash: lanes v[k] = rotl(v[k] + w[k] * P2, 31) * P1 over the 32 words
+     * of each 256-byte block (cache.c). NULL: the caller's scalar loop. n % 256 == 0. */
+    void (*hash_blocks)(uint64_t v[32], const uint8_t *p, size_t n);
 } eg_kernel_table;
 
 /* The provider picked for this CPU, and the portable reference provider. */

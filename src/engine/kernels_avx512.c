@@ -282,11 +282,28 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
         }
 }
 
+static void hash_blocks(uint64_t v[32], const uint8_t *p, size_t n) {
+    const __m512i p1 = _mm512_set1_epi64((long long)11400714785074694791ULL);
+    const __m512i p2 = _mm512_set1_epi64((long long)14029467366897019727ULL);
+    __m512i a[4];
+    for (int k = 0; k < 4; k++)
+        a[k] = _mm512_loadu_si512(v + 8 * k);
+    for (size_t i = 0; i < n; i += 256)
+        for (int k = 0; k < 4; k++) {
+            __m512i w = _mm512_loadu_si512(p + i + 64 * k);
+            a[k] = _mm512_add_epi64(a[k], _mm512_mullo_epi64(w, p2));
+            a[k] = _mm512_mullo_epi64(_mm512_rol_epi64(a[k], 31), p1);
+        }
+    for (int k = 0; k < 4; k++)
+        _mm512_storeu_si512(v + 8 * k, a[k]);
+}
+
 static const eg_kernel_table avx512 = {
     .name = "avx512",
     .layernorm = layernorm,
     .gelu = gelu,
     .attention = attention,
+    .hash_blocks = hash_blocks,
 };
 
 const eg_kernel_table *eg_kernels_avx512_table(void) { return &avx512; }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/cache.h"
 #include "onnx.pb-c.h"
 
 #define MAX_NODES 1000000
@@ -31,9 +32,10 @@ int eg_map_file(const char *path, const void **data, size_t *size, inferd_error 
         close(fd);
         return inferd_error_set(err, INFERD_EINVAL, "%s is empty", path);
     }
-    // MAP_POPULATE maps every page now, in one pass in the kernel, instead of taking one
-    // fault per page later: faults are expensive on our machines.
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    // Pages are mapped lazily: a load served from the cache never touches the weight bytes.
+    // Callers that will read everything ask for the whole mapping at once
+    // (MADV_POPULATE_READ): faults are expensive on our machines.
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED)
         return inferd_error_set(err, INFERD_EINTERNAL, "cannot map %s: %s", path,
@@ -934,7 +936,8 @@ static int import_graph(importer *im, const Onnx__ModelProto *mp, const strip_st
 }
 
 int eg_onnx_import(const void *data, size_t size, const char *path, inferd_mem_account *acct,
-                   eg_graph **out, eg_mappings **maps_out, inferd_error *err) {
+                   eg_graph **out, eg_mappings **maps_out, uint64_t *skeleton_hash,
+                   inferd_error *err) {
     *out = NULL;
     *maps_out = NULL;
     strip_state st = {0};
@@ -945,6 +948,8 @@ int eg_onnx_import(const void *data, size_t size, const char *path, inferd_mem_a
     int rc = strip_model(data, size, &stripped, &stripped_len, &st, err);
     if (rc < 0)
         goto fail;
+    if (skeleton_hash)
+        *skeleton_hash = eg_hash64(stripped, stripped_len, (uint64_t)st.n_raws);
     mp = onnx__model_proto__unpack(NULL, stripped_len, stripped);
     if (!mp || !mp->graph) {
         rc = inferd_error_set(err, INFERD_EINVAL, "not a valid ONNX file: %s",

@@ -57,6 +57,8 @@ static void charge(inferd_mem_account *acct, int64_t delta) {
 
 static block_header *header_of(const void *p) { return (block_header *)((char *)p - HDR); }
 
+void inferd_mem_account_charge(inferd_mem_account *acct, int64_t delta) { charge(acct, delta); }
+
 void *inferd_malloc(inferd_mem_account *acct, size_t n) {
     if (should_fail() || n > SIZE_MAX / 2)
         return NULL;
