@@ -166,7 +166,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ready-interval", type=float, default=0.25)
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--delay-us", type=int, default=1000)
+    ap.add_argument("--delay-us", type=int, default=500)
     ap.add_argument("--buckets", default="32,64,128")
     ap.add_argument("--inferd", help="inferd binary (default build/inferd)")
     ap.add_argument("--results", default=os.path.join(bt.ROOT, "bench", "RESULTS.md"))

@@ -601,7 +601,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ready-interval", type=float, default=0.25)
     ap.add_argument("--max-batch", type=int, default=16, help="inferd repos: max_batch_size")
-    ap.add_argument("--delay-us", type=int, default=1000, help="inferd repos: max_queue_delay_us")
+    ap.add_argument("--delay-us", type=int, default=500, help="inferd repos: max_queue_delay_us")
     ap.add_argument("--buckets", default="32,64,128", help="inferd repos: length buckets")
     ap.add_argument("--inferd", help="inferd binary to serve with (default build/inferd)")
     ap.add_argument("--inferd-bench-binary", help="inferd binary for `inferd bench`")

@@ -131,7 +131,7 @@ def main():
                     help="build one repository of this many models (default: 21 and 1)")
     ap.add_argument("--name", help="its folder under bench/.peers (default text_repoN)")
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--delay-us", type=int, default=1000)
+    ap.add_argument("--delay-us", type=int, default=500)
     ap.add_argument("--buckets", default="32,64,128",
                     help="length buckets for pad_dims ('' for no padding)")
     ap.add_argument("--check-node", action="store_true",
