@@ -131,16 +131,17 @@ def markdown(runs, args, started, elapsed, load, budget):
          "(its /stats, both workers); **load ms** = one `load_eager` of the model measured apart "
          "in the same environment (median of 5"
          + (f": {fmt(load['median'])} ms" if load else ": not measured") + ").",
+         "**start s**: from starting the server to its health endpoint answering 200. "
          f"inferd with a budget: `--memory-budget {budget}` "
          f"(~{LRU}.5 versions of {fmt(args.model_mib, 1)} MiB).",
          "",
          "| server | setting | dist | QPS | p50 ms | p95 ms | p99 ms | errors | loads | "
-         "load ms | /ready p99 ms | CPU% | threads | other CPU% |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "load ms | /ready p99 ms | CPU% | threads | other CPU% | start s |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if "error" in r:
             L.append(f"| {r['server']} | {r['setting']} | {r['dist']} | {r['error']} | "
-                     "| | | | | | | | | |")
+                     "| | | | | | | | | | |")
             continue
         lat = r["latency"]
         errs = sum(r["errors"].values()) if r["errors"] else 0
@@ -148,7 +149,7 @@ def markdown(runs, args, started, elapsed, load, budget):
                  f"{fmt(lat['p50'], 1)} | {fmt(lat['p95'], 1)} | {fmt(lat['p99'], 1)} | {errs} | "
                  f"{fmt(r.get('loads'))} | {fmt(r.get('load_ms'))} | "
                  f"{fmt(r['ready']['p99'], 1)} | {fmt(r['cpu'])} | {fmt(r['threads'])} | "
-                 f"{fmt(r.get('other_cpu'))} |")
+                 f"{fmt(r.get('other_cpu'))} | {fmt(r.get('start_s'), 1)} |")
     L.append("")
     L.append("<!-- bench-models100:end -->")
     return "\n".join(L) + "\n"
