@@ -333,9 +333,10 @@ class ReadyProbe(threading.Thread):
 
 
 def pct(sorted_vals, q):
+    """Nearest-rank percentile of an ascending list."""
     if not sorted_vals:
         return None
-    return sorted_vals[min(len(sorted_vals) - 1, max(0, int(round(q * len(sorted_vals) + 0.5)) - 1))]
+    return sorted_vals[min(len(sorted_vals) - 1, max(0, math.ceil(q * len(sorted_vals)) - 1))]
 
 
 def lat_summary(ms):
@@ -392,8 +393,8 @@ def run_locust(srv, args, texts_file, tag):
                BENCH_TEXTS=texts_file, BENCH_WARMUP=str(args.warmup), BENCH_OUT=out,
                BENCH_DIST=getattr(args, "dist", "uniform"))
     cmd = [LOCUST, "-f", os.path.join(ROOT, "bench", "locustfile.py"), "--headless",
-           "-u", str(args.users), "-r", str(args.users), "-t", f"{math.ceil(args.warmup + args.duration)}s",
-           "-H", srv.url, "--only-summary", "--loglevel", "WARNING"]
+           "-u", str(args.users), "-r", str(args.users),
+           "-t", f"{math.ceil(args.warmup + args.duration)}s", "-H", srv.url, "--only-summary", "--loglevel", "WARNING"]
     with open(os.path.join(OUT, f"locust_{tag}.log"), "w") as log:
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         return p, out
