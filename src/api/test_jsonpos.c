@@ -51,9 +51,8 @@ static void test_offset_just_after_a_string(void **state) {
     char path[64];
     const char *doc = "{\"instances\": [\"ok\", \"\\ud800x\"]}";
     const char *end = strstr(doc, "x\"") + 2;
-    assert_int_equal(inferd_jsonpos_string_path(doc, strlen(doc), (size_t)(end - doc), path,
-                                                sizeof path),
-                     1);
+    assert_int_equal(
+        inferd_jsonpos_string_path(doc, strlen(doc), (size_t)(end - doc), path, sizeof path), 1);
     assert_string_equal(path, "instances[1]");
 }
 

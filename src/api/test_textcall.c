@@ -341,8 +341,9 @@ static void test_bad_text_fails_before_anything_is_queued(void **state) {
     env_start(&e, 4, 0, 0, 0);
     result r = {0};
     inferd_error err;
-    const char *bad[] = {"ok", "ok", "b\xff"
-                                     "d"};
+    const char *bad[] = {"ok", "ok",
+                         "b\xff"
+                         "d"};
     assert_int_equal(submit(&e, &r, bad, 3, &err), INFERD_EINVAL);
     assert_string_equal(err.msg, "text item 2 is not valid UTF-8 (byte offset 1)");
     // Without truncation a text over max_length (12) fails, named.

@@ -95,8 +95,8 @@ static void test_limits(void **state) {
     expect_error("{\"text\": \"0123456789abcdefX\"}", INFERD_ETOOLARGE, "text: text item 0");
     inferd_textreq_predict r;
     inferd_error err;
-    assert_int_equal(parse("{\"instances\": [\"a\", \"b\", \"c\", \"0123456789abcdef\"]}", &r, &err),
-                     0);
+    assert_int_equal(
+        parse("{\"instances\": [\"a\", \"b\", \"c\", \"0123456789abcdef\"]}", &r, &err), 0);
     inferd_textreq_predict_deinit(&r);
 }
 
@@ -128,8 +128,8 @@ static void test_items_from_tensor(void **state) {
     put_len(data + 6, 0);
     put_len(data + 10, 3);
     memcpy(data + 14, "\xff\xfe!", 3);
-    inferd_tensor t = {.dtype = INFERD_DTYPE_STRING, .rank = 1, .dims = {3}, .data = data,
-                       .nbytes = 17};
+    inferd_tensor t = {
+        .dtype = INFERD_DTYPE_STRING, .rank = 1, .dims = {3}, .data = data, .nbytes = 17};
     inferd_text_item items[4];
     size_t n;
     inferd_error err;
@@ -151,11 +151,9 @@ static void test_items_from_tensor(void **state) {
                      INFERD_ETOOLARGE);
     assert_contains(err.msg, "text item 2 has 17 bytes, at most 16");
     t.nbytes = 20;
-    assert_int_equal(inferd_textreq_items_from_tensor(&t, &limits, items, &n, &err),
-                     INFERD_EINVAL);
+    assert_int_equal(inferd_textreq_items_from_tensor(&t, &limits, items, &n, &err), INFERD_EINVAL);
     t.rank = 2;
-    assert_int_equal(inferd_textreq_items_from_tensor(&t, &limits, items, &n, &err),
-                     INFERD_EINVAL);
+    assert_int_equal(inferd_textreq_items_from_tensor(&t, &limits, items, &n, &err), INFERD_EINVAL);
 }
 
 /* ---- pipelines to format with ---- */
@@ -296,8 +294,8 @@ static void test_predictions_multi_label(void **state) {
     inferd_tensor outs[4];
     inferd_error err;
     assert_int_equal(inferd_textreq_build_outputs(p, res, 2, 3, outs, &err), 0);
-    assert_memory_equal(outs[2].data,
-                        "\x03\0\0\0red\x04\0\0\0blue\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 27);
+    assert_memory_equal(outs[2].data, "\x03\0\0\0red\x04\0\0\0blue\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                        27);
     assert_float_equal(((float *)outs[3].data)[2], 0.0f, 0);
     assert_float_equal(((float *)outs[3].data)[3], 0.0f, 0);
     inferd_textreq_free_outputs(outs);
