@@ -57,10 +57,17 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_REPLAY_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 HDRS := $(wildcard src/*/*.h src/*/*/*.h)
 
-.PHONY: all deps test unit unit-asan unit-tsan e2e fuzz fuzz-replay run bench bench-engine \
+.PHONY: all build-only deps test unit unit-asan unit-tsan tsan-bins e2e fuzz fuzz-replay run bench bench-engine \
         bench-server bench-text bench-load format format-check clean help fixtures models
 
-all: deps $(BUILD)/inferd
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+# Packages first, then a parallel build.
+all:
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory -j$(JOBS) build-only
+
+build-only: $(BUILD)/inferd
 
 deps:
 	@scripts/deps.sh build
@@ -74,7 +81,7 @@ help:
 	@echo "make fuzz FUZZ_SECONDS=N       run each libFuzzer target (clang) for N seconds"
 	@echo "make format / format-check     clang-format the sources / check them"
 
-$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: /usr/include/onnx/onnx.proto
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h &: /usr/include/onnx/onnx.proto
 	@mkdir -p $(BUILD)/gen
 	cp $< $(BUILD)/gen/onnx.proto
 	cd $(BUILD)/gen && protoc-c --c_out=. onnx.proto
@@ -112,17 +119,24 @@ $(BUILD)/fuzz/%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libinferd.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< fuzz/replay_main.c $(BUILD)/libinferd.a $(LDLIBS)
 
-unit: all $(TEST_BINS)
+unit: all
+	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BINS)
 	@scripts/run_unit.sh $(BUILD)/tests
 
 unit-asan:
+	@$(MAKE) --no-print-directory SANITIZE=address -j$(JOBS) build-only
 	@$(MAKE) --no-print-directory SANITIZE=address unit
 
+# The scheduler's and the repository's tests under ThreadSanitizer.
+TSAN_TESTS := $(filter $(BUILD)/tests/sched/% $(BUILD)/tests/repo/%,$(TEST_BINS))
+tsan-bins: $(TSAN_TESTS)
+
 unit-tsan:
-	@$(MAKE) --no-print-directory SANITIZE=thread $(BUILD:build=build-tsan)/tests/sched/test_batcher
+	@$(MAKE) --no-print-directory SANITIZE=thread -j$(JOBS) tsan-bins
 	@scripts/run_unit.sh build-tsan/tests sched repo
 
-fuzz-replay: all $(FUZZ_REPLAY_BINS)
+fuzz-replay: all
+	@$(MAKE) --no-print-directory -j$(JOBS) $(FUZZ_REPLAY_BINS)
 	@scripts/fuzz_replay.sh $(BUILD)/fuzz
 
 e2e: all
@@ -133,6 +147,7 @@ test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory unit-tsan
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory e2e
 

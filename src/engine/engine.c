@@ -10,9 +10,13 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
+#include "engine/cache.h"
 #include "engine/fuse.h"
 #include "engine/kernels.h"
 #include "engine/onnx_import.h"
@@ -27,8 +31,8 @@ typedef struct plan_entry {
     int64_t key[MAX_KEY * 4];
     int key_len;
     eg_plan *plan;
-    int refs;       /* runs using it now */
-    uint64_t used;  /* tick of last use, for LRU */
+    int refs;      /* runs using it now */
+    uint64_t used; /* tick of last use, for LRU */
 } plan_entry;
 
 typedef struct arena {
@@ -47,6 +51,9 @@ struct inferd_engine_model {
     int mask_input;
     _Atomic int trim; /* TRIM_*: whether length groups give the same outputs */
     double load_ms;
+    eg_cache *cache; /* mapped load cache the weights come from, or NULL */
+    int cache_hit;
+    char cache_status[300];
 
     pthread_mutex_t lock;
     plan_entry **plans;
@@ -93,23 +100,69 @@ static int build_descs(inferd_engine_model *m, inferd_error *err) {
 
 /* Copies the constants that live nodes still read out of the mapped file into aligned memory
  * (weights that were packed are no longer read and are not copied). */
-static int materialize_constants(eg_graph *g, inferd_error *err) {
+static int materialize_constants(eg_graph *g, const eg_cache *cache, int *misses,
+                                 inferd_error *err) {
     eg_graph_recount(g);
     for (int v = 0; v < g->n_values; v++) {
         eg_value *val = &g->values[v];
         if (val->is_const && (val->n_consumers > 0 || val->is_output)) {
-            int rc = eg_value_materialize(g, val, err);
-            if (rc < 0)
-                return rc;
+            int64_t nb = eg_tensor_nbytes(&val->t);
+            const void *cached = cache && !val->t.data && val->file_data && nb > 0
+                                     ? eg_cache_const(cache, v, (size_t)nb)
+                                     : NULL;
+            if (cached) {
+                val->t.data = (void *)cached;
+            } else {
+                if (cache && !val->t.data && val->file_data)
+                    (*misses)++;
+                int rc = eg_value_materialize(g, val, err);
+                if (rc < 0)
+                    return rc;
+            }
         }
         val->file_data = NULL;
     }
     return 0;
 }
 
+/* Writes the cache of a model loaded from ONNX: packed weights in packing order, then every
+ * constant that came from the file, by value index. */
+static int write_cache(inferd_engine_model *m, const eg_cache_key *key, const uint8_t *from_file,
+                       inferd_error *err) {
+    eg_cache_writer *w = eg_cache_writer_create();
+    if (!w)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < eg_model_ctx_packed_count(m->ctx); i++) {
+        int64_t K, N;
+        int tr;
+        float scale;
+        const void *md, *data;
+        size_t md_size, bytes;
+        eg_model_ctx_packed_get(m->ctx, i, &K, &N, &tr, &scale, &md, &md_size, &data, &bytes);
+        rc = eg_cache_writer_add_packed(w, K, N, tr, scale, md, md_size, data, bytes);
+    }
+    for (int v = 0; rc == 0 && v < m->g->n_values; v++) {
+        const eg_value *val = &m->g->values[v];
+        if (val->is_const && from_file[v] && val->t.data &&
+            (val->n_consumers > 0 || val->is_output))
+            rc = eg_cache_writer_add_const(w, v, val->t.data, (size_t)eg_tensor_nbytes(&val->t));
+    }
+    if (rc < 0)
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory building the cache");
+    else
+        rc = eg_cache_writer_write(w, m->opts.cache_path, key, err);
+    eg_cache_writer_destroy(w);
+    return rc;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
 static int load_common(const void *data, size_t size, const char *path, int owns_mapping,
-                       const inferd_engine_options *opts, inferd_engine_model **out,
-                       inferd_error *err, int64_t t0) {
+                       const struct stat *st, const inferd_engine_options *opts,
+                       inferd_engine_model **out, inferd_error *err, int64_t t0) {
     *out = NULL;
     inferd_mem_account *acct = opts ? opts->acct : NULL;
     inferd_engine_model *m = inferd_calloc(acct, 1, sizeof *m);
@@ -123,17 +176,51 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     m->acct = acct;
     pthread_mutex_init(&m->lock, NULL);
     eg_mappings *maps = NULL;
-    int rc = eg_onnx_import(data, size, path, acct, &m->g, &maps, err);
+    uint8_t *from_file = NULL;
+    uint64_t skeleton = 0;
+    snprintf(m->cache_status, sizeof m->cache_status, "off");
+    int rc = eg_onnx_import(data, size, path, acct, &m->g, &maps, &skeleton, err);
     if (rc < 0)
         goto fail;
     if ((rc = eg_model_ctx_create(acct, &m->ctx, err)) < 0)
         goto fail;
+    eg_cache_key key = {.source_size = st ? (uint64_t)st->st_size : size,
+                        .source_mtime_ns =
+                            st ? (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec : 0,
+                        .skeleton_hash = skeleton};
+    if (m->opts.cache_path && !m->opts.disable_fusion) {
+        inferd_error cerr = {0};
+        if (eg_cache_open(m->opts.cache_path, &key, &m->cache, &cerr) == 0)
+            eg_model_ctx_use_cache(m->ctx, m->cache);
+        else
+            snprintf(m->cache_status, sizeof m->cache_status, "miss (%s)", cerr.msg);
+    }
+    // Without a cache every weight byte will be read: map them all in one pass.
+    if (!m->cache && owns_mapping)
+        madvise((void *)data, size, MADV_POPULATE_READ);
     if (!m->opts.disable_fusion && (rc = eg_fuse_load(m->g, m->ctx, err)) < 0)
         goto fail;
     if ((rc = eg_plan_remove_dead(m->g, err)) < 0)
         goto fail;
-    if ((rc = materialize_constants(m->g, err)) < 0)
+    // Which constants come from the file (and so belong in a cache).
+    from_file = inferd_calloc(NULL, (size_t)m->g->n_values + 1, 1);
+    if (!from_file) {
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
         goto fail;
+    }
+    for (int v = 0; v < m->g->n_values; v++)
+        from_file[v] =
+            m->g->values[v].is_const && !m->g->values[v].t.data && m->g->values[v].file_data;
+    int misses = 0;
+    if ((rc = materialize_constants(m->g, m->cache, &misses, err)) < 0)
+        goto fail;
+    if (m->cache) {
+        // A cache that served only part of the model is rewritten below.
+        m->cache_hit = misses == 0 && eg_model_ctx_all_cached(m->ctx);
+        snprintf(m->cache_status, sizeof m->cache_status, m->cache_hit ? "hit" : "miss (partial)");
+        inferd_mem_account_charge(acct, (int64_t)eg_cache_size(m->cache));
+    }
+
     eg_mappings_release(maps);
     maps = NULL;
     if (owns_mapping)
@@ -141,10 +228,21 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     owns_mapping = 0;
     if ((rc = build_descs(m, err)) < 0)
         goto fail;
+    if (m->opts.cache_path && !m->opts.disable_fusion && !m->cache_hit) {
+        inferd_error werr = {0};
+        size_t len = strlen(m->cache_status);
+        if (write_cache(m, &key, from_file, &werr) == 0)
+            snprintf(m->cache_status + len, sizeof m->cache_status - len, ", written");
+        else
+            snprintf(m->cache_status + len, sizeof m->cache_status - len, ", not written: %s",
+                     werr.msg);
+    }
+    inferd_free(from_file);
     m->load_ms = (double)(inferd_now_ns() - t0) / 1e6;
     *out = m;
     return 0;
 fail:
+    inferd_free(from_file);
     eg_mappings_release(maps);
     if (owns_mapping)
         eg_unmap_file(data, size);
@@ -161,7 +259,10 @@ int inferd_engine_load(const char *path, const inferd_engine_options *opts,
     int rc = eg_map_file(path, &data, &size, err);
     if (rc < 0)
         return rc;
-    rc = load_common(data, size, path, 1, opts, out, err, t0);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        memset(&st, 0, sizeof st);
+    rc = load_common(data, size, path, 1, &st, opts, out, err, t0);
     if (rc < 0)
         inferd_error_prefix(err, "%s: ", path);
     return rc;
@@ -169,7 +270,7 @@ int inferd_engine_load(const char *path, const inferd_engine_options *opts,
 
 int inferd_engine_load_buffer(const void *data, size_t size, const inferd_engine_options *opts,
                               inferd_engine_model **out, inferd_error *err) {
-    return load_common(data, size, NULL, 0, opts, out, err, inferd_now_ns());
+    return load_common(data, size, NULL, 0, NULL, opts, out, err, inferd_now_ns());
 }
 
 void inferd_engine_destroy(inferd_engine_model *m) {
@@ -187,6 +288,10 @@ void inferd_engine_destroy(inferd_engine_model *m) {
     }
     eg_graph_destroy(m->g);
     eg_model_ctx_destroy(m->ctx);
+    if (m->cache) {
+        inferd_mem_account_charge(m->acct, -(int64_t)eg_cache_size(m->cache));
+        eg_cache_close(m->cache);
+    }
     inferd_free(m->inputs);
     inferd_free(m->outputs);
     pthread_mutex_destroy(&m->lock);
@@ -202,6 +307,8 @@ const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int
     return i >= 0 && i < m->n_outputs ? &m->outputs[i] : NULL;
 }
 double inferd_engine_load_ms(const inferd_engine_model *m) { return m->load_ms; }
+const char *inferd_engine_cache_status(const inferd_engine_model *m) { return m->cache_status; }
+int inferd_engine_cache_hit(const inferd_engine_model *m) { return m->cache_hit; }
 int64_t inferd_engine_memory(const inferd_engine_model *m) {
     return inferd_mem_account_bytes(m->acct);
 }
@@ -269,7 +376,8 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
     while (m->n_plans >= max) {
         int victim = -1;
         for (int i = 0; i < m->n_plans; i++)
-            if (m->plans[i]->refs == 0 && (victim < 0 || m->plans[i]->used < m->plans[victim]->used))
+            if (m->plans[i]->refs == 0 &&
+                (victim < 0 || m->plans[i]->used < m->plans[victim]->used))
                 victim = i;
         if (victim < 0)
             break;
@@ -278,7 +386,8 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
         eg_plan_destroy(v->plan);
         inferd_free(v);
     }
-    plan_entry **grown = inferd_realloc(m->acct, m->plans, sizeof(*grown) * (size_t)(m->n_plans + 1));
+    plan_entry **grown =
+        inferd_realloc(m->acct, m->plans, sizeof(*grown) * (size_t)(m->n_plans + 1));
     if (grown) {
         m->plans = grown;
         m->plans[m->n_plans++] = e;
@@ -339,8 +448,8 @@ static void put_arena(inferd_engine_model *m, arena *a) {
     pthread_mutex_unlock(&m->lock);
 }
 
-static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
-                     inferd_tensor *outputs, int threads, inferd_error *err);
+static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                     int threads, inferd_error *err);
 
 /* ---- length groups ----
  * A padded batch of token sequences with very different lengths wastes most of its work on
@@ -385,8 +494,8 @@ static int64_t get_token(const inferd_tensor *t, int64_t i) {
 }
 
 /* Builds [rows, L] copies of the inputs from the given rows of a [B, S] batch. */
-static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs,
-                       const int *rows, int n, int64_t L, inferd_tensor *out) {
+static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs, const int *rows,
+                       int n, int64_t L, inferd_tensor *out) {
     for (int i = 0; i < m->n_inputs; i++) {
         const inferd_tensor *src = &inputs[i];
         inferd_tensor *t = &out[i];
@@ -400,8 +509,7 @@ static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs
             return -1;
         for (int r = 0; r < n; r++)
             memcpy((char *)t->data + (size_t)(r * L) * es,
-                   (const char *)src->data + (size_t)(rows[r] * src->dims[1]) * es,
-                   (size_t)L * es);
+                   (const char *)src->data + (size_t)(rows[r] * src->dims[1]) * es, (size_t)L * es);
     }
     return 0;
 }
@@ -437,7 +545,8 @@ static int probe_trim(inferd_engine_model *m) {
             goto out;
         int is_mask = i == m->mask_input;
         int is_ids = !is_mask && !strstr(m->inputs[i].name, "type") &&
-                     !strstr(m->inputs[i].name, "segment") && !strstr(m->inputs[i].name, "position");
+                     !strstr(m->inputs[i].name, "segment") &&
+                     !strstr(m->inputs[i].name, "position");
         for (int r = 0; r < 2; r++)
             for (int j = 0; j < S; j++) {
                 int valid = r == 0 || j < SHORT;
@@ -446,7 +555,8 @@ static int probe_trim(inferd_engine_model *m) {
             }
     }
     int row1 = 1;
-    if (run_whole(m, full, out_full, 1, &err) < 0 || gather_rows(m, full, &row1, 1, SHORT, part) < 0 ||
+    if (run_whole(m, full, out_full, 1, &err) < 0 ||
+        gather_rows(m, full, &row1, 1, SHORT, part) < 0 ||
         run_whole(m, part, out_part, 1, &err) < 0)
         goto out;
     verdict = TRIM_SAFE;
@@ -501,8 +611,8 @@ static int plan_groups(const int64_t *sorted_len, int n, int *ends) {
         for (int i = 1; i <= n; i++)
             for (int j = g - 1; j < i; j++)
                 if (best[g - 1][j] < INF) {
-                    int64_t c = best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) +
-                                GROUP_OVERHEAD;
+                    int64_t c =
+                        best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) + GROUP_OVERHEAD;
                     if (c < best[g][i]) {
                         best[g][i] = c;
                         from[g][i] = j;
@@ -606,8 +716,8 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     return rc;
 }
 
-int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
-                      inferd_tensor *outputs, int threads, inferd_error *err) {
+int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                      int threads, inferd_error *err) {
     if (!m->opts.disable_length_groups && m->trim != TRIM_UNSAFE && trim_candidate(m)) {
         int rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
         if (rc != 0)
@@ -616,12 +726,13 @@ int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
     return run_whole(m, inputs, outputs, threads, err);
 }
 
-static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
-                     inferd_tensor *outputs, int threads, inferd_error *err) {
+static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                     int threads, inferd_error *err) {
     if (threads < 1)
         threads = 1;
     eg_tensor in_local[16];
-    eg_tensor *in = m->n_inputs <= 16 ? in_local : inferd_calloc(NULL, (size_t)m->n_inputs, sizeof *in);
+    eg_tensor *in =
+        m->n_inputs <= 16 ? in_local : inferd_calloc(NULL, (size_t)m->n_inputs, sizeof *in);
     if (!in)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     int rc = 0;
@@ -635,9 +746,9 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
         int64_t n = inferd_tensor_numel(t->rank, t->dims);
         size_t es = inferd_dtype_size(t->dtype);
         if (n < 0 || es == 0 || (uint64_t)n * es != t->nbytes || (n > 0 && !t->data)) {
-            rc = inferd_error_set(err, INFERD_EINVAL,
-                                  "input '%s' holds %zu bytes, its dtype and dims need %lld",
-                                  m->inputs[i].name, t->nbytes, (long long)(n < 0 ? -1 : n * (int64_t)es));
+            rc = inferd_error_set(
+                err, INFERD_EINVAL, "input '%s' holds %zu bytes, its dtype and dims need %lld",
+                m->inputs[i].name, t->nbytes, (long long)(n < 0 ? -1 : n * (int64_t)es));
             goto out;
         }
         in[i].dtype = t->dtype;
@@ -659,8 +770,8 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
     eg_profile_entry prof[EG_OP_COUNT_];
     if (m->opts.profile)
         memset(prof, 0, sizeof prof);
-    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads,
-                     m->opts.profile ? prof : NULL, err);
+    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads, m->opts.profile ? prof : NULL,
+                     err);
     put_arena(m, a);
     put_plan(m, pe);
     if (m->opts.profile && rc == 0) {

@@ -273,15 +273,17 @@ static int match_gelu(eg_graph *g, const uses *u, int x, int *tanh_approx, int *
 /* ---- load time: dense layers ---- */
 
 typedef struct dense_cand {
-    int node;      /* the FusedMatMul node */
-    int x;         /* input value */
-    int w;         /* weight value */
+    int node; /* the FusedMatMul node */
+    int x;    /* input value */
+    int w;    /* weight value; -1 for a merged layer (see parts) */
     int transposed;
     float scale;
-    int bias;      /* bias value or -1 */
+    int bias; /* bias value or -1 */
     eg_act act;
     int64_t K, N;
-    int merged;    /* absorbed into another candidate */
+    int merged;               /* absorbed into another candidate */
+    struct dense_cand *parts; /* merged layer: the layers whose weights sit side by side */
+    int n_parts;
 } dense_cand;
 
 static int find_dense(eg_graph *g, dense_cand **out, int *n_out, inferd_error *err) {
@@ -378,8 +380,15 @@ static int find_dense(eg_graph *g, dense_cand **out, int *n_out, inferd_error *e
         g->nodes[last].in[0] = x;
         g->nodes[last].in[1] = bias;
         g->nodes[last].out[0] = cur;
-        cands[n++] = (dense_cand){.node = last, .x = x, .w = w, .transposed = transposed,
-                                  .scale = scale, .bias = bias, .act = act, .K = K, .N = N};
+        cands[n++] = (dense_cand){.node = last,
+                                  .x = x,
+                                  .w = w,
+                                  .transposed = transposed,
+                                  .scale = scale,
+                                  .bias = bias,
+                                  .act = act,
+                                  .K = K,
+                                  .N = N};
         if ((rc = uses_build(g, &u, err)) < 0)
             break;
     }
@@ -411,21 +420,19 @@ static int merge_siblings(eg_graph *g, dense_cand *c, int n, inferd_error *err) 
                 group[ng++] = j;
         if (ng < 2)
             continue;
-        int64_t K = c[i].K, Ntot = 0;
+        int64_t Ntot = 0;
         for (int k = 0; k < ng; k++)
             Ntot += c[group[k]].N;
-        float *w = eg_graph_alloc(g, sizeof(float) * (size_t)(K * Ntot));
+        // The merged weight is built only if it has to be packed (not on a cached load).
+        dense_cand *parts = eg_graph_alloc(g, sizeof(dense_cand) * (size_t)ng);
         float *b = eg_graph_alloc(g, sizeof(float) * (size_t)Ntot);
         int64_t *sizes = eg_graph_alloc(g, sizeof(int64_t) * (size_t)ng);
-        if (!w || !b || !sizes)
+        if (!parts || !b || !sizes)
             return inferd_error_set(err, INFERD_EINTERNAL, "out of memory merging layers");
         int64_t off = 0;
         for (int k = 0; k < ng; k++) {
             dense_cand *d = &c[group[k]];
-            const eg_value *wv = &g->values[d->w];
-            for (int64_t r = 0; r < K; r++)
-                for (int64_t col = 0; col < d->N; col++)
-                    w[r * Ntot + off + col] = weight_at(wv, d, r, col);
+            parts[k] = *d;
             if (d->bias >= 0) {
                 eg_value *bv = &g->values[d->bias];
                 int rc = eg_value_materialize(g, bv, err);
@@ -436,16 +443,16 @@ static int merge_siblings(eg_graph *g, dense_cand *c, int n, inferd_error *err) 
             sizes[k] = d->N;
             off += d->N;
         }
-        // New constants: merged weight and bias, and the split sizes.
-        int wv = eg_graph_add_value(g, "", err), bv, sv, yv;
-        if (wv < 0 || (bv = eg_graph_add_value(g, "", err)) < 0 ||
+        // New constants: merged bias and the split sizes.
+        int bv, sv, yv;
+        if ((bv = eg_graph_add_value(g, "", err)) < 0 ||
             (sv = eg_graph_add_value(g, "", err)) < 0 || (yv = eg_graph_add_value(g, "", err)) < 0)
             return INFERD_EINTERNAL;
-        g->values[wv].t = (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {K, Ntot}, .data = w};
-        g->values[wv].is_const = 1;
-        g->values[bv].t = (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 1, .dims = {Ntot}, .data = b};
+        g->values[bv].t =
+            (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 1, .dims = {Ntot}, .data = b};
         g->values[bv].is_const = 1;
-        g->values[sv].t = (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {ng}, .data = sizes};
+        g->values[sv].t =
+            (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {ng}, .data = sizes};
         g->values[sv].is_const = 1;
         g->values[yv].t.dtype = INFERD_DTYPE_F32;
         int mm = eg_graph_add_node(g, EG_OP_FusedMatMul, g->nodes[c[i].node].name, 3, 1, err);
@@ -478,7 +485,9 @@ static int merge_siblings(eg_graph *g, dense_cand *c, int n, inferd_error *err) 
         // The merged layer becomes a candidate of its own, to be packed.
         c[i].merged = 0;
         c[i].node = mm;
-        c[i].w = wv;
+        c[i].w = -1;
+        c[i].parts = parts;
+        c[i].n_parts = ng;
         c[i].transposed = 0;
         c[i].scale = 1.0f;
         c[i].bias = bv;
@@ -495,17 +504,41 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
         if (!p)
             return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
         // Weights shared by several layers (tied embeddings) are packed once.
-        for (int j = 0; j < i; j++)
+        for (int j = 0; j < i && c[i].w >= 0; j++)
             if (!c[j].merged && c[j].w == c[i].w && c[j].transposed == c[i].transposed &&
                 c[j].scale == c[i].scale) {
                 p->w = ((eg_matmul_params *)g->nodes[c[j].node].params)->w;
                 break;
             }
-        const eg_value *wv = &g->values[c[i].w];
-        const float *src = wv->t.data ? wv->t.data : wv->file_data;
-        int rc;
-        if (!p->w && (rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed,
-                                          c[i].scale, &p->w, err)) < 0)
+        int rc = 0;
+        if (!p->w)
+            rc = eg_pack_weight_cached(model_ctx, c[i].K, c[i].N, c[i].transposed, c[i].scale,
+                                       &p->w, err);
+        if (rc < 0)
+            return rc;
+        if (!p->w && c[i].w >= 0) {
+            const eg_value *wv = &g->values[c[i].w];
+            const float *src = wv->t.data ? wv->t.data : wv->file_data;
+            rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed, c[i].scale, &p->w,
+                                err);
+        } else if (!p->w) {
+            // A merged layer: lay the parts' weights side by side, then pack.
+            int64_t K = c[i].K, Ntot = c[i].N, off = 0;
+            float *w = inferd_malloc(NULL, sizeof(float) * (size_t)(K * Ntot));
+            if (!w)
+                return inferd_error_set(err, INFERD_EINTERNAL, "out of memory merging layers");
+            for (int k = 0; k < c[i].n_parts; k++) {
+                const dense_cand *d = &c[i].parts[k];
+                const eg_value *pv = &g->values[d->w];
+                for (int64_t r = 0; r < K; r++)
+                    for (int64_t col = 0; col < d->N; col++)
+                        w[r * Ntot + off + col] = weight_at(pv, d, r, col);
+                off += d->N;
+            }
+            rc = eg_pack_weight(model_ctx, w, K, Ntot, 0, 1.0f, &p->w, err);
+            inferd_free(w);
+        }
+        if (rc < 0)
             return rc;
         p->act = c[i].act;
         // Find the node again: toposort moved nodes around; match by output value.
@@ -597,7 +630,8 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
             !const_scalar(g, other_input(&g->nodes[ad], g->nodes[rm].out[0]), &eps))
             continue;
         int sq = sole_consumer(g, &u, g->nodes[ad].out[0]);
-        if (sq < 0 || g->nodes[sq].op != EG_OP_Sqrt || sole_consumer(g, &u, g->nodes[sq].out[0]) != dv ||
+        if (sq < 0 || g->nodes[sq].op != EG_OP_Sqrt ||
+            sole_consumer(g, &u, g->nodes[sq].out[0]) != dv ||
             g->nodes[dv].in[1] != g->nodes[sq].out[0])
             continue;
         int end = dv, out = g->nodes[dv].out[0], gamma = -1, beta = -1;
@@ -616,7 +650,8 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
             }
         }
         // gamma and beta must be vectors over the last axis.
-        if ((gamma >= 0 && g->values[gamma].t.rank != 1) || (beta >= 0 && g->values[beta].t.rank != 1))
+        if ((gamma >= 0 && g->values[gamma].t.rank != 1) ||
+            (beta >= 0 && g->values[beta].t.rank != 1))
             continue;
         eg_layernorm_params *p = eg_graph_alloc(g, sizeof *p);
         if (!p)
@@ -758,15 +793,15 @@ static int perm_is(const eg_node *n, const int64_t *want, int len) {
 }
 
 typedef struct {
-    int src;       /* [B, S, C] value the head view is taken from */
-    int64_t off;   /* column offset of the H*D block inside C */
-    int nodes[4];  /* pattern nodes to remove */
+    int src;      /* [B, S, C] value the head view is taken from */
+    int64_t off;  /* column offset of the H*D block inside C */
+    int nodes[4]; /* pattern nodes to remove */
     int n_nodes;
 } head_view;
 
 /* v must be Transpose(perm)(Reshape([B, S, h, D])(src)) with src [B, S, h*D]. */
-static int match_heads(const eg_graph *g, const uses *u, int v, const int64_t *perm,
-                       int64_t heads, int64_t D, head_view *hv) {
+static int match_heads(const eg_graph *g, const uses *u, int v, const int64_t *perm, int64_t heads,
+                       int64_t D, head_view *hv) {
     int t = producer_of(g, v, EG_OP_Transpose);
     if (t < 0 || !perm_is(&g->nodes[t], perm, 4) || sole_consumer(g, u, v) < 0)
         return 0;
@@ -1057,7 +1092,8 @@ static int slice_rows(eg_graph *g, int v, int *cache_from, int *cache_to, int *n
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     c[0] = 0, c[1] = 1, c[2] = 1; // starts, ends, axes
     for (int k = 0; k < 3; k++) {
-        g->values[ids[k]].t = (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {1}, .data = &c[k]};
+        g->values[ids[k]].t =
+            (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {1}, .data = &c[k]};
         g->values[ids[k]].is_const = 1;
     }
     int sn = eg_graph_add_node(g, EG_OP_Slice, "row_slice", 4, 1, err);

@@ -1,6 +1,8 @@
 /* kernels.c: oneDNN glue. Lock order: pack_lock (leaf). */
 #include "engine/kernels.h"
 
+#include "engine/cache.h"
+
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -55,12 +57,17 @@ struct eg_model_ctx {
     pthread_mutex_t pack_lock;
     eg_packed_weight **packed;
     int n_packed;
+    struct eg_cache *cache;
 };
 
 struct eg_packed_weight {
     int64_t K, N;
+    int transposed;
+    float scale;
     dnnl_memory_desc_t md;
     void *data;
+    size_t bytes;
+    int borrowed; /* data lives in the cache mapping */
 };
 
 int eg_model_ctx_create(inferd_mem_account *acct, eg_model_ctx **out, inferd_error *err) {
@@ -80,7 +87,8 @@ void eg_model_ctx_destroy(eg_model_ctx *c) {
     if (!c)
         return;
     for (int i = 0; i < c->n_packed; i++) {
-        inferd_free(c->packed[i]->data);
+        if (!c->packed[i]->borrowed)
+            inferd_free(c->packed[i]->data);
         inferd_free(c->packed[i]);
     }
     inferd_free(c->packed);
@@ -112,22 +120,98 @@ static dnnl_status_t query_weights_md(int64_t K, int64_t N, dnnl_memory_desc_t *
     return dnnl_success;
 }
 
+static int register_packed(eg_model_ctx *c, eg_packed_weight *pw, eg_packed_weight **out,
+                           inferd_error *err) {
+    pthread_mutex_lock(&c->pack_lock);
+    eg_packed_weight **grown =
+        inferd_realloc(c->acct, c->packed, sizeof(*grown) * (size_t)(c->n_packed + 1));
+    if (grown) {
+        c->packed = grown;
+        c->packed[c->n_packed++] = pw;
+    }
+    pthread_mutex_unlock(&c->pack_lock);
+    if (!grown) {
+        if (!pw->borrowed)
+            inferd_free(pw->data);
+        inferd_free(pw);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
+    }
+    *out = pw;
+    return 0;
+}
+
+void eg_model_ctx_use_cache(eg_model_ctx *c, struct eg_cache *cache) { c->cache = cache; }
+
+int eg_pack_weight_cached(eg_model_ctx *c, int64_t K, int64_t N, int transposed, float scale,
+                          eg_packed_weight **out, inferd_error *err) {
+    if (!c->cache)
+        return 0;
+    eg_packed_weight *pw = inferd_calloc(c->acct, 1, sizeof *pw);
+    if (!pw)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    size_t bytes;
+    const void *data =
+        eg_cache_next_packed(c->cache, K, N, transposed, scale, &pw->md, sizeof pw->md, &bytes);
+    // The stored layout must be the one oneDNN picks on this machine now.
+    dnnl_memory_desc_t want;
+    if (!data || query_weights_md(K, N, &want) != dnnl_success ||
+        !dnnl_memory_desc_equal(&want, &pw->md) || dnnl_memory_desc_get_size(&want) != bytes) {
+        inferd_free(pw);
+        return 0;
+    }
+    pw->K = K;
+    pw->N = N;
+    pw->transposed = transposed;
+    pw->scale = scale;
+    pw->data = (void *)data;
+    pw->bytes = bytes;
+    pw->borrowed = 1;
+    int rc = register_packed(c, pw, out, err);
+    return rc < 0 ? rc : 1;
+}
+
+int eg_model_ctx_packed_count(const eg_model_ctx *c) { return c->n_packed; }
+
+int eg_model_ctx_all_cached(const eg_model_ctx *c) {
+    for (int i = 0; i < c->n_packed; i++)
+        if (!c->packed[i]->borrowed)
+            return 0;
+    return 1;
+}
+
+void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N, int *transposed,
+                             float *scale, const void **md, size_t *md_size, const void **data,
+                             size_t *bytes) {
+    const eg_packed_weight *pw = c->packed[i];
+    *K = pw->K;
+    *N = pw->N;
+    *transposed = pw->transposed;
+    *scale = pw->scale;
+    *md = &pw->md;
+    *md_size = sizeof pw->md;
+    *data = pw->data;
+    *bytes = pw->bytes;
+}
+
 int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
                    float scale, eg_packed_weight **out, inferd_error *err) {
     if (K <= 0 || N <= 0)
-        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight",
-                                (long long)K, (long long)N);
+        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight", (long long)K,
+                                (long long)N);
     eg_packed_weight *pw = inferd_calloc(c->acct, 1, sizeof *pw);
     if (!pw)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
     pw->K = K;
     pw->N = N;
+    pw->transposed = transposed;
+    pw->scale = scale;
     dnnl_status_t s = query_weights_md(K, N, &pw->md);
     if (s != dnnl_success) {
         inferd_free(pw);
         return dnnl_fail(err, s, "choose a weight layout");
     }
     size_t bytes = dnnl_memory_desc_get_size(&pw->md);
+    pw->bytes = bytes;
     pw->data = inferd_malloc(c->acct, bytes);
     // An aligned copy of the source when it is unaligned or needs scaling: oneDNN reads it.
     const float *src = w;
@@ -156,8 +240,8 @@ int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int tr
     dnnl_primitive_t r = NULL;
     if ((s = dnnl_memory_create(&m_src, &plain, g_engine, (void *)src)) == dnnl_success &&
         (s = dnnl_memory_create(&m_dst, &pw->md, g_engine, pw->data)) == dnnl_success &&
-        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, &pw->md, g_engine,
-                                                NULL)) == dnnl_success &&
+        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, &pw->md, g_engine, NULL)) ==
+            dnnl_success &&
         (s = dnnl_primitive_create(&r, rpd)) == dnnl_success) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, m_src}, {DNNL_ARG_TO, m_dst}};
         s = dnnl_primitive_execute(r, stream(), 2, args);
@@ -174,21 +258,7 @@ int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int tr
         inferd_free(pw);
         return dnnl_fail(err, s, "pack a weight");
     }
-    pthread_mutex_lock(&c->pack_lock);
-    eg_packed_weight **grown =
-        inferd_realloc(c->acct, c->packed, sizeof(*grown) * (size_t)(c->n_packed + 1));
-    if (grown) {
-        c->packed = grown;
-        c->packed[c->n_packed++] = pw;
-    }
-    pthread_mutex_unlock(&c->pack_lock);
-    if (!grown) {
-        inferd_free(pw->data);
-        inferd_free(pw);
-        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
-    }
-    *out = pw;
-    return 0;
+    return register_packed(c, pw, out, err);
 }
 
 int64_t eg_packed_weight_k(const eg_packed_weight *w) { return w->K; }
@@ -220,9 +290,9 @@ static dnnl_alg_kind_t act_alg(eg_act a) {
     }
 }
 
-int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
-                    eg_act act, int has_residual, int residual_first, int threads,
-                    eg_dense **out, inferd_error *err) {
+int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias, eg_act act,
+                    int has_residual, int residual_first, int threads, eg_dense **out,
+                    inferd_error *err) {
     (void)threads; // the team size is the calling thread's omp_get_max_threads()
     eg_dense *d = inferd_calloc(c->acct, 1, sizeof *d);
     if (!d)
@@ -300,14 +370,14 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
     dnnl_exec_arg_t args[6];
     int n = 0;
     dnnl_status_t s = dnnl_success;
-#define ARG(kind, md, ptr)                                                                     \
-    do {                                                                                       \
-        if (s == dnnl_success && (s = dnnl_memory_create(&mem[n], md, g_engine, (void *)(ptr))) == \
-                                     dnnl_success) {                                           \
-            args[n].arg = kind;                                                                \
-            args[n].memory = mem[n];                                                           \
-            n++;                                                                               \
-        }                                                                                      \
+#define ARG(kind, md, ptr)                                                                         \
+    do {                                                                                           \
+        if (s == dnnl_success &&                                                                   \
+            (s = dnnl_memory_create(&mem[n], md, g_engine, (void *)(ptr))) == dnnl_success) {      \
+            args[n].arg = kind;                                                                    \
+            args[n].memory = mem[n];                                                               \
+            n++;                                                                                   \
+        }                                                                                          \
     } while (0)
     ARG(DNNL_ARG_SRC, &d->src_md, x);
     ARG(DNNL_ARG_WEIGHTS, &d->w->md, d->w->data);

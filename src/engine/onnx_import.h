@@ -17,6 +17,7 @@
 #define INFERD_ENGINE_ONNX_IMPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/graph.h"
 
@@ -27,9 +28,10 @@ typedef struct eg_mappings eg_mappings;
 /* Parses the model in data[0..size) (usually the mapped file at path; path may be NULL for
  * in-memory models, which then cannot have external data). On success *out is a sorted graph
  * whose constants may borrow from data and from *maps (the caller keeps data alive until it
- * calls eg_mappings_release). */
+ * calls eg_mappings_release). *skeleton_hash (if not NULL) gets a hash of the model without its
+ * weight bytes, which identifies its structure for the load cache. */
 int eg_onnx_import(const void *data, size_t size, const char *path, inferd_mem_account *acct,
-                   eg_graph **out, eg_mappings **maps, inferd_error *err);
+                   eg_graph **out, eg_mappings **maps, uint64_t *skeleton_hash, inferd_error *err);
 
 /* Unmaps external data files; NULL does nothing. */
 void eg_mappings_release(eg_mappings *maps);

@@ -63,8 +63,8 @@ static Onnx__ValueInfoProto *value_info(builder *b, Onnx__ValueInfoProto *vi, co
     return vi;
 }
 
-static void node(builder *b, int i, const char *op, const char *name, int n_in,
-                 const char **ins, int n_out, const char **outs) {
+static void node(builder *b, int i, const char *op, const char *name, int n_in, const char **ins,
+                 int n_out, const char **outs) {
     Onnx__NodeProto *n = &b->nodes[i];
     onnx__node_proto__init(n);
     n->op_type = (char *)op;
@@ -150,12 +150,12 @@ static int load(builder *b, inferd_engine_model **m, inferd_error *err) {
     return rc;
 }
 
-#define ASSERT_ERR(rc, code, err, needle)                                                     \
-    do {                                                                                      \
-        if ((rc) != (code))                                                                   \
-            fail_msg("rc %d (%s), expected %d", (rc), (err).msg, (code));                     \
-        if (!strstr((err).msg, (needle)))                                                     \
-            fail_msg("message '%s' does not mention '%s'", (err).msg, (needle));              \
+#define ASSERT_ERR(rc, code, err, needle)                                                          \
+    do {                                                                                           \
+        if ((rc) != (code))                                                                        \
+            fail_msg("rc %d (%s), expected %d", (rc), (err).msg, (code));                          \
+        if (!strstr((err).msg, (needle)))                                                          \
+            fail_msg("message '%s' does not mention '%s'", (err).msg, (needle));                   \
     } while (0)
 
 /* ---- tests ---- */
@@ -171,8 +171,8 @@ static void test_dense_model_runs(void **state) {
     assert_string_equal(inferd_engine_input(m, 0)->name, "X");
     assert_int_equal(inferd_engine_input(m, 0)->dims[0], -1);
     float x[8] = {1, 2, 3, 4, -1, 0.5f, 0, 2};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 4}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 4}, .data = x, .nbytes = sizeof x};
     inferd_tensor out;
     for (int threads = 1; threads <= 2; threads++) {
         assert_int_equal(inferd_engine_run(m, &in, &out, threads, &err), 0);
@@ -202,8 +202,8 @@ static void test_wrong_input_is_refused(void **state) {
     inferd_error err = {0};
     assert_int_equal(load(&b, &m, &err), 0);
     float x[6] = {0};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 3}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 3}, .data = x, .nbytes = sizeof x};
     inferd_tensor out;
     int rc = inferd_engine_run(m, &in, &out, 1, &err);
     ASSERT_ERR(rc, INFERD_EINVAL, err, "dim 1");
@@ -254,8 +254,9 @@ static void test_garbage_is_an_error(void **state) {
         inferd_engine_model *m = NULL;
         inferd_error err = {0};
         assert_true(inferd_engine_load_buffer(junk, n, NULL, &m, &err) < 0);
-        assert_non_null(strstr(err.msg, "ONNX") ? err.msg : strstr(err.msg, "opset") ? err.msg
-                                                                                      : NULL);
+        assert_non_null(strstr(err.msg, "ONNX")    ? err.msg
+                        : strstr(err.msg, "opset") ? err.msg
+                                                   : NULL);
     }
 }
 
@@ -370,8 +371,8 @@ static void test_out_of_memory_anywhere_is_an_error(void **state) {
     size_t len;
     uint8_t *buf = pack(&b, &len);
     float x[4] = {1, 2, 3, 4};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x, .nbytes = sizeof x};
     int completed = 0;
     for (long nth = 1; nth < 400 && !completed; nth++) {
         inferd_error err = {0};
@@ -395,6 +396,106 @@ static void test_out_of_memory_anywhere_is_an_error(void **state) {
     free(buf);
 }
 
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* Runs the dense model on a fixed input, returns Y[0, 0..2] in y. */
+static void run_dense(inferd_engine_model *m, float *y) {
+    float x[4] = {0.5f, -1, 2, 0.25f};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x, .nbytes = sizeof x};
+    inferd_tensor out;
+    inferd_error err = {0};
+    assert_int_equal(inferd_engine_run(m, &in, &out, 1, &err), 0);
+    memcpy(y, out.data, 3 * sizeof(float));
+    inferd_free(out.data);
+}
+
+static void test_cache_round_trip_and_invalidation(void **state) {
+    (void)state;
+    builder b;
+    dense_model(&b);
+    size_t len;
+    uint8_t *buf = pack(&b, &len);
+    char dir[] = "/tmp/inferd_cache_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char model[256], cache[256];
+    snprintf(model, sizeof model, "%s/model.onnx", dir);
+    snprintf(cache, sizeof cache, "%s/c/model.cache", dir);
+    write_file(model, buf, len);
+    inferd_engine_options o = {.cache_path = cache};
+    inferd_engine_model *m;
+    inferd_error err = {0};
+    float ref[3], y[3];
+
+    assert_int_equal(inferd_engine_load(model, &o, &m, &err), 0);
+    assert_false(inferd_engine_cache_hit(m));
+    assert_non_null(strstr(inferd_engine_cache_status(m), "written"));
+    run_dense(m, ref);
+    inferd_engine_destroy(m);
+
+    assert_int_equal(inferd_engine_load(model, &o, &m, &err), 0);
+    if (!inferd_engine_cache_hit(m))
+        fail_msg("second load: %s", inferd_engine_cache_status(m));
+    run_dense(m, y);
+    for (int i = 0; i < 3; i++)
+        if (y[i] != ref[i])
+            fail_msg("cached Y[%d] = %g, from ONNX %g", i, y[i], ref[i]);
+    inferd_engine_destroy(m);
+
+    // Flip one byte of content: detected, never trusted, rewritten.
+    FILE *f = fopen(cache, "r+b");
+    assert_non_null(f);
+    fseek(f, 4096 + 10, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 4096 + 10, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    assert_int_equal(inferd_engine_load(model, &o, &m, &err), 0);
+    assert_false(inferd_engine_cache_hit(m));
+    assert_non_null(strstr(inferd_engine_cache_status(m), "corrupt"));
+    run_dense(m, y);
+    assert_memory_equal(y, ref, sizeof y);
+    inferd_engine_destroy(m);
+    assert_int_equal(inferd_engine_load(model, &o, &m, &err), 0);
+    assert_true(inferd_engine_cache_hit(m)); // rewritten by the previous load
+    inferd_engine_destroy(m);
+
+    // Truncated.
+    assert_int_equal(truncate(cache, 5000), 0);
+    assert_int_equal(inferd_engine_load(model, &o, &m, &err), 0);
+    assert_non_null(strstr(inferd_engine_cache_status(m), "truncated"));
+    inferd_engine_destroy(m);
+
+    // The model changes (new weights, same size): stale.
+    W[2] += 1.0f; // feeds Y[2], which is positive for this input
+    buf = (free(buf), pack(&b, &len));
+    W[2] -= 1.0f;
+    write_file(model, buf, len);
+    assert_int_equal(inferd_engine_load(model, &o, &m, &err), 0);
+    assert_false(inferd_engine_cache_hit(m));
+    assert_non_null(strstr(inferd_engine_cache_status(m), "stale"));
+    run_dense(m, y);
+    if (y[0] == ref[0] && y[1] == ref[1] && y[2] == ref[2])
+        fail_msg("new weights gave the old outputs");
+    inferd_engine_destroy(m);
+
+    // A cache folder that cannot be written: the model still loads.
+    inferd_engine_options bad = {.cache_path = "/proc/inferd-no/model.cache"};
+    assert_int_equal(inferd_engine_load(model, &bad, &m, &err), 0);
+    assert_non_null(strstr(inferd_engine_cache_status(m), "not written"));
+    inferd_engine_destroy(m);
+
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(buf);
+}
+
 int main(void) {
     inferd_error err;
     if (inferd_engine_global_init(&err) < 0) {
@@ -412,6 +513,7 @@ int main(void) {
         cmocka_unit_test(test_bad_tensors_are_refused),
         cmocka_unit_test(test_external_data_cannot_escape),
         cmocka_unit_test(test_out_of_memory_anywhere_is_an_error),
+        cmocka_unit_test(test_cache_round_trip_and_invalidation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,10 @@ void inferd_mem_account_init(inferd_mem_account *acct);
 /* Bytes currently allocated through acct (the process account when acct is NULL). */
 int64_t inferd_mem_account_bytes(const inferd_mem_account *acct);
 
+/* Adds delta bytes (negative to release) that the account holds without having allocated them
+ * here, such as a memory-mapped file whose pages the model keeps resident. */
+void inferd_mem_account_charge(inferd_mem_account *acct, int64_t delta);
+
 /* Bytes allocated through all accounts together. */
 int64_t inferd_mem_total_bytes(void);
 
