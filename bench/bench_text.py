@@ -4,12 +4,15 @@ task (21 copies of the peers' small BERT-shaped model), the peers' character tok
 Chinese texts of 20-120 characters, 16 concurrent users, CPU only; inferd's text API against
 the three peer servers of ../shared/peers/servers, each at its best setting, in one run.
 
-For each server in turn (started on a free loopback port, waited for, warmed up, stopped):
-  * Locust 2.12, headless, --users closed-loop users for --warmup + --duration s
+Every server is started on a free loopback port, waited for and warmed up (each model once);
+they all stay up (idle ones use no CPU) while the load goes to one at a time: --rounds rounds,
+the servers taking turns in an order that rotates every round, each turn being
+  * Locust 2.12, headless, --users closed-loop users for --warmup + --duration/--rounds s
     (bench/locustfile.py: a random model and a random text of the pool per request);
   * `inferd bench` (closed loop, --users connections, one fixed ~70-character text to m00)
-    for the same time, as a second driver with a load generator written in C;
-and meanwhile, from this process: GET of the health endpoint every --ready-interval s on a new
+    for the same time, as a second driver with a load generator written in C.
+The machine is shared with other work that comes and goes; taking turns spreads it over every
+server alike (the per-round QPS are in the table). Meanwhile, from this process: GET of the health endpoint every --ready-interval s on a new
 connection (as an orchestrator's probe does), and the server's process tree sampled every
 0.5 s with psutil (CPU%, 100 = one core; largest thread count). inferd's batch-size histogram
 is the difference of /metrics before and after the Locust run. Results: a section of
@@ -39,6 +42,7 @@ Every server runs under `taskset -c 0,1` (run_server.sh pins the peers; inferd i
 same way). The load generators run unpinned on the same two cores: their CPU% is reported.
 """
 import argparse
+import copy
 import http.client
 import json
 import math
@@ -443,7 +447,7 @@ def measure(srv, driver, args, texts_file, body_text, tag):
             if r[2] != 200:
                 errors[str(r[2])] = errors.get(str(r[2]), 0) + 1
         rec.update(qps=ok / (end - start), requests=len(lat), ok=ok, errors=errors,
-                   latency=lat_summary(lat), window=end - start)
+                   latency=lat_summary(lat), window=end - start, _lat=lat)
     else:
         err = p.stderr.read()
         try:
@@ -466,8 +470,59 @@ def measure(srv, driver, args, texts_file, body_text, tag):
     rec["ready"] = lat_summary([r[1] for r in rd])
     rec["ready"]["failed"] = sum(1 for r in rd if r[2] != 200)
     rec["ready"]["over_1s"] = sum(1 for r in rd if r[1] > 1000)
+    rec["_ready"] = [r[1] for r in rd]
     rec["batch"] = metrics_diff(before, after)
     return rec
+
+
+def public(rec):
+    """A run's record without its raw latency lists."""
+    return {k: v for k, v in rec.items() if not k.startswith("_")}
+
+
+def merge_rounds(recs):
+    """One record for the rounds of one server and driver: requests, windows and CPU seconds
+    added up, latency percentiles over every request (Locust) or, for `inferd bench`, which
+    reports only percentiles, their request-weighted mean (max: the largest)."""
+    good = [r for r in recs if "error" not in r]
+    if not good:
+        return recs[0]
+    out = public(good[0])
+    w = sum(r["window"] for r in good)
+    out.update(rounds=len(good), window=w, ok=sum(r["ok"] for r in good),
+               requests=sum(r["requests"] for r in good),
+               qps_rounds=[r["qps"] for r in good], failed_rounds=len(recs) - len(good))
+    out["qps"] = out["ok"] / w
+    errors = {}
+    for r in good:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    out["errors"] = errors
+    if all("_lat" in r for r in good):
+        out["latency"] = lat_summary([x for r in good for x in r["_lat"]])
+    else:
+        n = sum(r["latency"]["n"] for r in good) or 1
+        out["latency"] = {k: sum(r["latency"][k] * r["latency"]["n"] for r in good) / n
+                          for k in ("p50", "p95", "p99", "mean")}
+        out["latency"].update(n=n, max=max(r["latency"]["max"] for r in good))
+    for k in ("cpu", "gen_cpu", "other_cpu", "machine_cpu"):
+        xs = [(r[k], r["window"]) for r in good if r.get(k) is not None]
+        out[k] = sum(x * t for x, t in xs) / sum(t for _, t in xs) if xs else None
+    out["threads"] = max((r["threads"] for r in good if r.get("threads")), default=None)
+    rd = [x for r in good for x in r["_ready"]]
+    out["ready"] = lat_summary(rd)
+    out["ready"]["failed"] = sum(r["ready"]["failed"] for r in good)
+    out["ready"]["over_1s"] = sum(r["ready"]["over_1s"] for r in good)
+    bs = [r["batch"] for r in good if r.get("batch")]
+    if bs:
+        per = {}
+        for b in bs:
+            for le, c in b["per_bucket"].items():
+                per[le] = per.get(le, 0) + c
+        n, rows = sum(b["batches"] for b in bs), sum(b["rows"] for b in bs)
+        out["batch"] = {"per_bucket": per, "batches": n, "rows": rows,
+                        "mean": rows / n if n else None}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,14 +547,18 @@ def markdown(runs, args, started, elapsed, pool_source):
          "labels) behind each server's text endpoint, the peers' char tokenizer (inferd: "
          "`pipeline.json`, bench/make_text_repo.py), Chinese texts of 20-120 characters "
          f"({pool_source}, {args.texts} texts, seed {args.seed}), {args.users} closed-loop "
-         f"users, {args.warmup:g} s warm-up then {args.duration:g} s measured. Every server "
-         "runs under `taskset -c 0,1`; the load generator shares those two cores (its CPU% is "
-         "the `gen CPU%` column).",
+         f"users, {args.duration:g} s measured per server and driver, as {args.rounds} turns of "
+         f"{args.warmup:g} s warm-up + {args.duration / args.rounds:g} s, the servers taking "
+         "turns in a rotating order while all are up (idle ones use no CPU), so that other "
+         "work on this shared machine weighs on all alike. Every server runs under "
+         "`taskset -c 0,1`; the load generator shares those two cores (its CPU% is the "
+         "`gen CPU%` column).",
          "",
          "- **locust**: Locust 2.12 headless (`bench/locustfile.py`, FastHttpUser), a random "
          "model and a random text per request. **inferd bench**: `build/inferd bench`, "
          f"{args.users} keep-alive connections, one fixed text to model m00 (so every request "
-         "hits one model, whatever the repository).",
+         "hits one model, whatever the repository; its percentiles are the request-weighted "
+         "mean of the turns').",
          f"- **/ready**: GET `/ready` (peers) or `/v2/health/ready` (inferd) every "
          f"{args.ready_interval:g} s on a new connection, from the benchmark's own process, "
          "during the measured window.",
@@ -508,18 +567,19 @@ def markdown(runs, args, started, elapsed, pool_source):
          "**other CPU%**: everything else on the machine meanwhile (other people's work: the "
          "2 cores give 200 in all).",
          "",
-         "| server | setting | models | driver | QPS | p50 ms | p95 ms | p99 ms | errors | "
+         "| server | setting | models | driver | QPS | QPS per turn | p50 ms | p95 ms | p99 ms | errors | "
          "/ready p50 / p99 / max ms | CPU% | threads | gen CPU% | other CPU% |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if "error" in r:
             L.append(f"| {r['server']} | {r['setting']} | {r['models']} | {r['driver']} | "
-                     f"failed: {r['error']} | | | | | | | | | |")
+                     f"failed: {r['error']} | | | | | | | | | | |")
             continue
         lat, rd = r["latency"], r["ready"]
         errs = sum(r["errors"].values()) if r["errors"] else 0
         L.append(f"| {r['server']} | {r['setting']} | {r['models']} | {r['driver']} | "
-                 f"**{f(r['qps'], 1)}** | {f(lat['p50'], 1)} | {f(lat['p95'], 1)} | "
+                 f"**{f(r['qps'], 1)}** | "
+                 + " ".join(f(q) for q in r.get("qps_rounds", [])) + f" | {f(lat['p50'], 1)} | {f(lat['p95'], 1)} | "
                  f"{f(lat['p99'], 1)} | {errs} | {f(rd['p50'], 1)} / {f(rd['p99'], 1)} / "
                  f"{f(rd['max'], 1)} | {f(r['cpu'])} | {f(r['threads'])} | {f(r['gen_cpu'])} | "
                  f"{f(r.get('other_cpu'))} |")
@@ -595,7 +655,12 @@ def main():
     ap.add_argument("--servers", default=DEFAULT_SERVERS,
                     help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--drivers", default="locust,inferd-bench", help="locust, inferd-bench")
-    ap.add_argument("--duration", type=float, default=60.0, help="measured seconds per run")
+    ap.add_argument("--duration", type=float, default=60.0,
+                    help="measured seconds per server and driver, over all rounds")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="split each measurement into this many rounds, the servers taking "
+                    "turns in a rotating order (other work on the machine then weighs on "
+                    "every server alike)")
     ap.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before it")
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--texts", type=int, default=2000, help="size of the text pool")
@@ -629,8 +694,8 @@ def main():
     body_text = min(texts, key=lambda t: abs(len(t) - 70))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.time()
-    runs = []
-    for name in servers:
+    started_srv, failed = {}, {}
+    for name in servers:  # every server up at once; idle ones use no CPU
         v = VARIANTS[name]
         n = 1 if v.get("repo") == "text_repo1" else 21
         if v["kind"] == "inferd":
@@ -643,33 +708,52 @@ def main():
                                extra_args=args.inferd_args.split())
         except RuntimeError as e:
             print(f"# {name}: {e}", file=sys.stderr, flush=True)
-            for d in drivers:
-                runs.append({"server": v["server"], "variant": name, "setting": v["setting"],
-                             "kind": v["kind"], "models": n, "driver": d,
-                             "error": "did not start (see bench/out/text_*.log)"})
+            failed[name] = (v, n, "did not start (see bench/out/text_*.log)")
             continue
         try:
             warm_up(srv, texts)
-            for d in drivers:
-                print(f"# {name}: {d} {args.warmup:g}+{args.duration:g} s", flush=True)
-                try:
-                    rec = measure(srv, d, args, texts_file, body_text, f"{name}_{d}")
-                except Exception as e:  # keep going with the other servers
-                    rec = {"server": v["server"], "variant": name, "setting": v["setting"],
-                           "kind": v["kind"], "models": n, "driver": d, "error": str(e)[:200]}
-                runs.append(rec)
-                print("# " + json.dumps(rec), flush=True)
+            started_srv[name] = srv
         except Exception as e:
             print(f"# {name}: {e}", file=sys.stderr, flush=True)
-            for d in drivers:
-                if not any(r["variant"] == name and r["driver"] == d for r in runs):
-                    runs.append({"server": v["server"], "variant": name, "setting": v["setting"],
-                                 "kind": v["kind"], "models": n, "driver": d,
-                                 "error": str(e)[:200]})
-        finally:
+            failed[name] = (v, n, str(e)[:200])
             stop_server(srv)
+    seg = copy.copy(args)
+    seg.duration = args.duration / args.rounds
+    parts = {}
+    try:
+        for rnd in range(args.rounds):
+            k = rnd % len(servers)
+            for name in servers[k:] + servers[:k]:  # a different order each round
+                srv = started_srv.get(name)
+                if srv is None:
+                    continue
+                for d in drivers:
+                    print(f"# round {rnd + 1}/{args.rounds}: {name} {d} "
+                          f"{seg.warmup:g}+{seg.duration:g} s", flush=True)
+                    try:
+                        rec = measure(srv, d, seg, texts_file, body_text, f"{name}_{d}_r{rnd}")
+                    except Exception as e:  # keep going with the other servers
+                        rec = {"server": srv.variant["server"], "variant": name,
+                               "setting": srv.variant["setting"], "kind": srv.kind,
+                               "models": srv.models, "driver": d, "error": str(e)[:200]}
+                    parts.setdefault((name, d), []).append(rec)
+                    print("# " + json.dumps(public(rec)), flush=True)
+    finally:
+        for srv in started_srv.values():
+            stop_server(srv)
+    runs = []
+    for name in servers:
+        for d in drivers:
+            if name in failed:
+                v, n, err = failed[name]
+                runs.append({"server": v["server"], "variant": name, "setting": v["setting"],
+                             "kind": v["kind"], "models": n, "driver": d, "error": err})
+            elif (name, d) in parts:
+                runs.append(merge_rounds(parts[(name, d)]))
     with open(os.path.join(OUT, "text.json"), "w") as fh:
-        json.dump({"args": args.argv, "started": started, "runs": runs}, fh, indent=1)
+        json.dump({"args": args.argv, "started": started, "runs": runs,
+                   "rounds": {f"{k[0]} {k[1]}": [public(r) for r in v] for k, v in parts.items()}},
+                  fh, indent=1)
     text = markdown(runs, args, started, time.time() - t0, pool_source)
     if not args.no_write:
         write_section(args.results, text)
