@@ -13,6 +13,10 @@ busiest get about half the requests).
   /usr/bin/python3 bench/bench_models100.py                     # ~10 min
   /usr/bin/python3 bench/bench_models100.py --duration 15 --dists uniform --no-write
 
+All servers are started at once (idle ones use no CPU) and the load takes turns: --rounds
+rounds over every (server, distribution), in an order that rotates every round, so that other
+work on this shared machine weighs on all alike.
+
 Servers:
   gunicorn        run_server.sh gunicorn on bench/.peers/models/repo100 (LRU_SIZE 8 per worker,
                   2 workers): load count from its /stats, per worker (polled until both
@@ -28,6 +32,7 @@ Results: a section of bench/RESULTS.md between <!-- bench-models100:start --> an
 <!-- bench-models100:end -->, and bench/out/models100.json.
 """
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -123,11 +128,12 @@ def markdown(runs, args, started, elapsed, load, budget):
          f"Command: `/usr/bin/python3 bench/bench_models100.py {' '.join(args.argv)}`".rstrip(),
          f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared and noisy).",
          f"{N} names for the peers' small model; texts, tokenizer, {args.users} Locust users and "
-         f"the /ready probe as in `make bench-text`; {args.warmup:g} s warm-up, "
-         f"{args.duration:g} s measured per run. Models picked **uniform** (every model "
+         f"the /ready probe as in `make bench-text`; {args.duration:g} s measured per server "
+         f"and distribution, as {args.rounds} turns of {args.warmup:g} s warm-up + "
+         f"{args.duration / args.rounds:g} s in a rotating order, all servers up. Models picked **uniform** (every model "
          "equally: the worst case for a cache) or **zipf:1** (model i with weight 1/(i+1)).",
          f"Gunicorn: 2 sync workers with an LRU of {LRU} each (run_server.sh defaults); "
-         "**loads** = models loaded on the request path during the run, warm-up included "
+         "**loads** = models loaded on the request path during the turns, warm-ups included "
          "(its /stats, both workers); **load ms** = one `load_eager` of the model measured apart "
          "in the same environment (median of 5"
          + (f": {fmt(load['median'])} ms" if load else ": not measured") + ").",
@@ -135,17 +141,18 @@ def markdown(runs, args, started, elapsed, load, budget):
          f"inferd with a budget: `--memory-budget {budget}` "
          f"(~{LRU}.5 versions of {fmt(args.model_mib, 1)} MiB).",
          "",
-         "| server | setting | dist | QPS | p50 ms | p95 ms | p99 ms | errors | loads | "
+         "| server | setting | dist | QPS | QPS per turn | p50 ms | p95 ms | p99 ms | errors | loads | "
          "load ms | /ready p99 ms | CPU% | threads | other CPU% | start s |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if "error" in r:
             L.append(f"| {r['server']} | {r['setting']} | {r['dist']} | {r['error']} | "
-                     "| | | | | | | | | | |")
+                     "| | | | | | | | | | | |")
             continue
         lat = r["latency"]
         errs = sum(r["errors"].values()) if r["errors"] else 0
         L.append(f"| {r['server']} | {r['setting']} | {r['dist']} | **{fmt(r['qps'], 1)}** | "
+                 + " ".join(fmt(q) for q in r.get("qps_rounds", [])) + " | "
                  f"{fmt(lat['p50'], 1)} | {fmt(lat['p95'], 1)} | {fmt(lat['p99'], 1)} | {errs} | "
                  f"{fmt(r.get('loads'))} | {fmt(r.get('load_ms'))} | "
                  f"{fmt(r['ready']['p99'], 1)} | {fmt(r['cpu'])} | {fmt(r['threads'])} | "
@@ -162,6 +169,8 @@ def main():
     ap.add_argument("--dists", default="uniform,zipf:1")
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="turns per server and distribution, in a rotating order")
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
@@ -198,56 +207,88 @@ def main():
         bt.stop_server(one)
     budget = f"{int(args.model_mib * (LRU + 0.5))}M"
 
+    dists = args.dists.split(",")
+    up, failed = {}, {}
+    for name in servers:  # all up at once (idle ones use no CPU), the load takes turns
+        if name == "gunicorn":
+            v, extra = dict(bt.VARIANTS["gunicorn"]), ()
+        else:
+            v = bt.inferd_variant(repo100, args.inferd)
+            v["setting"] = (f"--memory-budget {budget}" if name == "inferd-budget"
+                            else f"all {N} resident")
+            extra = ("--memory-budget", budget) if name == "inferd-budget" else ()
+        print(f"# {name}: starting", flush=True)
+        try:
+            srv = bt.start_server(v, peer100, name=name, binary=args.inferd, extra_args=extra,
+                                  timeout=900)
+        except RuntimeError as e:
+            msg = str(e)
+            pending = name == "inferd-budget" and "memory-budget" in msg
+            failed[name] = (v, "pending: `inferd serve` has no --memory-budget yet" if pending
+                            else "did not start (see bench/out)")
+            print(f"# {name}: {msg[:300]}", file=sys.stderr, flush=True)
+            continue
+        up[name] = srv
+        if srv.kind == "inferd":
+            bt.warm_up(srv, texts)
+    seg = copy.copy(args)
+    seg.duration = args.duration / args.rounds
+    turns = [(name, dist) for name in servers for dist in dists]
+    parts = {}
+    try:
+        for rnd in range(args.rounds):
+            k = rnd % len(turns)
+            for name, dist in turns[k:] + turns[:k]:
+                srv = up.get(name)
+                if srv is None:
+                    continue
+                seg.dist = dist
+                print(f"# round {rnd + 1}/{args.rounds}: {name} {dist}", flush=True)
+                try:
+                    before = flask_stats(srv) if name == "gunicorn" else inferd_metrics(srv)
+                    rec = bt.measure(srv, "locust", seg, texts_file, None,
+                                     f"{name}_{dist.replace(':', '')}_r{rnd}")
+                    after = flask_stats(srv) if name == "gunicorn" else inferd_metrics(srv)
+                    if name == "gunicorn":
+                        rec["loads"] = after["loads"] - before["loads"]
+                    elif after.get("loads") is not None:
+                        rec["loads"] = after["loads"] - (before.get("loads") or 0)
+                        if after.get("load_n"):
+                            rec["load_n"] = after["load_n"] - (before.get("load_n") or 0)
+                            rec["load_s"] = after["load_s"] - (before.get("load_s") or 0)
+                except Exception as e:
+                    rec = {"server": srv.variant["server"], "variant": name, "kind": srv.kind,
+                           "setting": srv.variant["setting"], "error": str(e)[:200]}
+                parts.setdefault((name, dist), []).append(rec)
+                print("# " + json.dumps(bt.public(rec)), flush=True)
+    finally:
+        for srv in up.values():
+            bt.stop_server(srv)
     runs = []
-    for name in servers:
-        for dist in args.dists.split(","):
-            args.dist = dist
-            if name == "gunicorn":
-                v = dict(bt.VARIANTS["gunicorn"])
-                extra = ()
-            else:
-                v = bt.inferd_variant(repo100, args.inferd)
-                v["setting"] = (f"--memory-budget {budget}" if name == "inferd-budget"
-                                else f"all {N} resident")
-                extra = ("--memory-budget", budget) if name == "inferd-budget" else ()
-            base = {"server": v["server"], "variant": name, "setting": v["setting"],
-                    "dist": dist, "kind": v["kind"], "models": N}
-            print(f"# {name} {dist}: starting", flush=True)
-            try:
-                srv = bt.start_server(v, peer100, name=name, binary=args.inferd,
-                                      extra_args=extra, timeout=900)
-            except RuntimeError as e:
-                msg = str(e)
-                pending = name == "inferd-budget" and "memory-budget" in msg
-                runs.append(dict(base, error="pending: `inferd serve` has no --memory-budget "
-                                 "yet" if pending else "did not start (see bench/out)"))
-                print(f"# {name}: {msg[:300]}", file=sys.stderr, flush=True)
-                continue
-            try:
-                bt.warm_up(srv, texts) if srv.kind == "inferd" else None
-                before = flask_stats(srv) if name == "gunicorn" else inferd_metrics(srv)
-                rec = bt.measure(srv, "locust", args, texts_file, None, f"{name}_{dist}")
-                after = flask_stats(srv) if name == "gunicorn" else inferd_metrics(srv)
-                rec.update(dist=dist)
-                if name == "gunicorn":
-                    rec["loads"] = after["loads"] - before["loads"]
-                    rec["stats_workers"] = after["workers"]
-                    rec["load_ms"] = load and load["median"]
-                elif after.get("loads") is not None:
-                    rec["loads"] = after["loads"] - (before.get("loads") or 0)
-                    if after.get("load_n"):
-                        dn = after["load_n"] - (before.get("load_n") or 0)
-                        ds = after["load_s"] - (before.get("load_s") or 0)
-                        rec["load_ms"] = 1e3 * ds / dn if dn else None
-                runs.append(rec)
-                print("# " + json.dumps(rec), flush=True)
-            except Exception as e:
-                runs.append(dict(base, error=str(e)[:200]))
-            finally:
-                bt.stop_server(srv)
+    for name, dist in turns:
+        if name in failed:
+            v, err = failed[name]
+            runs.append({"server": v["server"], "variant": name, "setting": v["setting"],
+                         "dist": dist, "error": err})
+            continue
+        recs = parts.get((name, dist), [])
+        if not recs:
+            continue
+        rec = bt.merge_rounds(recs)
+        rec["dist"] = dist
+        good = [r for r in recs if "error" not in r]
+        if good and all(r.get("loads") is not None for r in good):
+            rec["loads"] = sum(r["loads"] for r in good)
+        if name == "gunicorn":
+            rec["load_ms"] = load and load["median"]
+        elif good and all(r.get("load_n") for r in good):
+            rec["load_ms"] = 1e3 * sum(r["load_s"] for r in good) / sum(r["load_n"] for r in good)
+        runs.append(rec)
     with open(os.path.join(bt.OUT, "models100.json"), "w") as fh:
         json.dump({"args": args.argv, "started": started, "eager_load_ms": load,
-                   "budget": budget, "runs": runs}, fh, indent=1)
+                   "budget": budget, "runs": runs,
+                   "rounds": {f"{k[0]} {k[1]}": [bt.public(r) for r in v]
+                              for k, v in parts.items()}}, fh, indent=1)
     text = markdown(runs, args, started, time.time() - t0, load, budget)
     if not args.no_write:
         bt.write_section(args.results, text, "<!-- bench-models100:start -->",

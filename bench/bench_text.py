@@ -472,7 +472,26 @@ def measure(srv, driver, args, texts_file, body_text, tag):
     rec["ready"]["over_1s"] = sum(1 for r in rd if r[1] > 1000)
     rec["_ready"] = [r[1] for r in rd]
     rec["batch"] = metrics_diff(before, after)
+    rec["drain_s"] = drain(srv)
     return rec
+
+
+def drain(srv, idle_pct=10.0, timeout=180.0):
+    """Waits until the server has finished the requests the load generator left behind when it
+    stopped (a sync Gunicorn worker still runs every request in its backlog): until its process
+    tree uses less than idle_pct CPU over a second. Returns the seconds waited."""
+    t0 = time.time()
+    try:
+        procs = [psutil.Process(srv.proc.pid)] + psutil.Process(srv.proc.pid).children(True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    while time.time() - t0 < timeout:
+        a = sum(sum(p.cpu_times()[:2]) for p in procs if p.is_running())
+        time.sleep(1.0)
+        b = sum(sum(p.cpu_times()[:2]) for p in procs if p.is_running())
+        if 100.0 * (b - a) < idle_pct:
+            break
+    return round(time.time() - t0, 1)
 
 
 def public(rec):
