@@ -572,6 +572,11 @@ def markdown(runs, args, started, elapsed, pool_source):
          "work on this shared machine weighs on all alike. Every server runs under "
          "`taskset -c 0,1`; the load generator shares those two cores (its CPU% is the "
          "`gen CPU%` column).",
+         f"inferd's repositories (bench/make_text_repo.py): `max_batch_size` {args.max_batch}, "
+         f"`max_queue_delay_us` {args.delay_us}, "
+         + (f"`pad_dims` with `length_buckets` [{args.buckets}]" if args.buckets
+            else "no padding") + "; `inferd serve` flags at their defaults (2 cores: "
+         "`--threads 2`, workers at `--worker-nice 10`) unless the setting says otherwise.",
          "",
          "- **locust**: Locust 2.12 headless (`bench/locustfile.py`, FastHttpUser), a random "
          "model and a random text per request. **inferd bench**: `build/inferd bench`, "
@@ -609,12 +614,13 @@ def markdown(runs, args, started, elapsed, pool_source):
         L.append("inferd's batch sizes during the run (batches per size bucket, from "
                  "`inferd_batch_size` in /metrics; warm-up included):")
         L.append("")
-        L.append("| models | driver | batches | mean rows | "
+        L.append("| server | models | driver | batches | mean rows | "
                  + " | ".join(("<= " + le) if le != "+Inf" else "> 256" for le in les) + " |")
-        L.append("|---|---|---|---|" + "---|" * len(les))
+        L.append("|---|---|---|---|---|" + "---|" * len(les))
         for r in batch:
             b = r["batch"]
-            L.append(f"| {r['models']} | {r['driver']} | {b['batches']} | {f(b['mean'], 2)} | "
+            L.append(f"| {r['variant']} | {r['models']} | {r['driver']} | {b['batches']} | "
+                     f"{f(b['mean'], 2)} | "
                      + " | ".join(str(b["per_bucket"].get(le, 0)) for le in les) + " |")
         L.append("")
     loc = {r["variant"]: r for r in runs if r["driver"] == "locust" and "error" not in r}
@@ -649,6 +655,14 @@ def markdown(runs, args, started, elapsed, pool_source):
                 L.append(f"| 21 models >= 0.9x one model's QPS | {f(i21['qps'], 1)} / "
                          f"{f(i1['qps'], 1)} = {r21:.2f}x | {check(r21 >= 0.9)} |")
             L.append("")
+        for r in loc.values():
+            if r.get("kind") == "inferd" and r["variant"] not in (
+                    "inferd21", "inferd1", "inferd21-kserve", "inferd1-kserve"):
+                L.append(f"`{r['variant']}` ({r['setting']}): {f(r['qps'], 1)} QPS = "
+                         f"{r['qps'] / best['qps']:.2f}x the best peer, p95 "
+                         f"{f(r['latency']['p95'], 1)} ms, /ready p99 "
+                         f"{f(r['ready']['p99'], 2)} ms.")
+                L.append("")
         L.append("Peers' /ready under the same load (Locust), p99: " + ", ".join(
             f"{r['server']} {f(r['ready']['p99'])} ms" for r in peers) + ".")
         L.append("")
@@ -717,10 +731,8 @@ def main():
     for name in servers:  # every server up at once; idle ones use no CPU
         v = VARIANTS[name]
         n = 1 if v.get("repo") == "text_repo1" else 21
-        if v["kind"] == "inferd":
-            v = dict(v, setting=f"{v['setting']}; max batch {args.max_batch}, delay "
-                     f"{args.delay_us} us, buckets {args.buckets or 'none'}"
-                     + (f"; `{args.inferd_args}`" if args.inferd_args else ""))
+        if v["kind"] == "inferd" and args.inferd_args:
+            v = dict(v, setting=f"{v['setting']}; `{args.inferd_args}`")
         print(f"# {name}: starting", flush=True)
         try:
             srv = start_server(v, peer_repo_for(n), name=name, binary=args.inferd,
