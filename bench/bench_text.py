@@ -560,7 +560,7 @@ def markdown(runs, args, started, elapsed, pool_source):
          "## Text API, 21 classifiers, 16 users: inferd vs the peer servers (`make bench-text`)",
          "",
          f"Command: `/usr/bin/python3 bench/bench_text.py {' '.join(args.argv)}`".rstrip(),
-         f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared with other "
+         f"Run {started}" + (f", {elapsed / 60:.0f} min" if elapsed else "") + ", on this machine (2 cores, shared with other "
          "work and noisy: compare within the run).",
          f"Scenario: {args.models21} copies of the peers' small model (4 layers, hidden 312, 30 "
          "labels) behind each server's text endpoint, the peers' char tokenizer (inferd: "
@@ -666,6 +666,24 @@ def markdown(runs, args, started, elapsed, pool_source):
         L.append("Peers' /ready under the same load (Locust), p99: " + ", ".join(
             f"{r['server']} {f(r['ready']['p99'])} ms" for r in peers) + ".")
         L.append("")
+    b21 = (loc.get("inferd21") or {}).get("batch")
+    b1 = (loc.get("inferd1") or {}).get("batch")
+    if b21 and b1 and b21["mean"] and b1["mean"]:
+        L.append(f"Batching: under Locust the mean batch is {b21['mean']:.2f} rows with 21 models "
+                 f"and {b1['mean']:.2f} with one. {args.users} users spread over 21 per-model "
+                 "queues seldom leave two requests in one queue, so with 21 models inferd runs "
+                 "mostly batches of one; `inferd bench`, which sends everything to m00, gets "
+                 "full batches on either repository.")
+        L.append("")
+    spread = [max(r["qps_rounds"]) / min(r["qps_rounds"]) for r in runs
+              if len(r.get("qps_rounds", [])) > 1 and min(r["qps_rounds"]) > 0]
+    if spread:
+        oth = [r["other_cpu"] for r in runs if r.get("other_cpu") is not None]
+        L.append(f"Noise: one server's QPS differed up to {max(spread):.1f}x between its turns, "
+                 f"while other work on the machine used {min(oth):.0f}-{max(oth):.0f}% CPU "
+                 "(averages per server and driver; 200 = both cores). Ratios between servers "
+                 "are the figures to trust, and only roughly.")
+        L.append("")
     L.append("<!-- bench-text:end -->")
     return "\n".join(L) + "\n"
 
@@ -707,9 +725,21 @@ def main():
     ap.add_argument("--inferd-args", default="", help="extra `inferd serve` flags")
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: write the section again from bench/out/text.json (pass "
+                    "the flags of the run it holds)")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.models21 = 21
+    if args.report_only:
+        d = json.load(open(os.path.join(OUT, "text.json")))
+        args.argv = d["args"]
+        text = markdown(d["runs"], args, d["started"], d.get("elapsed_s", 0),
+                        d.get("pool_source", text_pool.text_pool_source()))
+        if not args.no_write:
+            write_section(args.results, text)
+        print(text)
+        return
     servers = args.servers.split(",")
     drivers = args.drivers.split(",")
     for s in servers:
@@ -782,7 +812,8 @@ def main():
             elif (name, d) in parts:
                 runs.append(merge_rounds(parts[(name, d)]))
     with open(os.path.join(OUT, "text.json"), "w") as fh:
-        json.dump({"args": args.argv, "started": started, "runs": runs,
+        json.dump({"args": args.argv, "started": started, "elapsed_s": time.time() - t0,
+                   "pool_source": pool_source, "runs": runs,
                    "rounds": {f"{k[0]} {k[1]}": [public(r) for r in v] for k, v in parts.items()}},
                   fh, indent=1)
     text = markdown(runs, args, started, time.time() - t0, pool_source)
