@@ -84,8 +84,8 @@ const inferd_tensor_desc *inferd_backend_output(const inferd_backend_model *m, i
     return inferd_engine_output(m->onnx, i);
 }
 
-int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs,
-                       inferd_tensor *outputs, int threads, inferd_error *err) {
+int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                       int threads, inferd_error *err) {
     return inferd_engine_run(m->onnx, inputs, outputs, threads, err);
 }
 

@@ -52,8 +52,8 @@ const inferd_tensor_desc *inferd_backend_output(const inferd_backend_model *m, i
 /* Runs one batch: inputs[i] matches inferd_backend_input(m, i) (dim 0 is the batch). On
  * success each outputs[j] gets a buffer from inferd_malloc(NULL) the caller frees with
  * inferd_free. threads: team size for this run, 1..cores. Safe from several threads at once. */
-int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs,
-                       inferd_tensor *outputs, int threads, inferd_error *err);
+int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                       int threads, inferd_error *err);
 
 /* Bytes the model holds now. */
 int64_t inferd_backend_memory(const inferd_backend_model *m);
