@@ -381,3 +381,18 @@ def test_thread_budget_is_logged_with_its_source(inferd_available, tmp_path):
         assert re.search(r"thread budget 1 \(--threads 1; detected \d+ from ", s.log()), s.log()
     finally:
         s.stop()
+
+
+def test_metrics_show_the_thread_budget_and_its_source(inferd_available, tmp_path):
+    s = Server(make_repo(tmp_path / "repo", {}), tmp_path / "inferd.log", threads=1).start()
+    try:
+        text = s.metrics()
+    finally:
+        s.stop()
+    if "inferd_thread_budget" not in text:
+        pytest.xfail("/metrics does not include inferd_cgroup_budget_format_metrics yet "
+                     "(src/api/metrics.c; see docs/deploy.md)")
+    assert re.search(r'^inferd_thread_budget\{source="flag"\} 1$', text, re.M), text
+    for name in ("inferd_cpu_quota_cores", "inferd_cpu_affinity_cores",
+                 "inferd_memory_limit_bytes"):
+        assert re.search(rf"^# TYPE {name} gauge\n{name} [0-9.e+]+$", text, re.M), (name, text)
