@@ -389,9 +389,6 @@ def test_metrics_show_the_thread_budget_and_its_source(inferd_available, tmp_pat
         text = s.metrics()
     finally:
         s.stop()
-    if "inferd_thread_budget" not in text:
-        pytest.xfail("/metrics does not include inferd_cgroup_budget_format_metrics yet "
-                     "(src/api/metrics.c; see docs/deploy.md)")
     assert re.search(r'^inferd_thread_budget\{source="flag"\} 1$', text, re.M), text
     for name in ("inferd_cpu_quota_cores", "inferd_cpu_affinity_cores",
                  "inferd_memory_limit_bytes"):
