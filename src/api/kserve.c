@@ -1,6 +1,7 @@
 #include "api/kserve.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -594,11 +595,15 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
             }
         }
 
-    // Binary data follows the JSON header, in the order of the inputs that declare it.
+    // Binary data follows the JSON header, in the order of the inputs that declare it. The
+    // sum saturates: sizes that wrap around 2^64 to the bytes present must not pass (BYTES
+    // sizes are not tied to the shape, and a wrapped sum let the copies read past the body).
     unsigned long long declared = 0;
     for (int k = 0; k < n_pend; k++)
-        if (pend[k].binary_size >= 0)
-            declared += (unsigned long long)pend[k].binary_size;
+        if (pend[k].binary_size >= 0) {
+            unsigned long long s = (unsigned long long)pend[k].binary_size;
+            declared = s > ULLONG_MAX - declared ? ULLONG_MAX : declared + s;
+        }
     size_t have = len - json_len;
     if (declared != have) {
         if (header_len < 0)
