@@ -7,7 +7,8 @@
  *   seen INT64 [batch, 1]    the (padded) seq length the model saw
  *   nz   INT64 [batch, 1]    nonzero tokens in the row (tests use nonzero tokens, so this is
  *                            the row's own length exactly when padding is zeros)
- * It can be made to block on a gate, sleep, or fail, and it records the threads of every run
+ * It can be made to block on a gate, sleep, fail, or refuse negative tokens as a model refuses
+ * token ids outside its vocabulary, and it records the threads of every run
  * that is in progress, so the budget can be checked.
  */
 #include <pthread.h>
@@ -41,6 +42,7 @@ static struct {
     int gate_closed;
     int sleep_ms;
     int fail;
+    int reject_negative;
     int wrong_batch;
     int threads_now, threads_peak;
     int runs;
@@ -60,12 +62,18 @@ static int fake_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int 
     while (fake.gate_closed)
         pthread_cond_wait(&fake.cv, &fake.lock);
     int sleep_ms = fake.sleep_ms, fail = fake.fail, wrong = fake.wrong_batch;
+    int reject = fake.reject_negative;
     pthread_mutex_unlock(&fake.lock);
     if (sleep_ms)
         usleep((useconds_t)sleep_ms * 1000);
     int rc = 0;
+    int negative = 0;
+    for (int64_t i = 0; reject && i < in[0].dims[0] * in[0].dims[1]; i++)
+        negative |= ((const int64_t *)in[0].data)[i] < 0;
     if (fail) {
         rc = inferd_error_set(err, INFERD_EINTERNAL, "fake model failed on purpose");
+    } else if (negative) {
+        rc = inferd_error_set(err, INFERD_EINVAL, "token out of range");
     } else {
         int64_t b = in[0].dims[0], s = in[0].dims[1];
         const int64_t *x = in[0].data;
@@ -109,6 +117,7 @@ static void fake_reset(void) {
     fake.gate_closed = 0;
     fake.sleep_ms = 0;
     fake.fail = 0;
+    fake.reject_negative = 0;
     fake.wrong_batch = 0;
     fake.threads_now = fake.threads_peak = 0;
     fake.runs = 0;
@@ -718,6 +727,45 @@ static void test_model_failure_reaches_every_request(void **state) {
     env_stop(&e);
 }
 
+/* One request whose data the model refuses (INFERD_EINVAL) must not fail the requests it was
+ * batched with: the batch is rerun one request at a time and only the guilty one fails. */
+static void test_bad_input_fails_only_its_own_request(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_batch = 4;
+    o.max_delay_us = 2000000; // the four leave together, as one batch
+    env_start(&e, 1, 1, &o);
+    fake_set(&fake.reject_negative, 1);
+    job j[4];
+    for (int i = 0; i < 4; i++) {
+        job_init(&j[i], 1, 3, i == 2 ? -100 : 10 * i + 1);
+        submit_ok(&e, &j[i]);
+    }
+    wait_done(4);
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) {
+            assert_int_equal(j[i].status, INFERD_EINVAL);
+            assert_contains(j[i].msg, "token out of range");
+            assert_null(j[i].out[0].data);
+        } else {
+            check_own_output(&j[i]);
+            assert_int_equal(j[i].req.batch_size, 1);
+            assert_int_equal(rows_seen(&j[i]), 1);
+        }
+        job_free(&j[i]);
+    }
+    pthread_mutex_lock(&fake.lock);
+    int runs = fake.runs;
+    pthread_mutex_unlock(&fake.lock);
+    assert_int_equal(runs, 1 + 4); // the failed batch, then each request alone
+    // Metrics count the four runs that answered requests, not the refused batch.
+    assert_int_equal(atomic_load(&e.stats.executions), 4);
+    assert_int_equal(atomic_load(&e.stats.inferences), 4);
+    env_stop(&e);
+    assert_int_equal(atomic_load(&fake.retains), atomic_load(&fake.releases));
+}
+
 static void test_wrong_output_batch_is_internal_error(void **state) {
     (void)state;
     env e;
@@ -836,6 +884,7 @@ int main(void) {
         cmocka_unit_test(test_instance_threads_cap),
         cmocka_unit_test(test_drain_runs_everything_then_refuses),
         cmocka_unit_test(test_model_failure_reaches_every_request),
+        cmocka_unit_test(test_bad_input_fails_only_its_own_request),
         cmocka_unit_test(test_wrong_output_batch_is_internal_error),
         cmocka_unit_test(test_invalid_requests_are_refused),
         cmocka_unit_test(test_queue_destroyed_on_last_release),
