@@ -49,12 +49,12 @@ for name in "${targets[@]}"; do
     # The engine is single-threaded here (see the Makefile's fuzzer build); OMP_NUM_THREADS
     # keeps dnnl's own pool to one thread too.
     OMP_NUM_THREADS=1 /usr/bin/time -f "cpu %U %S" -o "fuzz/out/$name.time" \
-        "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+        "$bin" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
         "${extra[@]}" -artifact_prefix="fuzz/crashes/$name/" "fuzz/out/$name" "fuzz/corpus/$name" \
         >"$log" 2>&1 || true
     cpu=$(awk '/^cpu/ {printf "%.1f", $2 + $3}' "fuzz/out/$name.time")
-    execs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$log")
-    last=$(grep -E "^#[0-9]+ +(DONE|pulse|NEW|REDUCE|INITED)" "$log" | tail -1 || true)
+    execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$log")
+    last=$(grep -E "^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)" "$log" | tail -1 || true)
     cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
     corp=$(sed -nE 's/.* corp: ([0-9]+\/[0-9]+[a-zA-Z]*).*/\1/p' <<<"$last")
