@@ -1,5 +1,6 @@
 #include "api/kserve.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -101,6 +102,11 @@ static int put_leaf(filler *f, const json_t *v, inferd_error *err) {
         }
         double d = json_number_value(v);
         if (f->dtype == INFERD_DTYPE_F32) {
+            // jansson refuses numbers beyond a double, but 1e39 would silently become inf.
+            if (d > FLT_MAX || d < -FLT_MAX) {
+                snprintf(what, sizeof what, "%g is out of range for FP32", d);
+                goto bad;
+            }
             float x = (float)d;
             memcpy(f->dst + i * 4, &x, 4);
         } else {
