@@ -23,11 +23,11 @@ static const inferd_tensor_desc text_in[] = {
 };
 static const inferd_tensor_desc text_out[] = {{"logits", INFERD_DTYPE_F32, 2, {-1, 2}}};
 static const inferd_tensor_desc all_in[] = {
-    {"b", INFERD_DTYPE_BOOL, 1, {-1}},     {"u8", INFERD_DTYPE_U8, 2, {2, -1}},
-    {"i16", INFERD_DTYPE_I16, 1, {-1}},    {"h", INFERD_DTYPE_F16, 1, {-1}},
-    {"bf", INFERD_DTYPE_BF16, 1, {3}},     {"u64", INFERD_DTYPE_U64, 1, {-1}},
-    {"s", INFERD_DTYPE_STRING, 1, {-1}},   {"s2", INFERD_DTYPE_STRING, 2, {-1, -1}},
-    {"s3", INFERD_DTYPE_STRING, 1, {1}},   {"f64", INFERD_DTYPE_F64, 3, {1, -1, 1}},
+    {"b", INFERD_DTYPE_BOOL, 1, {-1}},   {"u8", INFERD_DTYPE_U8, 2, {2, -1}},
+    {"i16", INFERD_DTYPE_I16, 1, {-1}},  {"h", INFERD_DTYPE_F16, 1, {-1}},
+    {"bf", INFERD_DTYPE_BF16, 1, {3}},   {"u64", INFERD_DTYPE_U64, 1, {-1}},
+    {"s", INFERD_DTYPE_STRING, 1, {-1}}, {"s2", INFERD_DTYPE_STRING, 2, {-1, -1}},
+    {"s3", INFERD_DTYPE_STRING, 1, {1}}, {"f64", INFERD_DTYPE_F64, 3, {1, -1, 1}},
 };
 static const inferd_tensor_desc all_out[] = {{"s", INFERD_DTYPE_STRING, 1, {-1}}};
 static const inferd_kserve_model models[] = {
@@ -36,8 +36,8 @@ static const inferd_kserve_model models[] = {
 };
 
 static const inferd_dtype dtypes[] = {
-    INFERD_DTYPE_BOOL, INFERD_DTYPE_U8,  INFERD_DTYPE_I8,  INFERD_DTYPE_U16,  INFERD_DTYPE_I16,
-    INFERD_DTYPE_U32,  INFERD_DTYPE_I32, INFERD_DTYPE_U64, INFERD_DTYPE_I64,  INFERD_DTYPE_F16,
+    INFERD_DTYPE_BOOL, INFERD_DTYPE_U8,  INFERD_DTYPE_I8,  INFERD_DTYPE_U16,    INFERD_DTYPE_I16,
+    INFERD_DTYPE_U32,  INFERD_DTYPE_I32, INFERD_DTYPE_U64, INFERD_DTYPE_I64,    INFERD_DTYPE_F16,
     INFERD_DTYPE_BF16, INFERD_DTYPE_F32, INFERD_DTYPE_F64, INFERD_DTYPE_STRING,
 };
 
@@ -92,9 +92,9 @@ static void check_request(const inferd_kserve_model *m, const inferd_kserve_requ
         check(numel >= 1);
         for (int k = 0; k < t->rank; k++) {
             check(t->dims[k] >= 1);
-            check(m->max_batch > 0 && k == 0 ? t->dims[0] <= m->max_batch
-                                             : m->inputs[i].dims[k] < 0 ||
-                                                   m->inputs[i].dims[k] == t->dims[k]);
+            check(m->max_batch > 0 && k == 0
+                      ? t->dims[0] <= m->max_batch
+                      : m->inputs[i].dims[k] < 0 || m->inputs[i].dims[k] == t->dims[k]);
         }
         if (m->max_batch > 0)
             check(t->dims[0] == r->inputs[0].dims[0]);
@@ -128,8 +128,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t head = take8(&d);
     const inferd_kserve_model *m = &models[head & 1];
     char json[4096];
-    size_t n = (size_t)snprintf(json, sizeof json, "{\"id\":\"f\",\"parameters\":"
-                                                   "{\"binary_data_output\":%s},\"inputs\":[",
+    size_t n = (size_t)snprintf(json, sizeof json,
+                                "{\"id\":\"f\",\"parameters\":"
+                                "{\"binary_data_output\":%s},\"inputs\":[",
                                 (head & 2) ? "true" : "false");
     int first = 1;
     uint64_t declared = 0; // wraps on purpose
@@ -138,13 +139,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if ((f & 7) == 7)
             continue; // left out: a missing input
         const inferd_tensor_desc *desc = &m->inputs[i];
-        inferd_dtype dt = (f & 8) ? dtypes[take8(&d) % (sizeof dtypes / sizeof dtypes[0])]
-                                  : desc->dtype;
+        inferd_dtype dt =
+            (f & 8) ? dtypes[take8(&d) % (sizeof dtypes / sizeof dtypes[0])] : desc->dtype;
         int rank = desc->rank + ((f & 0x30) == 0x30 ? 1 : 0);
         int64_t dims[INFERD_MAX_RANK + 1];
         for (int k = 0; k < rank; k++)
-            dims[k] = ((f & 0x40) || k >= desc->rank || desc->dims[k] < 0) ? pick_dim(&d)
-                                                                           : desc->dims[k];
+            dims[k] =
+                ((f & 0x40) || k >= desc->rank || desc->dims[k] < 0) ? pick_dim(&d) : desc->dims[k];
         int64_t numel = inferd_tensor_numel(rank, dims);
         uint64_t esz = inferd_dtype_size(dt);
         uint64_t size;
@@ -166,8 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         declared += size;
         n += (size_t)snprintf(json + n, sizeof json - n,
-                              "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[", first ? "" : ",",
-                              desc->name, inferd_dtype_kserve_name(dt));
+                              "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[",
+                              first ? "" : ",", desc->name, inferd_dtype_kserve_name(dt));
         for (int k = 0; k < rank && n < sizeof json; k++)
             n += (size_t)snprintf(json + n, sizeof json - n, "%s%" PRId64, k ? "," : "", dims[k]);
         if (n < sizeof json)
@@ -212,13 +213,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         inferd_tensor out = {0};
         float logits[8] = {0};
         if (m == &models[0]) {
-            out = (inferd_tensor){.dtype = INFERD_DTYPE_F32, .rank = 2,
-                                  .dims = {r.inputs[0].dims[0], 2}, .data = logits,
+            out = (inferd_tensor){.dtype = INFERD_DTYPE_F32,
+                                  .rank = 2,
+                                  .dims = {r.inputs[0].dims[0], 2},
+                                  .data = logits,
                                   .nbytes = (size_t)r.inputs[0].dims[0] * 8};
         } else {
             const inferd_tensor *s = &r.inputs[6];
-            out = (inferd_tensor){.dtype = INFERD_DTYPE_STRING, .rank = 1, .dims = {s->dims[0]},
-                                  .data = s->data, .nbytes = s->nbytes};
+            out = (inferd_tensor){.dtype = INFERD_DTYPE_STRING,
+                                  .rank = 1,
+                                  .dims = {s->dims[0]},
+                                  .data = s->data,
+                                  .nbytes = s->nbytes};
         }
         char *resp;
         size_t resp_len, json_len;
