@@ -503,6 +503,11 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
                                 "bytes",
                                 header_len, len);
     size_t json_len = header_len >= 0 ? (size_t)header_len : len;
+    if (json_len > INFERD_KSERVE_MAX_JSON_BYTES)
+        return inferd_error_set(err, INFERD_ETOOLARGE,
+                                "request body: the JSON part is %zu bytes, over the limit of %zu; "
+                                "send large tensors as binary data",
+                                json_len, INFERD_KSERVE_MAX_JSON_BYTES);
     json_error_t jerr;
     json_t *root = json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)

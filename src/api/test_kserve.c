@@ -404,6 +404,26 @@ static void test_binary_sizes_that_wrap_around(void **state) {
     inferd_kserve_request_deinit(&r);
 }
 
+static void test_json_part_over_the_limit(void **state) {
+    (void)state;
+    size_t n = INFERD_KSERVE_MAX_JSON_BYTES + 1;
+    uint8_t *body = malloc(n);
+    assert_non_null(body);
+    memset(body, ' ', n);
+    body[0] = '{';
+    body[n - 1] = '}';
+    inferd_kserve_request r;
+    inferd_error err = {0};
+    assert_int_equal(inferd_kserve_parse_infer(&text, body, n, -1, &r, &err), INFERD_ETOOLARGE);
+    assert_contains(err.msg, "the JSON part is");
+    inferd_kserve_request_deinit(&r);
+    // Binary data after a small header does not count.
+    assert_int_equal(inferd_kserve_parse_infer(&text, body, n, 2, &r, &err), INFERD_EINVAL);
+    assert_contains(err.msg, "invalid JSON");
+    inferd_kserve_request_deinit(&r);
+    free(body);
+}
+
 static void test_output_selection(void **state) {
     (void)state;
     inferd_kserve_request r;
@@ -524,6 +544,7 @@ int main(void) {
         cmocka_unit_test(test_every_error_names_the_field),
         cmocka_unit_test(test_binary_length_errors),
         cmocka_unit_test(test_binary_sizes_that_wrap_around),
+        cmocka_unit_test(test_json_part_over_the_limit),
         cmocka_unit_test(test_output_selection),
         cmocka_unit_test(test_format_json_and_binary),
         cmocka_unit_test(test_format_other_types),
