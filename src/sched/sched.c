@@ -546,8 +546,9 @@ static void run_batch(worker *w, batch *b) {
 
     // A batch refused for its inputs (a token id outside the vocabulary, a sequence longer
     // than the position table) is refused for some request's data, and the others must not
-    // fail with it: run each request alone, so only the guilty ones get the error.
-    if (rc == INFERD_EINVAL && b->n > 1) {
+    // fail with it: run each request alone, so only the guilty ones get the error. The same
+    // for a batch too large to plan, where each request alone may fit.
+    if ((rc == INFERD_EINVAL || rc == INFERD_ETOOLARGE) && b->n > 1) {
         inferd_log_debug("model %s: a batch of %d requests failed on its inputs (%s); running "
                          "each alone",
                          q->name, b->n, err.msg);
