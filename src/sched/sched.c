@@ -961,12 +961,16 @@ int inferd_sched_submit(inferd_sched_queue *q, inferd_sched_request *req, inferd
                                 q->name, n, q->max_queue);
     }
     if (timeout_ns > 0 && q->ewma_ns > 0) {
-        // Batches of work ahead of (and including) this request, run `parallel` at a time.
+        // Batches of work up to and including this request's, run `parallel` at a time; the
+        // request waits in the queue for the waves before its own. Its own batch is not
+        // counted: with nothing ahead it is always admitted, whatever the average says (one
+        // slow batch must not refuse everything from then on, as nothing would run to bring
+        // the average back down).
         int64_t mb = q->max_batch > 0 ? q->max_batch : 1;
         int64_t batches = (q->rows_pending + rows + mb - 1) / mb;
         int64_t parallel = min64(s->n_workers, s->budget);
         int64_t waves = (batches + parallel - 1) / max64(parallel, 1);
-        int64_t est = waves * q->ewma_ns;
+        int64_t est = (waves - 1) * q->ewma_ns;
         if (est > timeout_ns) {
             pthread_mutex_unlock(&s->lock);
             return inferd_error_set(err, INFERD_EUNAVAIL,

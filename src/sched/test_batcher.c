@@ -555,20 +555,57 @@ static void test_queued_request_times_out(void **state) {
     env_stop(&e);
 }
 
+static int done_count(void) {
+    pthread_mutex_lock(&done_lock);
+    int n = n_done;
+    pthread_mutex_unlock(&done_lock);
+    return n;
+}
+
+/* Teaches the queue that a batch takes about ms milliseconds. */
+static void teach_batch_time(env *e, int ms) {
+    fake_set(&fake.sleep_ms, ms);
+    job a;
+    job_init(&a, 1, 2, 0);
+    a.req.timeout_us = 10000000; // its own timeout, so it surely runs
+    int before = done_count();
+    submit_ok(e, &a);
+    wait_done(before + 1);
+    assert_int_equal(a.status, 0);
+    wait_threads_free(e); // the average is updated when the batch gives its threads back
+    job_free(&a);
+}
+
+/* Blocks the only worker on one request and queues another behind it. */
+static void fill_queue(env *e, job *running, job *queued) {
+    int runs0;
+    pthread_mutex_lock(&fake.lock);
+    runs0 = fake.runs;
+    pthread_mutex_unlock(&fake.lock);
+    gate(1); // closed: the worker blocks in the model
+    job_init(running, 1, 2, 0);
+    submit_ok(e, running);
+    for (int i = 0; i < 5000; i++) { // until the worker holds it
+        pthread_mutex_lock(&fake.lock);
+        int runs = fake.runs;
+        pthread_mutex_unlock(&fake.lock);
+        if (runs > runs0)
+            break;
+        usleep(1000);
+    }
+    job_init(queued, 1, 2, 0);
+    submit_ok(e, queued);
+}
+
 static void test_deadline_that_cannot_be_met_is_refused_at_once(void **state) {
     (void)state;
     env e;
     inferd_sched_queue_options o = base_options(&e);
     o.max_batch = 1;
     env_start(&e, 1, 1, &o);
-    fake_set(&fake.sleep_ms, 30);
-    job a;
-    job_init(&a, 1, 2, 0);
-    submit_ok(&e, &a); // teaches the queue that a batch takes about 30 ms
-    wait_done(1);
-    wait_threads_free(&e); // the average is updated when the batch gives its threads back
-    job_free(&a);
-    job b;
+    teach_batch_time(&e, 30);
+    job running, queued, b;
+    fill_queue(&e, &running, &queued); // a 30 ms batch is queued ahead of the next request
     job_init(&b, 1, 2, 0);
     b.req.timeout_us = 1000;
     inferd_error err = {0};
@@ -576,20 +613,47 @@ static void test_deadline_that_cannot_be_met_is_refused_at_once(void **state) {
     assert_int_equal(inferd_sched_submit(e.q, &b.req, &err), INFERD_EUNAVAIL);
     assert_contains(err.msg, "cannot be served within the 1000 us timeout");
     assert_in_range(inferd_now_ns() - t0, 0, 1000000000LL); // refused at once, not queued
+    int before = done_count();
+    gate(0);
+    wait_done(before + 2);
+    job_free(&running);
+    job_free(&queued);
     // The queue default applies when the request has no timeout of its own.
     env_stop(&e);
     o.default_timeout_us = 1000;
     env_start(&e, 1, 1, &o);
-    fake_set(&fake.sleep_ms, 30);
-    job_init(&a, 1, 2, 0);
-    a.req.timeout_us = 10000000; // its own timeout, so it surely runs and teaches the average
-    submit_ok(&e, &a);
-    wait_done(1);
-    assert_int_equal(a.status, 0);
-    wait_threads_free(&e);
-    job_free(&a);
+    teach_batch_time(&e, 30);
+    fill_queue(&e, &running, &queued);
     job_init(&b, 1, 2, 0);
     assert_int_equal(inferd_sched_submit(e.q, &b.req, &err), INFERD_EUNAVAIL);
+    env_stop(&e); // opens the gate and drains
+    job_free(&running);
+    job_free(&queued);
+}
+
+/* With nothing queued ahead, a request is admitted however slow the last batches were: the
+ * timeout bounds the wait in the queue, and the average only moves when batches run. Refusing
+ * here once made one slow batch (a first plan, a preempted worker) refuse every request with a
+ * timeout for good, since no batch ever ran again to bring the average down. */
+static void test_empty_queue_admits_whatever_the_average(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_batch = 1;
+    o.default_timeout_us = 40000;
+    env_start(&e, 1, 1, &o);
+    teach_batch_time(&e, 120); // one slow batch: the average is now over the timeout
+    fake_set(&fake.sleep_ms, 0);
+    for (int i = 0; i < 3; i++) {
+        job b;
+        job_init(&b, 1, 2, 0);
+        int before = done_count();
+        submit_ok(&e, &b); // the queue is empty: admitted
+        wait_done(before + 1);
+        assert_int_equal(b.status, 0);
+        wait_threads_free(&e);
+        job_free(&b);
+    }
     env_stop(&e);
 }
 
@@ -880,6 +944,7 @@ int main(void) {
         cmocka_unit_test(test_queue_full_is_busy),
         cmocka_unit_test(test_queued_request_times_out),
         cmocka_unit_test(test_deadline_that_cannot_be_met_is_refused_at_once),
+        cmocka_unit_test(test_empty_queue_admits_whatever_the_average),
         cmocka_unit_test(test_thread_budget_holds),
         cmocka_unit_test(test_instance_threads_cap),
         cmocka_unit_test(test_drain_runs_everything_then_refuses),
