@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """Overload: open-loop load at twice the measured capacity, for 60 s (issue #6).
 
-1. Starts `inferd serve` on a repository with one text classifier (the engine fixture
-   peer_bert_op14) whose config.json turns admission control on: max_queue_size and
-   default_timeout_us (the queue-wait timeout of requests that do not set their own).
+1. Starts `inferd serve` on a repository with one text classifier whose config.json turns
+   admission control on: max_queue_size and default_timeout_us (the queue-wait timeout of
+   requests that do not set their own). The model is the peers' BERT-small (4 layers, hidden
+   312, made by ../shared/peers/make_models.py into bench/.peers/models/ if missing, ~20 s),
+   so requests are compute-bound and the load generator's own CPU is small next to the
+   server's; `--model fixture` uses the tiny engine fixture instead (HTTP-bound).
 2. Capacity: a closed loop (`inferd bench --concurrency C`), requests per second.
 3. Baseline: 3 s of lone requests from this script (latency when idle).
 4. Overload: `inferd bench --rate 2*capacity` for 60 s while this script samples
@@ -36,7 +39,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFERD = os.environ.get("INFERD_BIN") or os.path.join(ROOT, "build", "inferd")
-MODEL = os.path.join(ROOT, "tests", "fixtures", "engine", "peer_bert_op14", "model.onnx")
+PEER_MODELS = os.path.join(ROOT, "bench", ".peers", "models")
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "peers")
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "engine", "peer_bert_op14", "model.onnx")
 REPORT = os.path.join(ROOT, "bench", "RELIABILITY.md")
 BEGIN, END = "<!-- overload:begin -->", "<!-- overload:end -->"
 
@@ -63,7 +68,7 @@ class Server:
         self.tmp = tempfile.mkdtemp(prefix="inferd-overload-")
         mdir = os.path.join(self.tmp, "models", "text", "1")
         os.makedirs(mdir)
-        shutil.copy(MODEL, os.path.join(mdir, "model.onnx"))
+        os.symlink(args.model_path, os.path.join(mdir, "model.onnx"))
         self.config = {"max_batch_size": 8,
                        "dynamic_batching": {"max_queue_delay_us": args.delay_us,
                                             "max_queue_size": args.max_queue,
@@ -147,7 +152,7 @@ def bench(port, *args):
 
 
 def infer_body(seq):
-    ids = [101] + [1000 + i % 50 for i in range(seq - 2)] + [102]
+    ids = [101] + [5 + i % 90 for i in range(seq - 2)] + [102]  # inside every vocabulary
     return json.dumps({"inputs": [
         {"name": "input_ids", "shape": [1, seq], "datatype": "INT64", "data": ids},
         {"name": "attention_mask", "shape": [1, seq], "datatype": "INT64",
@@ -180,12 +185,13 @@ class Client:
 
 
 def sampler(srv, stop, ready, rss, probes, body):
-    """Health at ~20/s, RSS at ~5/s, a probe infer request at ~10/s, until stop is set."""
-    health, probe = Client(srv.port), Client(srv.port)
+    """Health at ~20/s (a new connection each time, as an orchestrator's probe), RSS at ~5/s,
+    a probe infer request at ~10/s (keep-alive), until stop is set."""
+    probe = Client(srv.port)
     t_next = time.monotonic()
     i = 0
     while not stop.is_set():
-        st, ms = health.call("GET", "/v2/health/ready")
+        st, ms = Client(srv.port).call("GET", "/v2/health/ready")
         ready.append((time.monotonic(), st, ms))
         if i % 4 == 0:
             rss.append((time.monotonic(), rss_kib(srv.proc.pid)))
@@ -203,16 +209,26 @@ def main():
     ap.add_argument("--factor", type=float, default=2.0, help="load / capacity (default 2)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seq", type=int, default=32, help="tokens per request (default 32)")
-    ap.add_argument("--concurrency", type=int, default=16, help="closed loop for capacity")
-    ap.add_argument("--max-queue", type=int, default=32, help="max_queue_size (default 32)")
+    ap.add_argument("--concurrency", type=int, default=32, help="closed loop for capacity")
+    ap.add_argument("--max-queue", type=int, default=64, help="max_queue_size (default 64)")
     ap.add_argument("--timeout-us", type=int, default=100000,
                     help="default_timeout_us (default 100000)")
     ap.add_argument("--delay-us", type=int, default=1000, help="max_queue_delay_us")
+    ap.add_argument("--model", default="small", help="peer model size (tiny, small) or "
+                    "'fixture' (default small)")
     ap.add_argument("--write", action="store_true", help="write the section of RELIABILITY.md")
     args = ap.parse_args()
+    if args.model == "fixture":
+        args.model_path = FIXTURE
+    else:
+        args.model_path = os.path.join(PEER_MODELS, args.model + ".onnx")
+        if not os.path.exists(args.model_path):
+            print(f"# making the peers' {args.model} model (needs python3-torch)", flush=True)
+            subprocess.run(["/usr/bin/python3", os.path.join(SHARED, "make_models.py"), "--out",
+                            PEER_MODELS, "--sizes", args.model], check=True)
 
     srv = Server(args)
-    res = {"config": srv.config, "threads": args.threads, "seq": args.seq,
+    res = {"config": srv.config, "threads": args.threads, "seq": args.seq, "model": args.model,
            "loadavg_before": open("/proc/loadavg").read().split()[:3]}
     try:
         body = infer_body(args.seq)
@@ -311,6 +327,10 @@ def main():
     return 0 if ok else 1
 
 
+MODEL_NOTE = {"small": "the peers' BERT-small: 4 layers, hidden 312, 11.4 M parameters",
+              "tiny": "the peers' BERT-tiny", "fixture": "engine fixture peer_bert_op14"}
+
+
 def markdown(r, args):
     o = r["overload"]
     refused = sum(v for k, v in o["errors"].items() if k in ("429", "503"))
@@ -320,7 +340,8 @@ def markdown(r, args):
         BEGIN,
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
         f"`/usr/bin/python3 bench/bench_overload.py --write` (duration {args.duration} s, "
-        f"{args.factor:g}x): peer_bert_op14, {args.seq} tokens per request, `--threads "
+        f"{args.factor:g}x): model {r['model']} ({MODEL_NOTE.get(r['model'], '')}), "
+        f"{args.seq} tokens per request, `--threads "
         f"{r['threads']}`, config.json `{json.dumps(r['config'], separators=(',', ':'))}`. "
         f"The machine is shared (load average {' '.join(r['loadavg_before'])} before, "
         f"{' '.join(r['loadavg_after'])} after).",
@@ -351,7 +372,7 @@ def markdown(r, args):
         f"| all responses at the load generator (p50 / p99 / max) | {o['p50']:.1f} / "
         f"{o['p99']:.1f} / {o['max']:.1f} ms |",
         f"| `/v2/health/ready` during overload ({r['ready_samples']} samples, ~20/s, "
-        f"keep-alive) | p50 {r['ready_p50_ms']:.2f} ms, **p99 {r['ready_p99_ms']:.2f} ms**, "
+        f"a new connection each) | p50 {r['ready_p50_ms']:.2f} ms, **p99 {r['ready_p99_ms']:.2f} ms**, "
         f"max {r['ready_max_ms']:.1f} ms, {r['ready_failures']} failures |",
         f"| `/v2/health/ready` idle (p50, new connection) | {r['idle_ready_p50_ms']:.2f} ms |",
         f"| server RSS before / min / max during / after | {r['rss_before_kib'] // 1024} / "
