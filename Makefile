@@ -136,13 +136,14 @@ unit-asan:
 	@$(MAKE) --no-print-directory SANITIZE=address -j$(JOBS) build-only
 	@$(MAKE) --no-print-directory SANITIZE=address unit
 
-# The scheduler's and the repository's tests under ThreadSanitizer.
-TSAN_TESTS := $(filter $(BUILD)/tests/sched/% $(BUILD)/tests/repo/%,$(TEST_BINS))
+# The scheduler's, the repository's and the text calls' tests under ThreadSanitizer.
+TSAN_TESTS := $(filter $(BUILD)/tests/sched/% $(BUILD)/tests/repo/% \
+                $(BUILD)/tests/api/test_textcall,$(TEST_BINS))
 tsan-bins: $(TSAN_TESTS)
 
 unit-tsan:
 	@$(MAKE) --no-print-directory SANITIZE=thread -j$(JOBS) tsan-bins
-	@scripts/run_unit.sh build-tsan/tests sched repo
+	@scripts/run_unit.sh build-tsan/tests sched repo api
 
 fuzz-replay: all
 	@$(MAKE) --no-print-directory -j$(JOBS) $(FUZZ_REPLAY_BINS)

@@ -15,6 +15,8 @@
 #include "api/metrics.h"
 #include "api/status.h"
 #include "api/strbuf.h"
+#include "api/textcall.h"
+#include "api/textreq.h"
 #include "cli/cli.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -23,8 +25,27 @@
 struct inferd_api {
     inferd_repo *repo;
     inferd_sched *sched;
+    inferd_textreq_limits text_limits;
     _Atomic int draining;
 };
+
+/* A version's KServe text signature (textreq.h), for metadata and text infer. */
+typedef struct text_signature {
+    inferd_tensor_desc inputs[1], outputs[4];
+    int64_t top_width;
+    inferd_kserve_model model;
+} text_signature;
+
+/* One text request (/v1 predict or KServe infer with a text input) from parse to response. */
+typedef struct text_call {
+    inferd_api *api;
+    inferd_http_request *http;
+    inferd_repo_version *v;
+    int kserve;                /* answer as KServe infer (else /v1 predictions) */
+    text_signature sig;        /* kserve: the signature req was parsed against */
+    inferd_kserve_request req; /* kserve: id and output selection */
+    int64_t arrival_ns;
+} text_call;
 
 /* One infer request from parse to response. */
 typedef struct infer_call {
@@ -47,6 +68,11 @@ int inferd_api_create(const inferd_api_options *o, inferd_api **out, inferd_erro
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     a->repo = o->repo;
     a->sched = o->sched;
+    a->text_limits = o->text_limits;
+    if (!a->text_limits.max_items)
+        a->text_limits.max_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS;
+    if (!a->text_limits.max_bytes)
+        a->text_limits.max_bytes = INFERD_TEXTREQ_DEFAULT_MAX_BYTES;
     atomic_init(&a->draining, 0);
     *out = a;
     return 0;
@@ -77,6 +103,33 @@ static void fill_model(inferd_kserve_model *m, const inferd_repo_version *v) {
         .n_outputs = rm->n_outputs,
         .outputs = rm->outputs,
     };
+}
+
+/* Fills sig with v's text signature; returns 0 when v has no pipeline. */
+static int fill_text_signature(text_signature *sig, const inferd_repo_version *v) {
+    const inferd_pipeline *p = inferd_repo_version_pipeline(v);
+    if (!p)
+        return 0;
+    const inferd_repo_model *rm = inferd_repo_version_model(v);
+    int64_t classes = -1;
+    for (int j = 0; j < rm->n_outputs; j++)
+        if (!strcmp(rm->outputs[j].name, inferd_pipeline_output_name(p)) &&
+            rm->outputs[j].rank == 2)
+            classes = rm->outputs[j].dims[1];
+    sig->top_width = inferd_textreq_top_width(p, classes);
+    int n_out;
+    inferd_textreq_signature(sig->top_width, sig->inputs, sig->outputs, &n_out);
+    // Texts have no batch dim of their own to check: [N] is any N, bounded by the item limit.
+    sig->model = (inferd_kserve_model){
+        .name = inferd_repo_version_name(v),
+        .version = inferd_repo_version_number(v),
+        .max_batch = 0,
+        .n_inputs = 1,
+        .inputs = sig->inputs,
+        .n_outputs = n_out,
+        .outputs = sig->outputs,
+    };
+    return 1;
 }
 
 /* ---- health, server metadata, index, metrics ---- */
@@ -172,7 +225,10 @@ static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     const char *platform = inferd_repo_version_model(v)->platform;
-    inferd_kserve_format_metadata(&b, &m, versions, nv, platform ? platform : "onnx");
+    text_signature sig;
+    int has_text = fill_text_signature(&sig, v);
+    inferd_kserve_format_metadata(&b, &m, versions, nv, platform ? platform : "onnx",
+                                  has_text ? &sig.model : NULL);
     inferd_repo_release(v);
     respond_buf(req, 200, &b);
 }
@@ -252,6 +308,13 @@ static void on_infer_done(inferd_sched_request *sreq, int status, const inferd_e
     infer_free(c);
 }
 
+static int find_model_input(const inferd_kserve_model *m, const char *name) {
+    for (int i = 0; i < m->n_inputs; i++)
+        if (!strcmp(m->inputs[i].name, name))
+            return i;
+    return -1;
+}
+
 /* Reads Inference-Header-Content-Length: -1 when absent, -2 when malformed. */
 static long long header_length(inferd_http_request *req) {
     const char *h = inferd_http_request_header(req, "Inference-Header-Content-Length");
@@ -263,6 +326,190 @@ static long long header_length(inferd_http_request *req) {
     if (errno || end == h || *end || n < 0)
         return -2;
     return n;
+}
+
+/* ---- text: /v1 predict and the KServe text signature ---- */
+
+static void text_free(text_call *t) {
+    inferd_kserve_request_deinit(&t->req);
+    inferd_repo_release(t->v);
+    inferd_free(t);
+}
+
+static void text_fail(text_call *t, int code, const char *msg) {
+    inferd_stats *st = inferd_repo_version_stats(t->v);
+    atomic_fetch_add_explicit(&st->failure, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->text_failure, 1, memory_order_relaxed);
+    if (inferd_status_from_code(code) >= 500 && code != INFERD_EUNAVAIL)
+        inferd_log_error("model %s version %ld: %s", inferd_repo_version_name(t->v),
+                         inferd_repo_version_number(t->v), msg);
+    inferd_status_respond_error(t->http, code, msg);
+    text_free(t);
+}
+
+/* Worker thread: every text of the request has its prediction (or one failed). */
+static void on_text_done(void *user, int status, const inferd_error *terr,
+                         const inferd_text_result *results, size_t n) {
+    text_call *t = user;
+    if (status < 0) {
+        text_fail(t, status, terr ? terr->msg : "text inference failed");
+        return;
+    }
+    const inferd_pipeline *p = inferd_repo_version_pipeline(t->v);
+    inferd_error err = {0};
+    char *body = NULL;
+    size_t len = 0, json_len = 0;
+    if (t->kserve) {
+        inferd_tensor outs[4];
+        if (inferd_textreq_build_outputs(p, results, n, t->sig.top_width, outs, &err) < 0) {
+            text_fail(t, err.code, err.msg);
+            return;
+        }
+        int rc =
+            inferd_kserve_format_infer(&t->sig.model, &t->req, outs, &body, &len, &json_len, &err);
+        inferd_textreq_free_outputs(outs);
+        if (rc < 0) {
+            text_fail(t, err.code, err.msg);
+            return;
+        }
+    } else {
+        inferd_strbuf b;
+        inferd_strbuf_init(&b);
+        inferd_textreq_format_predictions(&b, inferd_repo_version_name(t->v),
+                                          inferd_repo_version_number(t->v), p, results, n);
+        body = inferd_strbuf_take(&b, &len);
+        if (!body) {
+            text_fail(t, INFERD_EINTERNAL, "out of memory formatting predictions");
+            return;
+        }
+        json_len = len;
+    }
+    inferd_stats *st = inferd_repo_version_stats(t->v);
+    atomic_fetch_add_explicit(&st->success, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->text_success, 1, memory_order_relaxed);
+    inferd_hist_record(st->request_ns, inferd_now_ns() - t->arrival_ns);
+    if (json_len < len) {
+        char hl[32];
+        snprintf(hl, sizeof hl, "%zu", json_len);
+        const char *headers[] = {"Inference-Header-Content-Length", hl, NULL};
+        inferd_http_respond(t->http, 200, "application/octet-stream", body, len, headers);
+    } else {
+        inferd_http_respond(t->http, 200, "application/json", body, len, NULL);
+    }
+    text_free(t);
+}
+
+/* Tokenizes and queues the texts of t; from then on the worker that completes the last text
+ * answers. On failure answers at once. */
+static void text_submit(text_call *t, const inferd_text_item *items, size_t n, int64_t timeout_us,
+                        const char *where) {
+    const inferd_repo_model *rm = inferd_repo_version_model(t->v);
+    inferd_sched_queue *q = inferd_repo_version_queue(t->v);
+    if (!q) {
+        text_fail(t, INFERD_EUNAVAIL, "the model has no queue");
+        return;
+    }
+    inferd_textcall_options o = {
+        .pipeline = inferd_repo_version_pipeline(t->v),
+        .queue = q,
+        .inputs = rm->inputs,
+        .n_inputs = rm->n_inputs,
+        .outputs = rm->outputs,
+        .n_outputs = rm->n_outputs,
+        .max_batch = inferd_repo_version_max_batch(t->v),
+        .timeout_us = timeout_us,
+        .stats = inferd_repo_version_stats(t->v),
+        .done = on_text_done,
+        .user = t,
+    };
+    inferd_error err = {0};
+    int rc = inferd_textcall_submit(&o, items, n, &err);
+    if (rc < 0) {
+        if (where && (rc == INFERD_EINVAL || rc == INFERD_ETOOLARGE))
+            inferd_error_prefix(&err, "%s: ", where); // name the field holding the texts
+        text_fail(t, rc, err.msg);
+    }
+    // On success t belongs to on_text_done.
+}
+
+/* Looks up the version and starts a text call; NULL when it answered already. */
+static text_call *text_begin(inferd_api *a, inferd_http_request *req, const char *model,
+                             long version) {
+    if (atomic_load(&a->draining)) {
+        inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
+        return NULL;
+    }
+    text_call *t = inferd_calloc(NULL, 1, sizeof *t);
+    if (!t) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return NULL;
+    }
+    t->api = a;
+    t->http = req;
+    t->arrival_ns = inferd_http_request_arrival_ns(req);
+    inferd_error err = {0};
+    if (inferd_repo_acquire(a->repo, model, version, &t->v, &err) < 0) {
+        inferd_free(t);
+        inferd_status_respond_error(req, err.code, err.msg);
+        return NULL;
+    }
+    return t;
+}
+
+static void handle_predict(inferd_api *a, inferd_http_request *req, const char *model,
+                           long version) {
+    text_call *t = text_begin(a, req, model, version);
+    if (!t)
+        return;
+    if (!inferd_repo_version_pipeline(t->v)) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "model '%.128s' version %ld has no text pipeline (pipeline.json); send tensors "
+                 "to /v2/models/%.128s/infer",
+                 model, inferd_repo_version_number(t->v), model);
+        text_fail(t, INFERD_EUNSUPPORTED, msg);
+        return;
+    }
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(req, &len);
+    inferd_textreq_predict pr;
+    inferd_error err = {0};
+    int rc = inferd_textreq_parse_predict(body ? body : (const uint8_t *)"", len, &a->text_limits,
+                                          &pr, &err);
+    if (rc < 0) {
+        inferd_textreq_predict_deinit(&pr);
+        text_fail(t, rc, err.msg);
+        return;
+    }
+    // The texts are tokenized before submit returns, so the parsed body can go right after.
+    text_submit(t, pr.items, pr.n_items, pr.timeout_us, NULL);
+    inferd_textreq_predict_deinit(&pr);
+}
+
+/* KServe infer with an input named "text" on a version with a pipeline. */
+static void handle_text_infer(text_call *t, const uint8_t *body, size_t len, long long hl) {
+    t->kserve = 1;
+    fill_text_signature(&t->sig, t->v);
+    inferd_error err = {0};
+    int rc = inferd_kserve_parse_infer(&t->sig.model, body, len, hl, &t->req, &err);
+    if (rc < 0) {
+        text_fail(t, rc, err.msg);
+        return;
+    }
+    inferd_text_item *items = inferd_calloc(NULL, t->api->text_limits.max_items, sizeof *items);
+    if (!items) {
+        text_fail(t, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    size_t n;
+    rc = inferd_textreq_items_from_tensor(&t->req.inputs[0], &t->api->text_limits, items, &n, &err);
+    if (rc < 0) {
+        inferd_free(items);
+        text_fail(t, rc, err.msg);
+        return;
+    }
+    text_submit(t, items, n, t->req.timeout_us, "input 'text'");
+    inferd_free(items);
 }
 
 static void handle_infer(inferd_api *a, inferd_http_request *req, const char *model, long version) {
@@ -293,6 +540,21 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
     }
     size_t len;
     const uint8_t *body = inferd_http_request_body(req, &len);
+    // A version with a pipeline also takes texts: an input named "text" (unless the model
+    // itself has one) selects its text signature; anything else is the raw tensor signature.
+    if (inferd_repo_version_pipeline(c->v) && find_model_input(&c->model, "text") < 0 &&
+        inferd_kserve_names_input(body ? body : (const uint8_t *)"", len, hl, "text")) {
+        text_call *t = inferd_calloc(NULL, 1, sizeof *t);
+        if (!t) {
+            infer_fail(c, INFERD_EINTERNAL, "out of memory");
+            return;
+        }
+        *t = (text_call){.api = a, .http = req, .v = c->v, .arrival_ns = c->arrival_ns};
+        c->v = NULL; // the text call holds the reference now
+        inferd_free(c);
+        handle_text_infer(t, body ? body : (const uint8_t *)"", len, hl);
+        return;
+    }
     int rc = inferd_kserve_parse_infer(&c->model, body ? body : (const uint8_t *)"", len, hl,
                                        &c->req, &err);
     if (rc < 0) {
@@ -377,6 +639,23 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
 
     if (n == 1 && !strcmp(seg[0], "metrics")) {
         get ? handle_metrics(a, req) : method_not_allowed(req, "GET");
+        return;
+    }
+    if (n >= 3 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "models")) {
+        // /v1/models/{m}:predict or /v1/models/{m}/versions/{v}:predict
+        char *last = seg[n - 1];
+        size_t ll = strlen(last);
+        if (ll <= 8 || strcmp(last + ll - 8, ":predict") != 0 || (n != 3 && n != 5) ||
+            (n == 5 && strcmp(seg[3], "versions") != 0))
+            goto not_found;
+        last[ll - 8] = 0;
+        long version = 0;
+        if (n == 5 && (version = parse_version(seg[4])) == 0) {
+            snprintf(msg, sizeof msg, "unknown version '%.32s' of model '%.128s'", seg[4], seg[2]);
+            inferd_status_respond_error(req, INFERD_ENOTFOUND, msg);
+            return;
+        }
+        post ? handle_predict(a, req, seg[2], version) : method_not_allowed(req, "POST");
         return;
     }
     if (n < 1 || strcmp(seg[0], "v2"))

@@ -6,7 +6,9 @@
  *   GET  /v2                                  server metadata: name, version, extensions
  *   GET  /v2/models/{m}[/versions/{v}]        model metadata (from the ONNX graph)
  *   GET  /v2/models/{m}[/versions/{v}]/ready  200, 400 (not ready, with the reason) or 404
- *   POST /v2/models/{m}[/versions/{v}]/infer  inference (JSON or binary tensors)
+ *   POST /v2/models/{m}[/versions/{v}]/infer  inference (JSON or binary tensors; with a
+ *                                             pipeline, also the text signature)
+ *   POST /v1/models/{m}[/versions/{v}]:predict  texts in, labels out (textreq.h)
  *   POST /v2/repository/index                 [{"name", "version", "state", "reason"}]
  *   GET  /metrics                             Prometheus text
  *
@@ -18,10 +20,17 @@
  * connection is then suspended. The worker that runs the batch formats the response and
  * answers through inferd_http_respond, then drops the reference. Admission refusals (429,
  * 503) are answered at once, from the HTTP thread. Error statuses come from api/status.c only.
+ *
+ * Text requests (/v1 predict, or KServe infer naming an input "text" on a version with a
+ * pipeline) take the same reference on the version, so the texts are tokenized with that
+ * version's pipeline and run on that version's model. The HTTP thread parses the texts and
+ * tokenizes them (textcall.h), and the texts go to the batcher one request each; the worker
+ * that finishes the last one formats the predictions and answers.
  */
 #ifndef INFERD_API_API_H
 #define INFERD_API_API_H
 
+#include "api/textreq.h"
 #include "http/server.h"
 #include "repo/repo.h"
 #include "sched/sched.h"
@@ -30,8 +39,9 @@
 typedef struct inferd_api inferd_api;
 
 typedef struct inferd_api_options {
-    inferd_repo *repo;   /* borrowed; outlives the api */
-    inferd_sched *sched; /* borrowed; for /metrics; may be NULL */
+    inferd_repo *repo;                 /* borrowed; outlives the api */
+    inferd_sched *sched;               /* borrowed; for /metrics; may be NULL */
+    inferd_textreq_limits text_limits; /* texts per request, bytes per text; 0: defaults */
 } inferd_api_options;
 
 /* On success *out is the caller's (inferd_api_destroy). Main thread. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/jsonpos.h"
 #include "util/alloc.h"
 
 /* ---- small helpers ---- */
@@ -37,6 +38,11 @@ static void shape_text(char *buf, size_t cap, int rank, const int64_t *dims) {
         n += (size_t)snprintf(buf + n, cap - n, "%s%lld", k ? "," : "", (long long)dims[k]);
     if (n < cap)
         snprintf(buf + n, cap - n, "]");
+}
+
+/* Strings may hold NUL (JSON_ALLOW_NUL, for BYTES data); names and ids must not. */
+static int is_plain_string(const json_t *v) {
+    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
 }
 
 static int find_input(const inferd_kserve_model *m, const char *name) {
@@ -282,7 +288,7 @@ static int parse_input(const inferd_kserve_model *m, const json_t *t, int i, pen
     if (rc < 0)
         return rc;
     const json_t *name = json_object_get(t, "name");
-    if (!json_is_string(name))
+    if (!is_plain_string(name))
         return inferd_error_set(err, INFERD_EINVAL, "%s.name: %s", where,
                                 name ? "must be a string" : "missing");
     int mi = find_input(m, json_string_value(name));
@@ -300,7 +306,7 @@ static int parse_input(const inferd_kserve_model *m, const json_t *t, int i, pen
     inferd_tensor *out = &r->inputs[mi];
 
     const json_t *dt = json_object_get(t, "datatype");
-    if (!json_is_string(dt))
+    if (!is_plain_string(dt))
         return inferd_error_set(err, INFERD_EINVAL, "%s.datatype: %s", where,
                                 dt ? "must be a string" : "missing");
     inferd_dtype dtype = inferd_dtype_from_kserve(json_string_value(dt));
@@ -450,7 +456,7 @@ static int parse_outputs(const inferd_kserve_model *m, const json_t *outs, int b
         if (rc < 0)
             return rc;
         const json_t *name = json_object_get(o, "name");
-        if (!json_is_string(name))
+        if (!is_plain_string(name))
             return inferd_error_set(err, INFERD_EINVAL, "%s.name: %s", where,
                                     name ? "must be a string" : "missing");
         int j = find_output(m, json_string_value(name));
@@ -509,11 +515,23 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
                                 "send large tensors as binary data",
                                 json_len, INFERD_KSERVE_MAX_JSON_BYTES);
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
+    // NUL is a valid character of a BYTES element (a text, say), as in binary data.
+    json_t *root =
+        json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!root) {
+        // A string that is not UTF-8 (BYTES data, usually) is named by its field.
+        char path[160];
+        if (inferd_jsonpos_is_encoding_error(jerr.text) &&
+            inferd_jsonpos_string_path((const char *)body, json_len, (size_t)jerr.position, path,
+                                       sizeof path))
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "%s: not valid UTF-8 (JSON text must be; send other bytes "
+                                    "as binary data): %s",
+                                    path, jerr.text);
         return inferd_error_set(err, INFERD_EINVAL,
                                 "request body: invalid JSON at line %d, column %d: %s", jerr.line,
                                 jerr.column, jerr.text);
+    }
     int rc = 0;
     pending_input pend[INFERD_KSERVE_MAX_TENSORS];
     int n_pend = 0;
@@ -528,7 +546,7 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
 
     const json_t *id = json_object_get(root, "id");
     if (id) {
-        if (!json_is_string(id)) {
+        if (!is_plain_string(id)) {
             rc =
                 inferd_error_set(err, INFERD_EINVAL, "id: must be a string, got %s", type_name(id));
             goto out;
@@ -868,8 +886,27 @@ static void append_descs(inferd_strbuf *b, const inferd_tensor_desc *d, int n) {
     inferd_strbuf_append(b, "]", 1);
 }
 
+int inferd_kserve_names_input(const uint8_t *body, size_t len, long long header_len,
+                              const char *name) {
+    size_t json_len = header_len >= 0 && header_len <= (long long)len ? (size_t)header_len : len;
+    json_t *root =
+        json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    int found = 0;
+    const json_t *inputs = root ? json_object_get(root, "inputs") : NULL;
+    size_t i;
+    json_t *t;
+    if (json_is_array(inputs))
+        json_array_foreach(inputs, i, t) {
+            const json_t *n = json_is_object(t) ? json_object_get(t, "name") : NULL;
+            found |= is_plain_string(n) && !strcmp(json_string_value(n), name);
+        }
+    json_decref(root);
+    return found;
+}
+
 void inferd_kserve_format_metadata(inferd_strbuf *b, const inferd_kserve_model *m,
-                                   const long *versions, int n_versions, const char *platform) {
+                                   const long *versions, int n_versions, const char *platform,
+                                   const inferd_kserve_model *text) {
     inferd_strbuf_appends(b, "{\"name\":");
     inferd_strbuf_append_json_string(b, m->name, strlen(m->name));
     inferd_strbuf_appends(b, ",\"versions\":[");
@@ -881,5 +918,12 @@ void inferd_kserve_format_metadata(inferd_strbuf *b, const inferd_kserve_model *
     append_descs(b, m->inputs, m->n_inputs);
     inferd_strbuf_appends(b, ",\"outputs\":");
     append_descs(b, m->outputs, m->n_outputs);
+    if (text) {
+        inferd_strbuf_appends(b, ",\"text\":{\"inputs\":");
+        append_descs(b, text->inputs, text->n_inputs);
+        inferd_strbuf_appends(b, ",\"outputs\":");
+        append_descs(b, text->outputs, text->n_outputs);
+        inferd_strbuf_append(b, "}", 1);
+    }
     inferd_strbuf_append(b, "}", 1);
 }

@@ -11,7 +11,8 @@
  * FP16/BF16 come only as binary. Every input is checked against the model: known name, given
  * once, datatype, rank, fixed dims, batch within max_batch_size and equal across inputs, and
  * byte size; every error is INFERD_EINVAL (INFERD_EUNSUPPORTED for features we lack) with a
- * message that names the field ("inputs[1].shape[0]: ...").
+ * message that names the field ("inputs[1].shape[0]: ...", "inputs[0].data[3]: not valid
+ * UTF-8").
  *
  * Response: {"model_name", "model_version", "id" (echoed), "outputs": [{"name", "datatype",
  * "shape", "data" | "parameters": {"binary_data_size"}}]}, binary outputs appended after the
@@ -76,8 +77,16 @@ int inferd_kserve_format_infer(const inferd_kserve_model *m, const inferd_kserve
                                const inferd_tensor *outputs, char **body, size_t *len,
                                size_t *json_len, inferd_error *err);
 
-/* Appends model metadata JSON: {"name", "versions", "platform", "inputs", "outputs"}. */
+/* Appends model metadata JSON: {"name", "versions", "platform", "inputs", "outputs"}, and
+ * with text non-NULL (a version with a pipeline) "text": {"inputs", "outputs"}, its text
+ * signature (see textreq.h). */
 void inferd_kserve_format_metadata(inferd_strbuf *b, const inferd_kserve_model *m,
-                                   const long *versions, int n_versions, const char *platform);
+                                   const long *versions, int n_versions, const char *platform,
+                                   const inferd_kserve_model *text);
+
+/* Whether the request's JSON (header) names an input called name; 0 also when it is not valid
+ * JSON (the full parse then reports why). Used to pick a version's text signature. */
+int inferd_kserve_names_input(const uint8_t *body, size_t len, long long header_len,
+                              const char *name);
 
 #endif

@@ -10,6 +10,10 @@
 static const double duration_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 static const int batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+/* Tokenizing a text takes microseconds, so its buckets start lower than the request ones. */
+static const double tokenize_le[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+                                     0.001,   0.0025,   0.005,   0.01,   0.025,   0.05,
+                                     0.1,     0.25,     0.5,     1};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -33,6 +37,10 @@ typedef enum field {
     F_REQUEST_US,
     F_QUEUE_US,
     F_COMPUTE_US,
+    F_TEXT_SUCCESS,
+    F_TEXT_FAILURE,
+    F_TEXT_ITEMS,
+    F_TEXT_TRUNCATED,
 } field;
 
 static long long value_of(inferd_repo_version *v, field f) {
@@ -54,6 +62,14 @@ static long long value_of(inferd_repo_version *v, field f) {
         return (long long)(inferd_hist_sum(s->request_ns) / 1000);
     case F_QUEUE_US:
         return (long long)(inferd_hist_sum(s->queue_ns) / 1000);
+    case F_TEXT_SUCCESS:
+        return (long long)atomic_load_explicit(&s->text_success, memory_order_relaxed);
+    case F_TEXT_FAILURE:
+        return (long long)atomic_load_explicit(&s->text_failure, memory_order_relaxed);
+    case F_TEXT_ITEMS:
+        return (long long)atomic_load_explicit(&s->text_items, memory_order_relaxed);
+    case F_TEXT_TRUNCATED:
+        return (long long)atomic_load_explicit(&s->text_truncated, memory_order_relaxed);
     case F_COMPUTE_US:
     default:
         return (long long)(inferd_hist_sum(s->compute_ns) / 1000);
@@ -73,19 +89,22 @@ static void scalar_family(inferd_strbuf *b, inferd_repo_version **vs, size_t n, 
 static void duration_family(inferd_strbuf *b, inferd_repo_version **vs, size_t n, const char *name,
                             const char *help, int which) {
     header(b, name, "histogram", help);
+    const double *le = which == 3 ? tokenize_le : duration_le;
+    size_t n_le = which == 3 ? N_OF(tokenize_le) : N_OF(duration_le);
     for (size_t i = 0; i < n; i++) {
         inferd_stats *s = inferd_repo_version_stats(vs[i]);
         const inferd_hist *h = which == 0   ? s->request_ns
                                : which == 1 ? s->queue_ns
-                                            : s->compute_ns;
+                               : which == 2 ? s->compute_ns
+                                            : s->tokenize_ns;
         // Read the total first: buckets recorded meanwhile can only make them larger, and the
         // +Inf bucket is written as the count so the series stays monotonic.
         uint64_t count = inferd_hist_count(h);
-        for (size_t k = 0; k < N_OF(duration_le); k++) {
-            uint64_t c = inferd_hist_count_le(h, (int64_t)(duration_le[k] * 1e9));
+        for (size_t k = 0; k < n_le; k++) {
+            uint64_t c = inferd_hist_count_le(h, (int64_t)(le[k] * 1e9 + 0.5));
             inferd_strbuf_appendf(b, "%s_bucket", name);
             labels(b, vs[i]);
-            inferd_strbuf_appendf(b, ",le=\"%g\"} %llu\n", duration_le[k],
+            inferd_strbuf_appendf(b, ",le=\"%g\"} %llu\n", le[k],
                                   (unsigned long long)(c < count ? c : count));
         }
         inferd_strbuf_appendf(b, "%s_bucket", name);
@@ -193,6 +212,29 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
                   "Requests queued, not yet in a batch.", F_PENDING);
     scalar_family(b, vs, n, "inferd_model_memory_bytes", "gauge",
                   "Bytes held by the loaded model version.", F_MEMORY);
+    // Text request families, for the versions that have a pipeline: the list is reordered so
+    // that they come first (releasing below does not care about the order).
+    size_t n_text = 0;
+    for (size_t i = 0; i < n; i++)
+        if (inferd_repo_version_pipeline(vs[i])) {
+            inferd_repo_version *t = vs[n_text];
+            vs[n_text++] = vs[i];
+            vs[i] = t;
+        }
+    scalar_family(b, vs, n_text, "inferd_text_request_success_total", "counter",
+                  "Text requests (/v1 predict, KServe text infer) answered successfully.",
+                  F_TEXT_SUCCESS);
+    scalar_family(b, vs, n_text, "inferd_text_request_failure_total", "counter",
+                  "Text requests answered with an error.", F_TEXT_FAILURE);
+    scalar_family(b, vs, n_text, "inferd_text_items_total", "counter",
+                  "Texts tokenized and queued (each is a request of its own in the queue).",
+                  F_TEXT_ITEMS);
+    scalar_family(b, vs, n_text, "inferd_text_truncated_total", "counter",
+                  "Texts cut at the pipeline's max_length.", F_TEXT_TRUNCATED);
+    duration_family(b, vs, n_text, "inferd_tokenize_duration_seconds",
+                    "Time to tokenize all texts of a text request, on its HTTP thread, before "
+                    "the queue.",
+                    3);
     for (size_t i = 0; i < n; i++)
         inferd_repo_release(vs[i]);
     inferd_free(vs);

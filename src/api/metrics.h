@@ -3,7 +3,10 @@
  * Per model and version (labels model, version): request success and failure counts; request,
  * queue and compute time as counters (microseconds, like Triton's nv_inference_*_duration_us)
  * and as histograms (seconds); a batch-size histogram; executed batches and rows; pending
- * requests; memory held. Per process: CPU seconds, resident memory, thread count (from
+ * requests; memory held. For versions with a text pipeline also: text request success and
+ * failure counts, texts queued and texts truncated, and a histogram of the time spent
+ * tokenizing each text request (on its HTTP thread, apart from queue and compute time).
+ * Per process: CPU seconds, resident memory, thread count (from
  * /proc/self), and the compute thread budget and the threads in use.
  *
  * Reads only atomics, lock-free histograms and /proc: it never waits for a queue, a batch or

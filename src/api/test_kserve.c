@@ -524,7 +524,7 @@ static void test_metadata(void **state) {
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     long versions[] = {1, 3};
-    inferd_kserve_format_metadata(&b, &text, versions, 2, "onnx");
+    inferd_kserve_format_metadata(&b, &text, versions, 2, "onnx", NULL);
     assert_string_equal(
         b.data, "{\"name\":\"clf\",\"versions\":[\"1\",\"3\"],\"platform\":\"onnx\",\"inputs\":["
                 "{\"name\":\"input_ids\",\"datatype\":\"INT64\",\"shape\":[-1,-1]},"
@@ -532,6 +532,57 @@ static void test_metadata(void **state) {
                 "\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP32\",\"shape\":[-1,2]},"
                 "{\"name\":\"hidden\",\"datatype\":\"FP32\",\"shape\":[-1,-1,4]}]}");
     inferd_strbuf_deinit(&b);
+}
+
+static void test_metadata_with_text_signature(void **state) {
+    (void)state;
+    static const inferd_tensor_desc sig_in[] = {{"text", INFERD_DTYPE_STRING, 1, {-1}}};
+    static const inferd_tensor_desc sig_out[] = {{"label", INFERD_DTYPE_STRING, 1, {-1}},
+                                                 {"score", INFERD_DTYPE_F32, 1, {-1}}};
+    const inferd_kserve_model sig = {"clf", 3, 0, 1, sig_in, 2, sig_out};
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    long versions[] = {3};
+    inferd_kserve_format_metadata(&b, &text, versions, 1, "onnx", &sig);
+    // The raw signature stays as it was; the text one is an extra member.
+    assert_contains(b.data, "\"outputs\":[{\"name\":\"logits\"");
+    assert_contains(b.data, ",\"text\":{\"inputs\":[{\"name\":\"text\",\"datatype\":\"BYTES\","
+                            "\"shape\":[-1]}],\"outputs\":[{\"name\":\"label\",\"datatype\":"
+                            "\"BYTES\",\"shape\":[-1]},{\"name\":\"score\",\"datatype\":\"FP32\","
+                            "\"shape\":[-1]}]}}");
+    inferd_strbuf_deinit(&b);
+}
+
+static void test_names_input(void **state) {
+    (void)state;
+    const char *a = "{\"inputs\":[{\"name\":\"ids\"},{\"name\":\"text\",\"shape\":[1]}]}";
+    assert_int_equal(inferd_kserve_names_input((const uint8_t *)a, strlen(a), -1, "text"), 1);
+    assert_int_equal(inferd_kserve_names_input((const uint8_t *)a, strlen(a), -1, "mask"), 0);
+    // Only the JSON header counts; binary data after it is not JSON.
+    char body[128];
+    size_t jl = strlen(a);
+    memcpy(body, a, jl);
+    memcpy(body + jl, "\xff\xfe\x00\x01", 4);
+    assert_int_equal(
+        inferd_kserve_names_input((const uint8_t *)body, jl + 4, (long long)jl, "text"), 1);
+    assert_int_equal(inferd_kserve_names_input((const uint8_t *)"{\"inputs\":", 10, -1, "text"), 0);
+    assert_int_equal(inferd_kserve_names_input((const uint8_t *)"[1]", 3, -1, "text"), 0);
+}
+
+static void test_invalid_utf8_names_the_element(void **state) {
+    (void)state;
+    inferd_kserve_request r;
+    inferd_error err;
+    const char *body = "{\"inputs\":[{\"name\":\"s\",\"shape\":[2],\"datatype\":\"BYTES\","
+                       "\"data\":[\"fine\",\"caf\xe9\"]}]}";
+    assert_int_equal(parse(&all, body, -1, &r, &err), INFERD_EINVAL);
+    assert_contains(err.msg, "inputs[0].data[1]: not valid UTF-8");
+    inferd_kserve_request_deinit(&r);
+    body = "{\"id\":\"x\",\"inputs\":[{\"name\":\"s\",\"shape\":[1],\"datatype\":\"BYTES\","
+           "\"data\":[\"\\udc00\"]}]}";
+    assert_int_equal(parse(&all, body, -1, &r, &err), INFERD_EINVAL);
+    assert_contains(err.msg, "inputs[0].data[0]: not valid UTF-8");
+    inferd_kserve_request_deinit(&r);
 }
 
 int main(void) {
@@ -549,6 +600,9 @@ int main(void) {
         cmocka_unit_test(test_format_json_and_binary),
         cmocka_unit_test(test_format_other_types),
         cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_metadata_with_text_signature),
+        cmocka_unit_test(test_names_input),
+        cmocka_unit_test(test_invalid_utf8_names_the_element),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

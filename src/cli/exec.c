@@ -11,14 +11,15 @@
 #include "util/npy.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: inferd exec MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR\n"
-               "                  [--threads N] [--profile]\n\n"
-               "Runs the model once and writes DIR/<output name>.npy for every output.\n"
-               "  --input NAME=FILE   an input tensor (repeat for each model input)\n"
-               "  --output-dir DIR    where outputs go (created if missing)\n"
-               "  --threads N         threads for the run (default 1)\n"
-               "  --profile           print the time spent per op on stderr\n"
-               "  --no-fuse           run the graph as imported, without fusions (for debugging)\n");
+    fprintf(f,
+            "usage: inferd exec MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR\n"
+            "                  [--threads N] [--profile]\n\n"
+            "Runs the model once and writes DIR/<output name>.npy for every output.\n"
+            "  --input NAME=FILE   an input tensor (repeat for each model input)\n"
+            "  --output-dir DIR    where outputs go (created if missing)\n"
+            "  --threads N         threads for the run (default 1)\n"
+            "  --profile           print the time spent per op on stderr\n"
+            "  --no-fuse           run the graph as imported, without fusions (for debugging)\n");
 }
 
 int inferd_cli_exec(int argc, char **argv) {
@@ -102,7 +103,8 @@ int inferd_cli_exec(int argc, char **argv) {
     }
     for (int j = 0; j < n_model; j++)
         if (!inputs[j].data && inputs[j].nbytes == 0 && inputs[j].dtype == INFERD_DTYPE_INVALID) {
-            fprintf(stderr, "inferd exec: missing --input for '%s'\n", inferd_engine_input(m, j)->name);
+            fprintf(stderr, "inferd exec: missing --input for '%s'\n",
+                    inferd_engine_input(m, j)->name);
             goto out;
         }
     if (inferd_engine_run(m, inputs, outputs, threads, &err) < 0) {

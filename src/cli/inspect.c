@@ -48,7 +48,8 @@ int inferd_cli_inspect(int argc, char **argv) {
     }
     inferd_error err = {0};
     inferd_engine_model *m = NULL;
-    if (inferd_engine_global_init(&err) < 0 || inferd_engine_load(argv[optind], NULL, &m, &err) < 0) {
+    if (inferd_engine_global_init(&err) < 0 ||
+        inferd_engine_load(argv[optind], NULL, &m, &err) < 0) {
         fprintf(stderr, "inferd inspect: %s\n", err.msg);
         return 1;
     }

@@ -9,23 +9,22 @@
 #include "util/clock.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: inferd perf MODEL.onnx [--batch B[,B...]] [--seq S[,S...]] [--threads T]\n"
-            "                  [--seconds N]\n"
-            "                  [--lengths full|random] [--min-len L] [--vocab V] [--profile]\n\n"
-            "Times runs of one batch on generated inputs and prints one JSON line per\n"
-            "(seq, batch): p50/p95/mean ms per batch, items/s, load time and the first run.\n"
-            "  --batch B,...      rows per batch, the first dynamic dim (default 1)\n"
-            "  --seq S,...        the second dynamic dim (default 128)\n"
-            "  --threads T        threads per run (default 1)\n"
-            "  --seconds N        timed duration after 2 warm-up runs (default 3)\n"
-            "  --lengths random   attention-mask rows get random lengths in [min-len, S]\n"
-            "  --min-len L        shortest random length (default 20)\n"
-            "  --vocab V          token ids are drawn from [1, V) (default 100)\n"
-            "  --seed N           random seed (default 1)\n"
-            "  --profile          print the time per op on stderr\n"
-            "  --load-reps N      load the model N times first and report each load time\n"
-            "  --cache FILE       use (and write) a load cache at FILE\n");
+    fprintf(f, "usage: inferd perf MODEL.onnx [--batch B[,B...]] [--seq S[,S...]] [--threads T]\n"
+               "                  [--seconds N]\n"
+               "                  [--lengths full|random] [--min-len L] [--vocab V] [--profile]\n\n"
+               "Times runs of one batch on generated inputs and prints one JSON line per\n"
+               "(seq, batch): p50/p95/mean ms per batch, items/s, load time and the first run.\n"
+               "  --batch B,...      rows per batch, the first dynamic dim (default 1)\n"
+               "  --seq S,...        the second dynamic dim (default 128)\n"
+               "  --threads T        threads per run (default 1)\n"
+               "  --seconds N        timed duration after 2 warm-up runs (default 3)\n"
+               "  --lengths random   attention-mask rows get random lengths in [min-len, S]\n"
+               "  --min-len L        shortest random length (default 20)\n"
+               "  --vocab V          token ids are drawn from [1, V) (default 100)\n"
+               "  --seed N           random seed (default 1)\n"
+               "  --profile          print the time per op on stderr\n"
+               "  --load-reps N      load the model N times first and report each load time\n"
+               "  --cache FILE       use (and write) a load cache at FILE\n");
 }
 
 static uint64_t rng_state = 1;
@@ -142,12 +141,13 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
         for (long b = 0; b < batch; b++)
             tokens += lengths[b];
         double p50 = ms[(n - 1) / 2], p95 = ms[(size_t)((double)(n - 1) * 0.95 + 0.5)];
-        printf("{\"kind\":\"run\",\"model\":\"%s\",\"batch\":%ld,\"seq\":%ld,\"threads\":%ld,\"lengths\":\"%s\","
+        printf("{\"kind\":\"run\",\"model\":\"%s\",\"batch\":%ld,\"seq\":%ld,\"threads\":%ld,"
+               "\"lengths\":\"%s\","
                "\"tokens\":%ld,\"runs\":%zu,\"p50_ms\":%.4f,\"p95_ms\":%.4f,\"mean_ms\":%.4f,"
                "\"items_per_s\":%.2f,\"load_ms\":%.2f,\"first_run_ms\":%.2f}\n",
                o->path, batch, seq, o->threads, o->random_lengths ? "random" : "full", tokens, n,
-               p50, p95, sum / (double)n, (double)batch / (p50 / 1000.0),
-               inferd_engine_load_ms(m), first_ms);
+               p50, p95, sum / (double)n, (double)batch / (p50 / 1000.0), inferd_engine_load_ms(m),
+               first_ms);
         fflush(stdout);
     }
     for (int i = 0; i < n_in; i++)
@@ -176,14 +176,19 @@ static int parse_list(const char *s, long *out, int max) {
 }
 
 int inferd_cli_perf(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"batch", required_argument, 0, 'b'},   {"seq", required_argument, 0, 's'},
-        {"threads", required_argument, 0, 't'}, {"seconds", required_argument, 0, 'n'},
-        {"lengths", required_argument, 0, 'l'}, {"min-len", required_argument, 0, 'm'},
-        {"vocab", required_argument, 0, 'v'},   {"seed", required_argument, 0, 'r'},
-        {"profile", no_argument, 0, 'p'},       {"help", no_argument, 0, 'h'},
-        {"load-reps", required_argument, 0, 'L'}, {"cache", required_argument, 0, 'C'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"batch", required_argument, 0, 'b'},
+                                         {"seq", required_argument, 0, 's'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"seconds", required_argument, 0, 'n'},
+                                         {"lengths", required_argument, 0, 'l'},
+                                         {"min-len", required_argument, 0, 'm'},
+                                         {"vocab", required_argument, 0, 'v'},
+                                         {"seed", required_argument, 0, 'r'},
+                                         {"profile", no_argument, 0, 'p'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"load-reps", required_argument, 0, 'L'},
+                                         {"cache", required_argument, 0, 'C'},
+                                         {0, 0, 0, 0}};
     const char *cache = NULL;
     long load_reps = 1;
     long batches[16] = {1}, seqs[16] = {128};

@@ -44,6 +44,8 @@ typedef struct serve_flags {
     int body_timeout;
     int drain_timeout;
     int worker_nice;
+    int max_text_items;
+    long long max_text_bytes;
     inferd_log_format log_format;
     inferd_log_level log_level;
 } serve_flags;
@@ -60,7 +62,8 @@ static void usage(FILE *f, int cores) {
     fprintf(f,
             "usage: inferd serve --repo DIR [options]\n"
             "\n"
-            "Serves the ONNX models in DIR/<model>/<version>/model.onnx over HTTP (KServe v2).\n"
+            "Serves the ONNX models in DIR/<model>/<version>/model.onnx over HTTP (KServe v2;\n"
+            "text in, labels out for versions with a pipeline.json).\n"
             "\n"
             "  --repo DIR             model repository (required)\n"
             "  --host ADDR            address to listen on (default 127.0.0.1)\n"
@@ -81,6 +84,10 @@ static void usage(FILE *f, int cores) {
             "                         (default 30)\n"
             "  --worker-nice N        nice increment of worker and compute threads, 0..19\n"
             "                         (default 10)\n"
+            "  --max-text-items N     texts per text request (/v1 predict, KServe text)\n"
+            "                         (default 256)\n"
+            "  --max-text-bytes BYTES bytes per text before tokenizing, 413 above it; K/M\n"
+            "                         suffixes (default 64K)\n"
             "  --log-format FMT       text or json (default text)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  --help                 this text\n",
@@ -149,6 +156,8 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_BODY_TIMEOUT,
         O_DRAIN_TIMEOUT,
         O_NICE,
+        O_MAX_TEXT_ITEMS,
+        O_MAX_TEXT_BYTES,
         O_LOG_FORMAT,
         O_LOG_LEVEL,
         O_HELP,
@@ -167,6 +176,8 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"body-timeout", required_argument, 0, O_BODY_TIMEOUT},
         {"drain-timeout", required_argument, 0, O_DRAIN_TIMEOUT},
         {"worker-nice", required_argument, 0, O_NICE},
+        {"max-text-items", required_argument, 0, O_MAX_TEXT_ITEMS},
+        {"max-text-bytes", required_argument, 0, O_MAX_TEXT_BYTES},
         {"log-format", required_argument, 0, O_LOG_FORMAT},
         {"log-level", required_argument, 0, O_LOG_LEVEL},
         {"help", no_argument, 0, O_HELP},
@@ -185,6 +196,8 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         .body_timeout = 60,
         .drain_timeout = 30,
         .worker_nice = 10,
+        .max_text_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS,
+        .max_text_bytes = INFERD_TEXTREQ_DEFAULT_MAX_BYTES,
         .log_format = INFERD_LOG_FORMAT_TEXT,
         .log_level = INFERD_LOG_LEVEL_INFO,
     };
@@ -233,6 +246,13 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
             break;
         case O_NICE:
             bad = parse_int(optarg, 0, 19, &f->worker_nice);
+            break;
+        case O_MAX_TEXT_ITEMS:
+            bad = parse_int(optarg, 1, 1000000, &f->max_text_items);
+            break;
+        case O_MAX_TEXT_BYTES:
+            bad = parse_size(optarg, &f->max_text_bytes) || f->max_text_bytes < 1 ||
+                  f->max_text_bytes > (1LL << 30);
             break;
         case O_LOG_FORMAT:
             if (!strcmp(optarg, "text"))
@@ -320,7 +340,12 @@ int inferd_cli_serve(int argc, char **argv) {
         inferd_log_error("%s", err.msg);
         goto out;
     }
-    inferd_api_options ao = {.repo = repo, .sched = sched};
+    inferd_api_options ao = {
+        .repo = repo,
+        .sched = sched,
+        .text_limits = {.max_items = (size_t)f.max_text_items,
+                        .max_bytes = (size_t)f.max_text_bytes},
+    };
     if (inferd_api_create(&ao, &api, &err) < 0) {
         inferd_log_error("%s", err.msg);
         goto out;

@@ -331,8 +331,11 @@ int eg_cache_writer_add_packed(eg_cache_writer *w, int64_t K, int64_t N, int tra
             return INFERD_EINTERNAL;
         w->cap_packed = cap;
     }
-    w->packed[w->n_packed] = (packed_entry){.K = K, .N = N, .transposed = transposed,
-                                            .scale = scale, .md_size = md_size,
+    w->packed[w->n_packed] = (packed_entry){.K = K,
+                                            .N = N,
+                                            .transposed = transposed,
+                                            .scale = scale,
+                                            .md_size = md_size,
                                             .data_size = bytes};
     w->pk_md[w->n_packed] = (piece){md, md_size};
     w->pk_data[w->n_packed++] = (piece){data, bytes};
@@ -424,7 +427,8 @@ int eg_cache_writer_write(eg_cache_writer *w, const char *path, const eg_cache_k
     }
     // Both tables in one piece: the reader finds the constants right after the packed ones.
     uint64_t table_off = o.off;
-    size_t pk_bytes = sizeof(packed_entry) * w->n_packed, c_bytes = sizeof(const_entry) * w->n_consts;
+    size_t pk_bytes = sizeof(packed_entry) * w->n_packed,
+           c_bytes = sizeof(const_entry) * w->n_consts;
     uint8_t *table = malloc(pk_bytes + c_bytes + 1);
     if (!table) {
         fclose(o.f);

@@ -11,10 +11,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "engine/cache.h"
 #include "engine/fuse.h"
@@ -31,8 +31,8 @@ typedef struct plan_entry {
     int64_t key[MAX_KEY * 4];
     int key_len;
     eg_plan *plan;
-    int refs;       /* runs using it now */
-    uint64_t used;  /* tick of last use, for LRU */
+    int refs;      /* runs using it now */
+    uint64_t used; /* tick of last use, for LRU */
 } plan_entry;
 
 typedef struct arena {
@@ -185,9 +185,8 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     if ((rc = eg_model_ctx_create(acct, &m->ctx, err)) < 0)
         goto fail;
     eg_cache_key key = {.source_size = st ? (uint64_t)st->st_size : size,
-                        .source_mtime_ns = st ? (int64_t)st->st_mtim.tv_sec * 1000000000 +
-                                                    st->st_mtim.tv_nsec
-                                              : 0,
+                        .source_mtime_ns =
+                            st ? (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec : 0,
                         .skeleton_hash = skeleton};
     if (m->opts.cache_path && !m->opts.disable_fusion) {
         inferd_error cerr = {0};
@@ -210,8 +209,8 @@ static int load_common(const void *data, size_t size, const char *path, int owns
         goto fail;
     }
     for (int v = 0; v < m->g->n_values; v++)
-        from_file[v] = m->g->values[v].is_const && !m->g->values[v].t.data &&
-                       m->g->values[v].file_data;
+        from_file[v] =
+            m->g->values[v].is_const && !m->g->values[v].t.data && m->g->values[v].file_data;
     int misses = 0;
     if ((rc = materialize_constants(m->g, m->cache, &misses, err)) < 0)
         goto fail;
@@ -377,7 +376,8 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
     while (m->n_plans >= max) {
         int victim = -1;
         for (int i = 0; i < m->n_plans; i++)
-            if (m->plans[i]->refs == 0 && (victim < 0 || m->plans[i]->used < m->plans[victim]->used))
+            if (m->plans[i]->refs == 0 &&
+                (victim < 0 || m->plans[i]->used < m->plans[victim]->used))
                 victim = i;
         if (victim < 0)
             break;
@@ -386,7 +386,8 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
         eg_plan_destroy(v->plan);
         inferd_free(v);
     }
-    plan_entry **grown = inferd_realloc(m->acct, m->plans, sizeof(*grown) * (size_t)(m->n_plans + 1));
+    plan_entry **grown =
+        inferd_realloc(m->acct, m->plans, sizeof(*grown) * (size_t)(m->n_plans + 1));
     if (grown) {
         m->plans = grown;
         m->plans[m->n_plans++] = e;
@@ -447,8 +448,8 @@ static void put_arena(inferd_engine_model *m, arena *a) {
     pthread_mutex_unlock(&m->lock);
 }
 
-static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
-                     inferd_tensor *outputs, int threads, inferd_error *err);
+static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                     int threads, inferd_error *err);
 
 /* ---- length groups ----
  * A padded batch of token sequences with very different lengths wastes most of its work on
@@ -493,8 +494,8 @@ static int64_t get_token(const inferd_tensor *t, int64_t i) {
 }
 
 /* Builds [rows, L] copies of the inputs from the given rows of a [B, S] batch. */
-static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs,
-                       const int *rows, int n, int64_t L, inferd_tensor *out) {
+static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs, const int *rows,
+                       int n, int64_t L, inferd_tensor *out) {
     for (int i = 0; i < m->n_inputs; i++) {
         const inferd_tensor *src = &inputs[i];
         inferd_tensor *t = &out[i];
@@ -508,8 +509,7 @@ static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs
             return -1;
         for (int r = 0; r < n; r++)
             memcpy((char *)t->data + (size_t)(r * L) * es,
-                   (const char *)src->data + (size_t)(rows[r] * src->dims[1]) * es,
-                   (size_t)L * es);
+                   (const char *)src->data + (size_t)(rows[r] * src->dims[1]) * es, (size_t)L * es);
     }
     return 0;
 }
@@ -545,7 +545,8 @@ static int probe_trim(inferd_engine_model *m) {
             goto out;
         int is_mask = i == m->mask_input;
         int is_ids = !is_mask && !strstr(m->inputs[i].name, "type") &&
-                     !strstr(m->inputs[i].name, "segment") && !strstr(m->inputs[i].name, "position");
+                     !strstr(m->inputs[i].name, "segment") &&
+                     !strstr(m->inputs[i].name, "position");
         for (int r = 0; r < 2; r++)
             for (int j = 0; j < S; j++) {
                 int valid = r == 0 || j < SHORT;
@@ -554,7 +555,8 @@ static int probe_trim(inferd_engine_model *m) {
             }
     }
     int row1 = 1;
-    if (run_whole(m, full, out_full, 1, &err) < 0 || gather_rows(m, full, &row1, 1, SHORT, part) < 0 ||
+    if (run_whole(m, full, out_full, 1, &err) < 0 ||
+        gather_rows(m, full, &row1, 1, SHORT, part) < 0 ||
         run_whole(m, part, out_part, 1, &err) < 0)
         goto out;
     verdict = TRIM_SAFE;
@@ -609,8 +611,8 @@ static int plan_groups(const int64_t *sorted_len, int n, int *ends) {
         for (int i = 1; i <= n; i++)
             for (int j = g - 1; j < i; j++)
                 if (best[g - 1][j] < INF) {
-                    int64_t c = best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) +
-                                GROUP_OVERHEAD;
+                    int64_t c =
+                        best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) + GROUP_OVERHEAD;
                     if (c < best[g][i]) {
                         best[g][i] = c;
                         from[g][i] = j;
@@ -714,8 +716,8 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     return rc;
 }
 
-int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
-                      inferd_tensor *outputs, int threads, inferd_error *err) {
+int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                      int threads, inferd_error *err) {
     if (!m->opts.disable_length_groups && m->trim != TRIM_UNSAFE && trim_candidate(m)) {
         int rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
         if (rc != 0)
@@ -724,12 +726,13 @@ int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
     return run_whole(m, inputs, outputs, threads, err);
 }
 
-static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
-                     inferd_tensor *outputs, int threads, inferd_error *err) {
+static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                     int threads, inferd_error *err) {
     if (threads < 1)
         threads = 1;
     eg_tensor in_local[16];
-    eg_tensor *in = m->n_inputs <= 16 ? in_local : inferd_calloc(NULL, (size_t)m->n_inputs, sizeof *in);
+    eg_tensor *in =
+        m->n_inputs <= 16 ? in_local : inferd_calloc(NULL, (size_t)m->n_inputs, sizeof *in);
     if (!in)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     int rc = 0;
@@ -743,9 +746,9 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
         int64_t n = inferd_tensor_numel(t->rank, t->dims);
         size_t es = inferd_dtype_size(t->dtype);
         if (n < 0 || es == 0 || (uint64_t)n * es != t->nbytes || (n > 0 && !t->data)) {
-            rc = inferd_error_set(err, INFERD_EINVAL,
-                                  "input '%s' holds %zu bytes, its dtype and dims need %lld",
-                                  m->inputs[i].name, t->nbytes, (long long)(n < 0 ? -1 : n * (int64_t)es));
+            rc = inferd_error_set(
+                err, INFERD_EINVAL, "input '%s' holds %zu bytes, its dtype and dims need %lld",
+                m->inputs[i].name, t->nbytes, (long long)(n < 0 ? -1 : n * (int64_t)es));
             goto out;
         }
         in[i].dtype = t->dtype;
@@ -767,8 +770,8 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs,
     eg_profile_entry prof[EG_OP_COUNT_];
     if (m->opts.profile)
         memset(prof, 0, sizeof prof);
-    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads,
-                     m->opts.profile ? prof : NULL, err);
+    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads, m->opts.profile ? prof : NULL,
+                     err);
     put_arena(m, a);
     put_plan(m, pe);
     if (m->opts.profile && rc == 0) {

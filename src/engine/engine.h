@@ -23,13 +23,13 @@
 typedef struct inferd_engine_model inferd_engine_model;
 
 typedef struct inferd_engine_options {
-    inferd_mem_account *acct; /* charged for weights, plans and arenas; NULL: process */
-    int max_plans;            /* plans cached per model; 0: default (64) */
-    int profile;              /* nonzero: time every op (see inferd_engine_profile_print) */
-    int disable_fusion;       /* nonzero: run the graph as imported (for tests) */
+    inferd_mem_account *acct;  /* charged for weights, plans and arenas; NULL: process */
+    int max_plans;             /* plans cached per model; 0: default (64) */
+    int profile;               /* nonzero: time every op (see inferd_engine_profile_print) */
+    int disable_fusion;        /* nonzero: run the graph as imported (for tests) */
     int disable_length_groups; /* nonzero: never split padded batches into length groups */
-    const char *cache_path;   /* load cache file for this model (see cache.h), or NULL: none */
-    int64_t max_arena_bytes;  /* refuse plans whose arena exceeds this; 0: default (4 GiB) */
+    const char *cache_path;    /* load cache file for this model (see cache.h), or NULL: none */
+    int64_t max_arena_bytes;   /* refuse plans whose arena exceeds this; 0: default (4 GiB) */
 } inferd_engine_options;
 
 /* Call once before any other engine function and before other threads start: fixes OpenMP's
@@ -62,8 +62,8 @@ const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int
  * outputs[j] (for every output) gets dims and a data buffer from inferd_malloc(NULL) that the
  * caller frees with inferd_free. On failure outputs hold nothing to free. threads is the team
  * size for this run (1..cores). Safe from several threads at once. */
-int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs,
-                      inferd_tensor *outputs, int threads, inferd_error *err);
+int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                      int threads, inferd_error *err);
 
 /* Bytes the model holds now (weights, packed weights, plans, arenas). */
 int64_t inferd_engine_memory(const inferd_engine_model *m);

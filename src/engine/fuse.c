@@ -273,15 +273,15 @@ static int match_gelu(eg_graph *g, const uses *u, int x, int *tanh_approx, int *
 /* ---- load time: dense layers ---- */
 
 typedef struct dense_cand {
-    int node;      /* the FusedMatMul node */
-    int x;         /* input value */
-    int w;         /* weight value; -1 for a merged layer (see parts) */
+    int node; /* the FusedMatMul node */
+    int x;    /* input value */
+    int w;    /* weight value; -1 for a merged layer (see parts) */
     int transposed;
     float scale;
-    int bias;      /* bias value or -1 */
+    int bias; /* bias value or -1 */
     eg_act act;
     int64_t K, N;
-    int merged;    /* absorbed into another candidate */
+    int merged;               /* absorbed into another candidate */
     struct dense_cand *parts; /* merged layer: the layers whose weights sit side by side */
     int n_parts;
 } dense_cand;
@@ -380,8 +380,15 @@ static int find_dense(eg_graph *g, dense_cand **out, int *n_out, inferd_error *e
         g->nodes[last].in[0] = x;
         g->nodes[last].in[1] = bias;
         g->nodes[last].out[0] = cur;
-        cands[n++] = (dense_cand){.node = last, .x = x, .w = w, .transposed = transposed,
-                                  .scale = scale, .bias = bias, .act = act, .K = K, .N = N};
+        cands[n++] = (dense_cand){.node = last,
+                                  .x = x,
+                                  .w = w,
+                                  .transposed = transposed,
+                                  .scale = scale,
+                                  .bias = bias,
+                                  .act = act,
+                                  .K = K,
+                                  .N = N};
         if ((rc = uses_build(g, &u, err)) < 0)
             break;
     }
@@ -438,12 +445,14 @@ static int merge_siblings(eg_graph *g, dense_cand *c, int n, inferd_error *err) 
         }
         // New constants: merged bias and the split sizes.
         int bv, sv, yv;
-        if ((bv = eg_graph_add_value(g, "", err)) < 0 || (sv = eg_graph_add_value(g, "", err)) < 0 ||
-            (yv = eg_graph_add_value(g, "", err)) < 0)
+        if ((bv = eg_graph_add_value(g, "", err)) < 0 ||
+            (sv = eg_graph_add_value(g, "", err)) < 0 || (yv = eg_graph_add_value(g, "", err)) < 0)
             return INFERD_EINTERNAL;
-        g->values[bv].t = (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 1, .dims = {Ntot}, .data = b};
+        g->values[bv].t =
+            (eg_tensor){.dtype = INFERD_DTYPE_F32, .rank = 1, .dims = {Ntot}, .data = b};
         g->values[bv].is_const = 1;
-        g->values[sv].t = (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {ng}, .data = sizes};
+        g->values[sv].t =
+            (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {ng}, .data = sizes};
         g->values[sv].is_const = 1;
         g->values[yv].t.dtype = INFERD_DTYPE_F32;
         int mm = eg_graph_add_node(g, EG_OP_FusedMatMul, g->nodes[c[i].node].name, 3, 1, err);
@@ -510,8 +519,8 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
         if (!p->w && c[i].w >= 0) {
             const eg_value *wv = &g->values[c[i].w];
             const float *src = wv->t.data ? wv->t.data : wv->file_data;
-            rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed, c[i].scale,
-                                &p->w, err);
+            rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed, c[i].scale, &p->w,
+                                err);
         } else if (!p->w) {
             // A merged layer: lay the parts' weights side by side, then pack.
             int64_t K = c[i].K, Ntot = c[i].N, off = 0;
@@ -621,7 +630,8 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
             !const_scalar(g, other_input(&g->nodes[ad], g->nodes[rm].out[0]), &eps))
             continue;
         int sq = sole_consumer(g, &u, g->nodes[ad].out[0]);
-        if (sq < 0 || g->nodes[sq].op != EG_OP_Sqrt || sole_consumer(g, &u, g->nodes[sq].out[0]) != dv ||
+        if (sq < 0 || g->nodes[sq].op != EG_OP_Sqrt ||
+            sole_consumer(g, &u, g->nodes[sq].out[0]) != dv ||
             g->nodes[dv].in[1] != g->nodes[sq].out[0])
             continue;
         int end = dv, out = g->nodes[dv].out[0], gamma = -1, beta = -1;
@@ -640,7 +650,8 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
             }
         }
         // gamma and beta must be vectors over the last axis.
-        if ((gamma >= 0 && g->values[gamma].t.rank != 1) || (beta >= 0 && g->values[beta].t.rank != 1))
+        if ((gamma >= 0 && g->values[gamma].t.rank != 1) ||
+            (beta >= 0 && g->values[beta].t.rank != 1))
             continue;
         eg_layernorm_params *p = eg_graph_alloc(g, sizeof *p);
         if (!p)
@@ -782,15 +793,15 @@ static int perm_is(const eg_node *n, const int64_t *want, int len) {
 }
 
 typedef struct {
-    int src;       /* [B, S, C] value the head view is taken from */
-    int64_t off;   /* column offset of the H*D block inside C */
-    int nodes[4];  /* pattern nodes to remove */
+    int src;      /* [B, S, C] value the head view is taken from */
+    int64_t off;  /* column offset of the H*D block inside C */
+    int nodes[4]; /* pattern nodes to remove */
     int n_nodes;
 } head_view;
 
 /* v must be Transpose(perm)(Reshape([B, S, h, D])(src)) with src [B, S, h*D]. */
-static int match_heads(const eg_graph *g, const uses *u, int v, const int64_t *perm,
-                       int64_t heads, int64_t D, head_view *hv) {
+static int match_heads(const eg_graph *g, const uses *u, int v, const int64_t *perm, int64_t heads,
+                       int64_t D, head_view *hv) {
     int t = producer_of(g, v, EG_OP_Transpose);
     if (t < 0 || !perm_is(&g->nodes[t], perm, 4) || sole_consumer(g, u, v) < 0)
         return 0;
@@ -1081,7 +1092,8 @@ static int slice_rows(eg_graph *g, int v, int *cache_from, int *cache_to, int *n
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     c[0] = 0, c[1] = 1, c[2] = 1; // starts, ends, axes
     for (int k = 0; k < 3; k++) {
-        g->values[ids[k]].t = (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {1}, .data = &c[k]};
+        g->values[ids[k]].t =
+            (eg_tensor){.dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {1}, .data = &c[k]};
         g->values[ids[k]].is_const = 1;
     }
     int sn = eg_graph_add_node(g, EG_OP_Slice, "row_slice", 4, 1, err);

@@ -24,8 +24,7 @@ static int same_shape(const eg_tensor *a, const eg_tensor *b) {
 
 /* ---- FusedMatMul ---- */
 
-static int matmul_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
-                        inferd_error *err) {
+static int matmul_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out, inferd_error *err) {
     const eg_matmul_params *p = n->params;
     int64_t K = eg_packed_weight_k(p->w), N = eg_packed_weight_n(p->w);
     if (in[0].dtype != INFERD_DTYPE_F32 || in[0].rank < 1 || last_dim(&in[0]) != K)
@@ -40,8 +39,8 @@ static int matmul_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
     return 0;
 }
 
-static int matmul_prepare(const eg_node *n, const eg_tensor *in, const eg_tensor *out,
-                          int threads, void *model_ctx, void **state, inferd_error *err) {
+static int matmul_prepare(const eg_node *n, const eg_tensor *in, const eg_tensor *out, int threads,
+                          void *model_ctx, void **state, inferd_error *err) {
     const eg_matmul_params *p = n->params;
     int64_t K = eg_packed_weight_k(p->w);
     int64_t M = eg_tensor_numel(&in[0]) / K;
@@ -61,8 +60,8 @@ static size_t matmul_scratch(const eg_node *n, const void *state) {
     return state ? eg_dense_scratch(state) : 0;
 }
 
-static int matmul_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
-                      const eg_run_ctx *ctx, inferd_error *err) {
+static int matmul_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, const eg_run_ctx *ctx,
+                      inferd_error *err) {
     if (!ctx->state)
         return 0; // no rows
     return eg_dense_run(ctx->state, in[0].data, n->in[1] >= 0 ? in[1].data : NULL,
@@ -188,8 +187,8 @@ static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
     a.q_bs = a.q_rs * Sq;
     a.k_bs = a.k_rs * Sk;
     a.v_bs = a.v_rs * Sk;
-    int32_t *key_len = (int32_t *)((char *)ctx->scratch +
-                                   eg_attention_scratch(Sk, p->head_dim, ctx->threads));
+    int32_t *key_len =
+        (int32_t *)((char *)ctx->scratch + eg_attention_scratch(Sk, p->head_dim, ctx->threads));
     if (n->in[3] >= 0) {
         const eg_tensor *m = &in[3];
         int64_t dims[4] = {1, 1, 1, 1};

@@ -241,8 +241,7 @@ int eg_graph_toposort(eg_graph *g, inferd_error *err) {
                     char b[160];
                     rc = inferd_error_set(err, INFERD_EINVAL,
                                           "%s writes value '%s', which already has a producer",
-                                          eg_node_str(nd, b, sizeof b),
-                                          g->values[nd->out[j]].name);
+                                          eg_node_str(nd, b, sizeof b), g->values[nd->out[j]].name);
                     inferd_free(produced);
                     goto out;
                 }
@@ -355,8 +354,8 @@ const char *eg_node_str(const eg_node *n, char *buf, size_t size) {
 }
 
 #define EG_OP_NAME_(name) #name,
-static const char *const op_names[] = {
-    "Unknown", EG_STANDARD_OPS(EG_OP_NAME_) EG_FUSED_OPS(EG_OP_NAME_)};
+static const char *const op_names[] = {"Unknown",
+                                       EG_STANDARD_OPS(EG_OP_NAME_) EG_FUSED_OPS(EG_OP_NAME_)};
 #undef EG_OP_NAME_
 
 const char *eg_op_name(eg_op op) {

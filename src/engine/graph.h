@@ -65,7 +65,7 @@ typedef struct eg_attr {
     int64_t i;
     const char *s; /* NUL-terminated copy; s_len excludes the NUL */
     size_t s_len;
-    int n;           /* element count of ints / floats / strings */
+    int n; /* element count of ints / floats / strings */
     int64_t *ints;
     float *floats;
     const char **strings;
@@ -73,29 +73,32 @@ typedef struct eg_attr {
 } eg_attr;
 
 /* Every op the engine knows. Standard ONNX ops first (their implementations live in
- * ops_*.c), then fused ops that only graph passes create (fused_*.c). */
-#define EG_STANDARD_OPS(X)                                                                     \
-    X(Abs) X(Acos) X(Add) X(And) X(ArgMax) X(ArgMin) X(Asin) X(Atan) X(AveragePool)            \
-    X(BatchNormalization) X(Cast) X(CastLike) X(Ceil) X(Clip) X(Concat) X(Constant)            \
-    X(ConstantOfShape) X(Conv) X(Cos) X(CumSum) X(Div) X(Dropout) X(Einsum) X(Elu) X(Equal)    \
-    X(Erf) X(Exp) X(Expand) X(Flatten) X(Floor) X(GRU) X(Gather) X(GatherElements) X(Gelu)     \
-    X(Gemm) X(GlobalAveragePool) X(GlobalMaxPool) X(Greater) X(GreaterOrEqual)                 \
-    X(HardSigmoid) X(Identity) X(InstanceNormalization) X(IsNaN) X(LSTM) X(LayerNormalization) \
-    X(LeakyRelu) X(Less) X(LessOrEqual) X(Log) X(LogSoftmax) X(MatMul) X(Max) X(MaxPool)       \
-    X(Mean) X(Min) X(Mod) X(Mul) X(Neg) X(Not) X(OneHot) X(Or) X(Pad) X(Pow) X(RNN) X(Range)   \
-    X(Reciprocal) X(ReduceL2) X(ReduceLogSumExp) X(ReduceMax) X(ReduceMean) X(ReduceMin)       \
-    X(ReduceProd) X(ReduceSum) X(ReduceSumSquare) X(Relu) X(Reshape) X(Round) X(Shape)         \
-    X(Sigmoid) X(Sign) X(Sin) X(Size) X(Slice) X(Softmax) X(Softplus) X(Softsign) X(Split)     \
-    X(Sqrt) X(Squeeze) X(Sub) X(Sum) X(Tan) X(Tanh) X(Tile) X(TopK) X(Transpose) X(Trilu)      \
-    X(Unsqueeze) X(Where) X(Xor)
+ * ops_*.c), then fused ops that only graph passes create (fused.c). */
+// clang-format off
+#define EG_STANDARD_OPS(X) \
+    X(Abs) X(Acos) X(Add) X(And) X(ArgMax) X(ArgMin) X(Asin) X(Atan) X(AveragePool) \
+    X(BatchNormalization) X(Cast) X(CastLike) X(Ceil) X(Clip) X(Concat) X(Constant) \
+    X(ConstantOfShape) X(Conv) X(Cos) X(CumSum) X(Div) X(Dropout) X(Einsum) X(Elu) X(Equal) \
+    X(Erf) X(Exp) X(Expand) X(Flatten) X(Floor) X(GRU) X(Gather) X(GatherElements) \
+    X(Gelu) X(Gemm) X(GlobalAveragePool) X(GlobalMaxPool) X(Greater) \
+    X(GreaterOrEqual) X(HardSigmoid) X(Identity) X(InstanceNormalization) X(IsNaN) \
+    X(LSTM) X(LayerNormalization) X(LeakyRelu) X(Less) X(LessOrEqual) X(Log) \
+    X(LogSoftmax) X(MatMul) X(Max) X(MaxPool) X(Mean) X(Min) X(Mod) X(Mul) X(Neg) \
+    X(Not) X(OneHot) X(Or) X(Pad) X(Pow) X(RNN) X(Range) X(Reciprocal) X(ReduceL2) \
+    X(ReduceLogSumExp) X(ReduceMax) X(ReduceMean) X(ReduceMin) X(ReduceProd) \
+    X(ReduceSum) X(ReduceSumSquare) X(Relu) X(Reshape) X(Round) X(Shape) X(Sigmoid) \
+    X(Sign) X(Sin) X(Size) X(Slice) X(Softmax) X(Softplus) X(Softsign) X(Split) \
+    X(Sqrt) X(Squeeze) X(Sub) X(Sum) X(Tan) X(Tanh) X(Tile) X(TopK) X(Transpose) \
+    X(Trilu) X(Unsqueeze) X(Where) X(Xor)
 
-#define EG_FUSED_OPS(X)                                                                        \
-    X(FusedMatMul) /* dense layer on oneDNN: bias, activation, residual add */                  \
-    X(FusedLayerNorm) /* LayerNorm over the last axis, from the op or its decomposition */     \
-    X(FusedAttention) /* softmax(Q K^T * scale + mask) V per head, padded keys skipped */       \
-    X(FusedGelu)      /* GELU from its Erf or tanh pattern */                                  \
-    X(FusedConv)      /* Conv on oneDNN with bias and activation */                            \
+#define EG_FUSED_OPS(X) \
+    X(FusedMatMul) /* dense layer on oneDNN: bias, activation, residual add */ \
+    X(FusedLayerNorm) /* LayerNorm over the last axis, from the op or its decomposition */ \
+    X(FusedAttention) /* softmax(Q K^T * scale + mask) V per head, padded keys skipped */ \
+    X(FusedGelu) /* GELU from its Erf or tanh pattern */ \
+    X(FusedConv) /* Conv on oneDNN with bias and activation */ \
     X(FusedEmbedding) /* word + position (+ type) embedding gathers and adds */
+// clang-format on
 
 #define EG_OP_ENUM_(name) EG_OP_##name,
 typedef enum eg_op {
@@ -129,16 +132,16 @@ typedef struct eg_node {
 
 typedef struct eg_value {
     const char *name;
-    eg_tensor t;      /* declared or inferred dtype and dims; data set when is_const */
-    int is_const;     /* initializer or folded: t.data (or file_data) holds the elements */
+    eg_tensor t;  /* declared or inferred dtype and dims; data set when is_const */
+    int is_const; /* initializer or folded: t.data (or file_data) holds the elements */
     /* Initializer bytes still in the mapped ONNX file: possibly unaligned and valid only
      * while the model loads. eg_value_materialize copies them into t.data (aligned) for the
      * constants the model keeps; weights that get packed are read from here directly. */
     const void *file_data;
-    void *packed; /* packed weight (fused_matmul.c) made from this constant, or NULL */
-    int producer;     /* node id, or -1 for graph inputs and constants */
-    int n_consumers;  /* live nodes reading it (kept up to date by eg_graph_recount) */
-    int is_output;    /* one of the graph outputs */
+    void *packed;    /* packed weight (fused_matmul.c) made from this constant, or NULL */
+    int producer;    /* node id, or -1 for graph inputs and constants */
+    int n_consumers; /* live nodes reading it (kept up to date by eg_graph_recount) */
+    int is_output;   /* one of the graph outputs */
     const char *sym[EG_MAX_RANK]; /* symbolic dim names of graph inputs/outputs, or NULL */
 } eg_value;
 

@@ -150,8 +150,8 @@ int eg_pack_weight_cached(eg_model_ctx *c, int64_t K, int64_t N, int transposed,
     if (!pw)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     size_t bytes;
-    const void *data = eg_cache_next_packed(c->cache, K, N, transposed, scale, &pw->md,
-                                            sizeof pw->md, &bytes);
+    const void *data =
+        eg_cache_next_packed(c->cache, K, N, transposed, scale, &pw->md, sizeof pw->md, &bytes);
     // The stored layout must be the one oneDNN picks on this machine now.
     dnnl_memory_desc_t want;
     if (!data || query_weights_md(K, N, &want) != dnnl_success ||
@@ -179,9 +179,9 @@ int eg_model_ctx_all_cached(const eg_model_ctx *c) {
     return 1;
 }
 
-void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N,
-                             int *transposed, float *scale, const void **md, size_t *md_size,
-                             const void **data, size_t *bytes) {
+void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N, int *transposed,
+                             float *scale, const void **md, size_t *md_size, const void **data,
+                             size_t *bytes) {
     const eg_packed_weight *pw = c->packed[i];
     *K = pw->K;
     *N = pw->N;
@@ -196,8 +196,8 @@ void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *
 int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
                    float scale, eg_packed_weight **out, inferd_error *err) {
     if (K <= 0 || N <= 0)
-        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight",
-                                (long long)K, (long long)N);
+        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight", (long long)K,
+                                (long long)N);
     eg_packed_weight *pw = inferd_calloc(c->acct, 1, sizeof *pw);
     if (!pw)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
@@ -240,8 +240,8 @@ int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int tr
     dnnl_primitive_t r = NULL;
     if ((s = dnnl_memory_create(&m_src, &plain, g_engine, (void *)src)) == dnnl_success &&
         (s = dnnl_memory_create(&m_dst, &pw->md, g_engine, pw->data)) == dnnl_success &&
-        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, &pw->md, g_engine,
-                                                NULL)) == dnnl_success &&
+        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, &pw->md, g_engine, NULL)) ==
+            dnnl_success &&
         (s = dnnl_primitive_create(&r, rpd)) == dnnl_success) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, m_src}, {DNNL_ARG_TO, m_dst}};
         s = dnnl_primitive_execute(r, stream(), 2, args);
@@ -290,9 +290,9 @@ static dnnl_alg_kind_t act_alg(eg_act a) {
     }
 }
 
-int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
-                    eg_act act, int has_residual, int residual_first, int threads,
-                    eg_dense **out, inferd_error *err) {
+int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias, eg_act act,
+                    int has_residual, int residual_first, int threads, eg_dense **out,
+                    inferd_error *err) {
     (void)threads; // the team size is the calling thread's omp_get_max_threads()
     eg_dense *d = inferd_calloc(c->acct, 1, sizeof *d);
     if (!d)
@@ -370,14 +370,14 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
     dnnl_exec_arg_t args[6];
     int n = 0;
     dnnl_status_t s = dnnl_success;
-#define ARG(kind, md, ptr)                                                                     \
-    do {                                                                                       \
-        if (s == dnnl_success && (s = dnnl_memory_create(&mem[n], md, g_engine, (void *)(ptr))) == \
-                                     dnnl_success) {                                           \
-            args[n].arg = kind;                                                                \
-            args[n].memory = mem[n];                                                           \
-            n++;                                                                               \
-        }                                                                                      \
+#define ARG(kind, md, ptr)                                                                         \
+    do {                                                                                           \
+        if (s == dnnl_success &&                                                                   \
+            (s = dnnl_memory_create(&mem[n], md, g_engine, (void *)(ptr))) == dnnl_success) {      \
+            args[n].arg = kind;                                                                    \
+            args[n].memory = mem[n];                                                               \
+            n++;                                                                                   \
+        }                                                                                          \
     } while (0)
     ARG(DNNL_ARG_SRC, &d->src_md, x);
     ARG(DNNL_ARG_WEIGHTS, &d->w->md, d->w->data);

@@ -44,9 +44,9 @@ int eg_pack_weight_cached(eg_model_ctx *c, int64_t K, int64_t N, int transposed,
 int eg_model_ctx_all_cached(const eg_model_ctx *c);
 /* Packed weights in packing order, for writing a cache. */
 int eg_model_ctx_packed_count(const eg_model_ctx *c);
-void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N,
-                             int *transposed, float *scale, const void **md, size_t *md_size,
-                             const void **data, size_t *bytes);
+void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N, int *transposed,
+                             float *scale, const void **md, size_t *md_size, const void **data,
+                             size_t *bytes);
 
 /* Packs w into oneDNN's layout. w is K x N row-major, or N x K row-major when transposed
  * (Gemm's transB, PyTorch's Linear stored [out, in]); scale multiplies every element (Gemm's
@@ -69,9 +69,9 @@ typedef enum eg_act {
 /* A dense layer for fixed M: y[M,N] = act(x[M,K] W + bias) (+ residual[M,N]), or with
  * residual_first, act(x W + bias + residual). */
 typedef struct eg_dense eg_dense;
-int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
-                    eg_act act, int has_residual, int residual_first, int threads,
-                    eg_dense **out, inferd_error *err);
+int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias, eg_act act,
+                    int has_residual, int residual_first, int threads, eg_dense **out,
+                    inferd_error *err);
 void eg_dense_destroy(eg_dense *d);
 /* Scratch bytes a run needs (oneDNN's scratchpad). */
 size_t eg_dense_scratch(const eg_dense *d);
@@ -84,16 +84,16 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
 /* Attention over one batch: see eg_attention_args. */
 typedef struct eg_attention_args {
     int64_t batch, seq_q, seq_k, heads, head_dim;
-    const float *q, *k, *v;  /* element (b, s, h, d) at base + b*bs + s*rs + h*head_dim + d */
+    const float *q, *k, *v; /* element (b, s, h, d) at base + b*bs + s*rs + h*head_dim + d */
     int64_t q_bs, q_rs, k_bs, k_rs, v_bs, v_rs;
-    float *out; /* [batch, out_seq, heads * head_dim] contiguous */
+    float *out;      /* [batch, out_seq, heads * head_dim] contiguous */
     int64_t out_seq; /* output rows per batch row (seq_q, or q_rows_per_batch when pruned) */
     float scale;
-    const float *mask;  /* additive mask, element (b, h, i, j) at b*m_bs + h*m_hs + i*m_is + j,
-                           strides 0 for broadcast dims; NULL for none */
+    const float *mask; /* additive mask, element (b, h, i, j) at b*m_bs + h*m_hs + i*m_is + j,
+                          strides 0 for broadcast dims; NULL for none */
     int64_t m_bs, m_hs, m_is;
-    const int32_t *key_len; /* per batch row: keys >= key_len[b] are padding and skipped; NULL:
-                               all keys used */
+    const int32_t *key_len;   /* per batch row: keys >= key_len[b] are padding and skipped; NULL:
+                                 all keys used */
     int64_t q_rows_per_batch; /* queries computed per batch row (<= seq_q; the rest untouched) */
 } eg_attention_args;
 
@@ -101,9 +101,8 @@ typedef struct eg_kernel_table {
     const char *name;
     /* y = LayerNorm(x (+ residual)) over rows of n: (x - mean) / sqrt(var + eps) * gamma +
      * beta. residual may be NULL. */
-    void (*layernorm)(const float *x, const float *residual, const float *gamma,
-                      const float *beta, float *y, int64_t rows, int64_t n, float eps,
-                      int threads);
+    void (*layernorm)(const float *x, const float *residual, const float *gamma, const float *beta,
+                      float *y, int64_t rows, int64_t n, float eps, int threads);
     /* y = gelu(x) elementwise, exact (erf) or tanh approximation. */
     void (*gelu)(const float *x, float *y, int64_t n, int tanh_approx, int threads);
     /* Scaled dot-product attention; scratch of eg_attention_scratch bytes. */

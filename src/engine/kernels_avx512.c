@@ -51,15 +51,15 @@ static inline __m512 erf512(__m512 x) {
 /* tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)). */
 static inline __m512 tanh512(__m512 x) {
     __m512 e = exp512(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(2.0f)));
-    __m512 r = _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                             _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    __m512 r =
+        _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                      _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
     __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000));
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
 }
 
-static void layernorm(const float *x, const float *residual, const float *gamma,
-                      const float *beta, float *y, int64_t rows, int64_t n, float eps,
-                      int threads) {
+static void layernorm(const float *x, const float *residual, const float *gamma, const float *beta,
+                      float *y, int64_t rows, int64_t n, float eps, int threads) {
 #pragma omp parallel for num_threads(threads) if (rows * n > 32768) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;
@@ -128,36 +128,36 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
 
 /* out[r][0..left) = inv[r] * sum_j p[r][j] v[j][0..left) for QB rows, with NV vectors of 16
  * lanes per row kept in registers (NV is a constant in each instance). */
-#define PV_BLOCK(NV)                                                                           \
-    static void pv_block##NV(const float *vb, int64_t v_rs, const float *p, int64_t skpad,     \
-                             int64_t L, int64_t left, const float *inv, float *o, int64_t o_rs, \
-                             int nr) {                                                         \
-        __m512 acc[QB][NV];                                                                    \
-        __mmask16 km[NV];                                                                      \
-        for (int c = 0; c < NV; c++) {                                                         \
-            km[c] = tail_mask(left - 16 * c);                                                  \
-            for (int r = 0; r < QB; r++)                                                       \
-                acc[r][c] = _mm512_setzero_ps();                                               \
-        }                                                                                      \
-        for (int64_t j = 0; j < L; j++) {                                                      \
-            const float *v = vb + j * v_rs;                                                    \
-            __m512 vv[NV];                                                                     \
-            for (int c = 0; c < NV; c++)                                                       \
-                vv[c] = _mm512_maskz_loadu_ps(km[c], v + 16 * c);                              \
-            for (int r = 0; r < QB; r++) {                                                     \
-                __m512 w = _mm512_set1_ps(p[r * skpad + j]);                                   \
-                for (int c = 0; c < NV; c++)                                                   \
-                    acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);                          \
-            }                                                                                  \
-        }                                                                                      \
-        /* A constant trip count keeps acc in registers; rows past nr are not stored. */       \
-        for (int r = 0; r < QB; r++) {                                                         \
-            if (r >= nr)                                                                       \
-                break;                                                                         \
-            __m512 s = _mm512_set1_ps(inv[r]);                                                 \
-            for (int c = 0; c < NV; c++)                                                       \
-                _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s)); \
-        }                                                                                      \
+#define PV_BLOCK(NV)                                                                               \
+    static void pv_block##NV(const float *vb, int64_t v_rs, const float *p, int64_t skpad,         \
+                             int64_t L, int64_t left, const float *inv, float *o, int64_t o_rs,    \
+                             int nr) {                                                             \
+        __m512 acc[QB][NV];                                                                        \
+        __mmask16 km[NV];                                                                          \
+        for (int c = 0; c < NV; c++) {                                                             \
+            km[c] = tail_mask(left - 16 * c);                                                      \
+            for (int r = 0; r < QB; r++)                                                           \
+                acc[r][c] = _mm512_setzero_ps();                                                   \
+        }                                                                                          \
+        for (int64_t j = 0; j < L; j++) {                                                          \
+            const float *v = vb + j * v_rs;                                                        \
+            __m512 vv[NV];                                                                         \
+            for (int c = 0; c < NV; c++)                                                           \
+                vv[c] = _mm512_maskz_loadu_ps(km[c], v + 16 * c);                                  \
+            for (int r = 0; r < QB; r++) {                                                         \
+                __m512 w = _mm512_set1_ps(p[r * skpad + j]);                                       \
+                for (int c = 0; c < NV; c++)                                                       \
+                    acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);                              \
+            }                                                                                      \
+        }                                                                                          \
+        /* A constant trip count keeps acc in registers; rows past nr are not stored. */           \
+        for (int r = 0; r < QB; r++) {                                                             \
+            if (r >= nr)                                                                           \
+                break;                                                                             \
+            __m512 s = _mm512_set1_ps(inv[r]);                                                     \
+            for (int c = 0; c < NV; c++)                                                           \
+                _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s));  \
+        }                                                                                          \
     }
 PV_BLOCK(1)
 PV_BLOCK(2)
@@ -167,8 +167,8 @@ PV_BLOCK(4)
 /* One (batch row, head): K transposed into kt so that scores for 16 keys are one FMA per
  * head dim; then a softmax per query row; then P x V with D in vectors. Keys past the valid
  * length are never touched. */
-static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, float *kt,
-                           float *p, int64_t skpad) {
+static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, float *kt, float *p,
+                           int64_t skpad) {
     const int64_t D = a->head_dim;
     int64_t L = a->seq_k;
     if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
@@ -229,13 +229,14 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
             float *pr = p + r * skpad;
             __m512 mx = _mm512_set1_ps(-INFINITY);
             for (int64_t j = 0; j < L; j += 16)
-                mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
-                                                            tail_mask(L - j), pr + j));
+                mx = _mm512_max_ps(
+                    mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(L - j), pr + j));
             __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
             __m512 sum = _mm512_setzero_ps();
             for (int64_t j = 0; j < Lp; j += 16) {
                 __mmask16 k = tail_mask(L - j);
-                __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(pr + j), vmax)));
+                __m512 e =
+                    _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(pr + j), vmax)));
                 _mm512_storeu_ps(pr + j, e);
                 sum = _mm512_add_ps(sum, e);
             }

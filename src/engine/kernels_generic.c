@@ -6,9 +6,8 @@
 
 #include "engine/kernels.h"
 
-static void layernorm(const float *x, const float *residual, const float *gamma,
-                      const float *beta, float *y, int64_t rows, int64_t n, float eps,
-                      int threads) {
+static void layernorm(const float *x, const float *residual, const float *gamma, const float *beta,
+                      float *y, int64_t rows, int64_t n, float eps, int threads) {
 #pragma omp parallel for num_threads(threads) if (rows * n > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;

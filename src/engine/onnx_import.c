@@ -38,8 +38,7 @@ int eg_map_file(const char *path, const void **data, size_t *size, inferd_error 
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED)
-        return inferd_error_set(err, INFERD_EINTERNAL, "cannot map %s: %s", path,
-                                strerror(errno));
+        return inferd_error_set(err, INFERD_EINTERNAL, "cannot map %s: %s", path, strerror(errno));
     *data = p;
     *size = (size_t)st.st_size;
     return 0;
@@ -187,7 +186,8 @@ static int graph_stripped_size(const uint8_t *p, size_t n, size_t *out) {
             size_t t;
             if (tensor_stripped_size(f.payload, f.len, &t) < 0)
                 return -1;
-            size += (size_t)(f.payload - f.start - (ptrdiff_t)varint_len(f.len)) + varint_len(t) + t;
+            size +=
+                (size_t)(f.payload - f.start - (ptrdiff_t)varint_len(f.len)) + varint_len(t) + t;
         } else {
             size += (size_t)(w.p - f.start);
         }
@@ -252,8 +252,8 @@ static int emit_graph(uint8_t *o, const uint8_t *p, size_t n, strip_state *st, u
 
 /* Returns a malloc'd copy of the model without initializer raw_data (in *out, *out_len) and
  * the raw_data locations in st. */
-static int strip_model(const uint8_t *p, size_t n, uint8_t **out, size_t *out_len,
-                       strip_state *st, inferd_error *err) {
+static int strip_model(const uint8_t *p, size_t n, uint8_t **out, size_t *out_len, strip_state *st,
+                       inferd_error *err) {
     wire w = {p, p + n};
     wire_field f;
     size_t size = 0;
@@ -399,8 +399,8 @@ static int supported_dtype(int32_t t) {
 
 /* Finds (mapping if needed) the external data file `location`, relative to the model's
  * folder; only plain relative names inside that folder are accepted. */
-static int external_file(importer *im, const char *what, const char *location,
-                         const void **data, size_t *size) {
+static int external_file(importer *im, const char *what, const char *location, const void **data,
+                         size_t *size) {
     if (!im->dir[0])
         return inferd_error_set(im->err, INFERD_EINVAL,
                                 "tensor '%s' has external data but the model was not loaded "
@@ -418,8 +418,8 @@ static int external_file(importer *im, const char *what, const char *location,
             return 0;
         }
     if (im->maps->n == MAX_MAPPINGS)
-        return inferd_error_set(im->err, INFERD_EUNSUPPORTED,
-                                "more than %d external data files", MAX_MAPPINGS);
+        return inferd_error_set(im->err, INFERD_EUNSUPPORTED, "more than %d external data files",
+                                MAX_MAPPINGS);
     char path[PATH_MAX + 256];
     snprintf(path, sizeof path, "%s/%s", im->dir, location);
     // The resolved path must stay inside the model's folder (no symlink escapes).
@@ -451,29 +451,25 @@ static int external_file(importer *im, const char *what, const char *location,
 
 /* Fills t (dtype, dims) and the tensor's bytes from a TensorProto: *file_data when the bytes
  * can be borrowed (raw data in a mapping), else t->data (copied into the graph arena). */
-static int read_tensor(importer *im, const Onnx__TensorProto *tp, const raw_ref *raw,
-                       eg_tensor *t, const void **file_data) {
+static int read_tensor(importer *im, const Onnx__TensorProto *tp, const raw_ref *raw, eg_tensor *t,
+                       const void **file_data) {
     const char *name = tp->name ? tp->name : "";
     if (!tp->has_data_type || !supported_dtype(tp->data_type))
-        return inferd_error_set(im->err, tp->data_type == INFERD_DTYPE_STRING
-                                             ? INFERD_EUNSUPPORTED
-                                             : INFERD_EINVAL,
-                                "tensor '%.100s' has unsupported data type %d", name,
-                                (int)tp->data_type);
+        return inferd_error_set(
+            im->err, tp->data_type == INFERD_DTYPE_STRING ? INFERD_EUNSUPPORTED : INFERD_EINVAL,
+            "tensor '%.100s' has unsupported data type %d", name, (int)tp->data_type);
     if (tp->n_dims > EG_MAX_RANK)
         return inferd_error_set(im->err, INFERD_EUNSUPPORTED,
                                 "tensor '%.100s' has rank %zu (at most %d supported)", name,
                                 tp->n_dims, EG_MAX_RANK);
     if (tp->segment)
-        return inferd_error_set(im->err, INFERD_EUNSUPPORTED,
-                                "tensor '%.100s' is segmented", name);
+        return inferd_error_set(im->err, INFERD_EUNSUPPORTED, "tensor '%.100s' is segmented", name);
     t->dtype = (inferd_dtype)tp->data_type;
     t->rank = (int)tp->n_dims;
     for (size_t i = 0; i < tp->n_dims; i++) {
         if (tp->dims[i] < 0)
-            return inferd_error_set(im->err, INFERD_EINVAL,
-                                    "tensor '%.100s' has negative dim %lld", name,
-                                    (long long)tp->dims[i]);
+            return inferd_error_set(im->err, INFERD_EINVAL, "tensor '%.100s' has negative dim %lld",
+                                    name, (long long)tp->dims[i]);
         t->dims[i] = tp->dims[i];
     }
     int64_t numel = eg_tensor_numel(t);
@@ -560,8 +556,8 @@ static int read_tensor(importer *im, const Onnx__TensorProto *tp, const raw_ref 
     }
     if ((int64_t)have != numel)
         return inferd_error_set(im->err, INFERD_EINVAL,
-                                "tensor '%.100s' holds %zu elements, its dims say %lld", name,
-                                have, (long long)numel);
+                                "tensor '%.100s' holds %zu elements, its dims say %lld", name, have,
+                                (long long)numel);
     t->data = eg_graph_alloc(im->g, (size_t)nbytes);
     if (!t->data)
         return inferd_error_set(im->err, INFERD_EINTERNAL, "out of memory");
@@ -677,8 +673,8 @@ static int read_attr(importer *im, const Onnx__NodeProto *np, const Onnx__Attrib
     default:
         return inferd_error_set(im->err, INFERD_EUNSUPPORTED,
                                 "node '%.100s' (%.40s): attribute '%.60s' has unsupported type %d",
-                                np->name ? np->name : "", np->op_type ? np->op_type : "",
-                                a->name, (int)a->type);
+                                np->name ? np->name : "", np->op_type ? np->op_type : "", a->name,
+                                (int)a->type);
     }
 }
 
@@ -846,8 +842,9 @@ static int import_graph(importer *im, const Onnx__ModelProto *mp, const strip_st
         if (op == EG_OP_UNKNOWN) {
             if (n_unsupported++ < 3) {
                 size_t l = strlen(unsupported);
-                snprintf(unsupported + l, sizeof unsupported - l, "%s'%.40s%s%.30s' in node '%.40s'",
-                         l ? ", " : "", op_type, np->domain && np->domain[0] ? "' domain '" : "",
+                snprintf(unsupported + l, sizeof unsupported - l,
+                         "%s'%.40s%s%.30s' in node '%.40s'", l ? ", " : "", op_type,
+                         np->domain && np->domain[0] ? "' domain '" : "",
                          np->domain && np->domain[0] ? np->domain : "", name);
             }
             continue;

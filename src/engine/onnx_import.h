@@ -31,8 +31,7 @@ typedef struct eg_mappings eg_mappings;
  * calls eg_mappings_release). *skeleton_hash (if not NULL) gets a hash of the model without its
  * weight bytes, which identifies its structure for the load cache. */
 int eg_onnx_import(const void *data, size_t size, const char *path, inferd_mem_account *acct,
-                   eg_graph **out, eg_mappings **maps, uint64_t *skeleton_hash,
-                   inferd_error *err);
+                   eg_graph **out, eg_mappings **maps, uint64_t *skeleton_hash, inferd_error *err);
 
 /* Unmaps external data files; NULL does nothing. */
 void eg_mappings_release(eg_mappings *maps);

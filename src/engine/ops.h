@@ -27,7 +27,7 @@ typedef struct eg_run_ctx {
     int threads;   /* OpenMP team size of this run; kernels may use `#pragma omp parallel` */
     void *scratch; /* per-node scratch memory of scratch_size bytes (see eg_op_def.scratch) */
     size_t scratch_size;
-    void *state;   /* what prepare() made for this node in this plan, or NULL */
+    void *state;                    /* what prepare() made for this node in this plan, or NULL */
     const struct eg_run_info *info; /* run-wide facts (packed-token layout); may be NULL */
 } eg_run_ctx;
 

@@ -25,10 +25,10 @@ typedef struct step {
 } step;
 
 struct eg_plan {
-    eg_graph *g;  /* working copy of the model graph, owned */
-    int *kind;    /* per value */
-    int *root;    /* per value: value whose storage it shares (itself unless a view) */
-    int *input_of; /* per value: graph input index for VK_INPUT roots, else -1 */
+    eg_graph *g;    /* working copy of the model graph, owned */
+    int *kind;      /* per value */
+    int *root;      /* per value: value whose storage it shares (itself unless a view) */
+    int *input_of;  /* per value: graph input index for VK_INPUT roots, else -1 */
     size_t *offset; /* per root value in the arena */
     step *steps;
     int n_steps;
@@ -100,8 +100,7 @@ int eg_plan_infer_node(eg_graph *g, eg_node *n, int fold, inferd_error *err) {
                                 eg_node_str(n, nb, sizeof nb));
     eg_tensor in_local[16], out_local[8];
     eg_tensor *in = n->n_in <= 16 ? in_local : inferd_calloc(NULL, (size_t)n->n_in, sizeof *in);
-    eg_tensor *out =
-        n->n_out <= 8 ? out_local : inferd_calloc(NULL, (size_t)n->n_out, sizeof *out);
+    eg_tensor *out = n->n_out <= 8 ? out_local : inferd_calloc(NULL, (size_t)n->n_out, sizeof *out);
     int rc = 0;
     if (!in || !out) {
         rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
@@ -131,7 +130,8 @@ int eg_plan_infer_node(eg_graph *g, eg_node *n, int fold, inferd_error *err) {
         int64_t ne = eg_tensor_numel(&out[j]);
         if (ne < 0 || ne > MAX_TENSOR_ELEMS || inferd_dtype_size(out[j].dtype) == 0) {
             char tb[96];
-            rc = inferd_error_set(err, INFERD_EINVAL, "%s: output %d would be %s", eg_node_str(n, nb, sizeof nb), j,
+            rc = inferd_error_set(err, INFERD_EINVAL, "%s: output %d would be %s",
+                                  eg_node_str(n, nb, sizeof nb), j,
                                   eg_tensor_str(&out[j], tb, sizeof tb));
             goto done;
         }
@@ -217,8 +217,8 @@ int eg_plan_remove_dead(eg_graph *g, inferd_error *err) {
 }
 
 typedef struct {
-    int value;    /* root value, or -1 for scratch */
-    int step;     /* for scratch */
+    int value; /* root value, or -1 for scratch */
+    int step;  /* for scratch */
     size_t size;
     int start, end;
     size_t off;
@@ -312,13 +312,18 @@ static int plan_memory(eg_plan *p, inferd_error *err) {
     for (int v = 0; v < nv; v++) {
         if (p->kind[v] != VK_ARENA || p->root[v] != v)
             continue;
-        bl[nb++] = (block){.value = v, .size = round64((size_t)eg_tensor_nbytes(&g->values[v].t)),
-                           .start = start[v], .end = end[v]};
+        bl[nb++] = (block){.value = v,
+                           .size = round64((size_t)eg_tensor_nbytes(&g->values[v].t)),
+                           .start = start[v],
+                           .end = end[v]};
     }
     for (int s = 0; s < p->n_steps; s++)
         if (p->steps[s].scratch_size)
-            bl[nb++] = (block){.value = -1, .step = s, .size = round64(p->steps[s].scratch_size),
-                               .start = s, .end = s};
+            bl[nb++] = (block){.value = -1,
+                               .step = s,
+                               .size = round64(p->steps[s].scratch_size),
+                               .start = s,
+                               .end = s};
     p->arena_size = place_blocks(bl, nb);
     for (int i = 0; i < nb; i++) {
         if (bl[i].value >= 0)
@@ -405,8 +410,7 @@ int eg_plan_create(const eg_graph *src, const eg_tensor *inputs, const eg_plan_o
         }
         node_tensors(g, n, in, outs);
         if (s->def->prepare &&
-            (rc = s->def->prepare(n, in, outs, opts->threads, opts->model_ctx, &s->state, err)) <
-                0)
+            (rc = s->def->prepare(n, in, outs, opts->threads, opts->model_ctx, &s->state, err)) < 0)
             goto fail;
         if (s->def->state_scratch)
             s->scratch_size = s->def->state_scratch(n, s->state);
@@ -463,8 +467,7 @@ static void *value_data(const eg_plan *p, int v, const eg_tensor *inputs, char *
 }
 
 int eg_plan_run(const eg_plan *p, const eg_tensor *inputs, void *arena, const eg_run_info *info,
-                inferd_tensor *outputs, int threads, eg_profile_entry *profile,
-                inferd_error *err) {
+                inferd_tensor *outputs, int threads, eg_profile_entry *profile, inferd_error *err) {
     const eg_graph *g = p->g;
     eg_tensor in[64], out[16];
     for (int i = 0; i < p->n_steps; i++) {

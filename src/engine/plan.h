@@ -38,9 +38,9 @@ typedef struct eg_plan eg_plan;
 /* What the model hands the planner besides the graph. */
 typedef struct eg_plan_options {
     int threads;
-    int fuse;          /* apply plan-time fusions */
-    void *model_ctx;   /* passed to prepare() (packed weights, oneDNN engine) */
-    int mask_input;    /* graph input index of the attention mask, or -1 */
+    int fuse;        /* apply plan-time fusions */
+    void *model_ctx; /* passed to prepare() (packed weights, oneDNN engine) */
+    int mask_input;  /* graph input index of the attention mask, or -1 */
 } eg_plan_options;
 
 /* Builds a plan for inputs (one per graph input, only dtype and dims are read). On success
@@ -57,8 +57,8 @@ int64_t eg_plan_memory(const eg_plan *p);
 
 /* Per-op timing, filled by runs when profiling is on. */
 typedef struct eg_profile_entry {
-    const char *op;   /* op name */
-    double ms;        /* total milliseconds */
+    const char *op; /* op name */
+    double ms;      /* total milliseconds */
     long calls;
 } eg_profile_entry;
 
@@ -67,8 +67,7 @@ typedef struct eg_profile_entry {
  * from inferd_malloc(NULL). profile, if not NULL, accumulates per-op time (indexed by eg_op).
  * Safe from several threads at once with different arenas. */
 int eg_plan_run(const eg_plan *p, const eg_tensor *inputs, void *arena, const eg_run_info *info,
-                inferd_tensor *outputs, int threads, eg_profile_entry *profile,
-                inferd_error *err);
+                inferd_tensor *outputs, int threads, eg_profile_entry *profile, inferd_error *err);
 
 /* Number of steps and of each op among them, for inspection and tests. */
 int eg_plan_step_count(const eg_plan *p);

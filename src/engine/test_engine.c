@@ -63,8 +63,8 @@ static Onnx__ValueInfoProto *value_info(builder *b, Onnx__ValueInfoProto *vi, co
     return vi;
 }
 
-static void node(builder *b, int i, const char *op, const char *name, int n_in,
-                 const char **ins, int n_out, const char **outs) {
+static void node(builder *b, int i, const char *op, const char *name, int n_in, const char **ins,
+                 int n_out, const char **outs) {
     Onnx__NodeProto *n = &b->nodes[i];
     onnx__node_proto__init(n);
     n->op_type = (char *)op;
@@ -150,12 +150,12 @@ static int load(builder *b, inferd_engine_model **m, inferd_error *err) {
     return rc;
 }
 
-#define ASSERT_ERR(rc, code, err, needle)                                                     \
-    do {                                                                                      \
-        if ((rc) != (code))                                                                   \
-            fail_msg("rc %d (%s), expected %d", (rc), (err).msg, (code));                     \
-        if (!strstr((err).msg, (needle)))                                                     \
-            fail_msg("message '%s' does not mention '%s'", (err).msg, (needle));              \
+#define ASSERT_ERR(rc, code, err, needle)                                                          \
+    do {                                                                                           \
+        if ((rc) != (code))                                                                        \
+            fail_msg("rc %d (%s), expected %d", (rc), (err).msg, (code));                          \
+        if (!strstr((err).msg, (needle)))                                                          \
+            fail_msg("message '%s' does not mention '%s'", (err).msg, (needle));                   \
     } while (0)
 
 /* ---- tests ---- */
@@ -171,8 +171,8 @@ static void test_dense_model_runs(void **state) {
     assert_string_equal(inferd_engine_input(m, 0)->name, "X");
     assert_int_equal(inferd_engine_input(m, 0)->dims[0], -1);
     float x[8] = {1, 2, 3, 4, -1, 0.5f, 0, 2};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 4}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 4}, .data = x, .nbytes = sizeof x};
     inferd_tensor out;
     for (int threads = 1; threads <= 2; threads++) {
         assert_int_equal(inferd_engine_run(m, &in, &out, threads, &err), 0);
@@ -202,8 +202,8 @@ static void test_wrong_input_is_refused(void **state) {
     inferd_error err = {0};
     assert_int_equal(load(&b, &m, &err), 0);
     float x[6] = {0};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 3}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 3}, .data = x, .nbytes = sizeof x};
     inferd_tensor out;
     int rc = inferd_engine_run(m, &in, &out, 1, &err);
     ASSERT_ERR(rc, INFERD_EINVAL, err, "dim 1");
@@ -254,8 +254,9 @@ static void test_garbage_is_an_error(void **state) {
         inferd_engine_model *m = NULL;
         inferd_error err = {0};
         assert_true(inferd_engine_load_buffer(junk, n, NULL, &m, &err) < 0);
-        assert_non_null(strstr(err.msg, "ONNX") ? err.msg : strstr(err.msg, "opset") ? err.msg
-                                                                                      : NULL);
+        assert_non_null(strstr(err.msg, "ONNX")    ? err.msg
+                        : strstr(err.msg, "opset") ? err.msg
+                                                   : NULL);
     }
 }
 
@@ -370,8 +371,8 @@ static void test_out_of_memory_anywhere_is_an_error(void **state) {
     size_t len;
     uint8_t *buf = pack(&b, &len);
     float x[4] = {1, 2, 3, 4};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x, .nbytes = sizeof x};
     int completed = 0;
     for (long nth = 1; nth < 400 && !completed; nth++) {
         inferd_error err = {0};
@@ -405,8 +406,8 @@ static void write_file(const char *path, const void *data, size_t n) {
 /* Runs the dense model on a fixed input, returns Y[0, 0..2] in y. */
 static void run_dense(inferd_engine_model *m, float *y) {
     float x[4] = {0.5f, -1, 2, 0.25f};
-    inferd_tensor in = {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x,
-                        .nbytes = sizeof x};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {1, 4}, .data = x, .nbytes = sizeof x};
     inferd_tensor out;
     inferd_error err = {0};
     assert_int_equal(inferd_engine_run(m, &in, &out, 1, &err), 0);

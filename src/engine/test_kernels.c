@@ -37,11 +37,11 @@ static float max_diff(const float *a, const float *b, size_t n) {
     return d;
 }
 
-#define ASSERT_CLOSE(a, b, n, tol)                                                             \
-    do {                                                                                       \
-        float d_ = max_diff(a, b, n);                                                          \
-        if (!(d_ <= (tol)))                                                                    \
-            fail_msg("max |diff| %g > %g", (double)d_, (double)(tol));                         \
+#define ASSERT_CLOSE(a, b, n, tol)                                                                 \
+    do {                                                                                           \
+        float d_ = max_diff(a, b, n);                                                              \
+        if (!(d_ <= (tol)))                                                                        \
+            fail_msg("max |diff| %g > %g", (double)d_, (double)(tol));                             \
     } while (0)
 
 static const eg_kernel_table *fast(void) {
@@ -98,11 +98,25 @@ static void run_attention(int64_t B, int64_t S, int64_t H, int64_t D, int masked
         }
     size_t out_n = (size_t)(B * S * H * D);
     float *o1 = calloc(out_n, sizeof(float)), *o2 = calloc(out_n, sizeof(float));
-    eg_attention_args a = {.batch = B, .seq_q = S, .seq_k = S, .heads = H, .head_dim = D,
-                           .q = qkv, .k = qkv + H * D, .v = qkv + 2 * H * D,
-                           .q_bs = S * C, .q_rs = C, .k_bs = S * C, .k_rs = C, .v_bs = S * C,
-                           .v_rs = C, .scale = 1.0f / sqrtf((float)D),
-                           .mask = mask, .m_bs = S, .q_rows_per_batch = qrows, .out_seq = S};
+    eg_attention_args a = {.batch = B,
+                           .seq_q = S,
+                           .seq_k = S,
+                           .heads = H,
+                           .head_dim = D,
+                           .q = qkv,
+                           .k = qkv + H * D,
+                           .v = qkv + 2 * H * D,
+                           .q_bs = S * C,
+                           .q_rs = C,
+                           .k_bs = S * C,
+                           .k_rs = C,
+                           .v_bs = S * C,
+                           .v_rs = C,
+                           .scale = 1.0f / sqrtf((float)D),
+                           .mask = mask,
+                           .m_bs = S,
+                           .q_rows_per_batch = qrows,
+                           .out_seq = S};
     size_t scratch = eg_attention_scratch(S, D, 2);
     void *sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
     // Reference over all keys; the fast kernel skips padded ones via key_len.
@@ -144,7 +158,8 @@ static void test_dense_matches_loop(void **state) {
         for (int tr = 0; tr < 2; tr++) {
             float *w = rand_buf((size_t)(K * N), 0.5f), *x = rand_buf((size_t)(M * K), 1);
             float *bias = rand_buf((size_t)N, 1), *res = rand_buf((size_t)(M * N), 1);
-            float *y = malloc(sizeof(float) * (size_t)(M * N)), *ref = malloc(sizeof(float) * (size_t)(M * N));
+            float *y = malloc(sizeof(float) * (size_t)(M * N)),
+                  *ref = malloc(sizeof(float) * (size_t)(M * N));
             eg_packed_weight *pw;
             assert_int_equal(eg_pack_weight(ctx, w, K, N, tr, 0.5f, &pw, &err), 0);
             for (int act = 0; act <= EG_ACT_SIGMOID; act++) {

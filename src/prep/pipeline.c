@@ -793,16 +793,51 @@ static int better(const inferd_pipeline_score *a, const inferd_pipeline_score *b
     return a->score > b->score || (a->score == b->score && a->index < b->index);
 }
 
-int inferd_pipeline_postprocess(const inferd_pipeline *p, const float *row, int64_t C,
-                                inferd_pipeline_score *out, size_t cap, size_t *n_out,
-                                inferd_error *err) {
-    *n_out = 0;
+static int check_row(const inferd_pipeline *p, int64_t C, inferd_error *err) {
     if (C < 1)
         return inferd_error_set(err, INFERD_EINVAL, "model returned no scores");
     if (p->n_labels && (size_t)C != p->n_labels)
         return inferd_error_set(err, INFERD_EINVAL,
                                 "model returned %lld scores but the labels file has %zu",
                                 (long long)C, p->n_labels);
+    return 0;
+}
+
+int inferd_pipeline_best(const inferd_pipeline *p, const float *row, int64_t C,
+                         inferd_pipeline_score *out, inferd_error *err) {
+    int rc = check_row(p, C, err);
+    if (rc)
+        return rc;
+    // Every function is monotonic, so the best raw value is the best score; NaN never wins.
+    int64_t b = 0;
+    for (int64_t i = 1; i < C; i++)
+        if (isnan(row[b]) || row[i] > row[b])
+            b = i;
+    float s = row[b];
+    if (p->fn == POST_FN_SOFTMAX) {
+        float sum = 0;
+        for (int64_t i = 0; i < C; i++)
+            sum += expf(row[i] - row[b]);
+        s = 1.0f / sum;
+    } else if (p->fn == POST_FN_SIGMOID) {
+        s = 1.0f / (1.0f + expf(-row[b]));
+    }
+    *out = (inferd_pipeline_score){(int32_t)b, s, p->n_labels ? p->labels[b] : NULL};
+    return 0;
+}
+
+size_t inferd_pipeline_top_k(const inferd_pipeline *p) { return p->top_k; }
+int inferd_pipeline_multi_label(const inferd_pipeline *p) { return p->has_threshold; }
+size_t inferd_pipeline_label_count(const inferd_pipeline *p) { return p->n_labels; }
+int32_t inferd_pipeline_pad_id(const inferd_pipeline *p) { return p->pad_id; }
+
+int inferd_pipeline_postprocess(const inferd_pipeline *p, const float *row, int64_t C,
+                                inferd_pipeline_score *out, size_t cap, size_t *n_out,
+                                inferd_error *err) {
+    *n_out = 0;
+    int rc = check_row(p, C, err);
+    if (rc)
+        return rc;
     size_t k = p->top_k ? p->top_k : (size_t)C;
     if (k > cap)
         k = cap;

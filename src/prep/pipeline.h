@@ -122,6 +122,23 @@ int inferd_pipeline_postprocess(const inferd_pipeline *p, const float *row, int6
                                 inferd_pipeline_score *out, size_t cap, size_t *n_out,
                                 inferd_error *err);
 
+/* The best class of one row of C output values and its score after the pipeline's function
+ * (softmax, sigmoid or none), regardless of top_k and threshold: a multi-label prediction
+ * whose labels all fall below the threshold still has a best guess. Returns 0 or
+ * INFERD_EINVAL as postprocess does. Any thread. */
+int inferd_pipeline_best(const inferd_pipeline *p, const float *row, int64_t C,
+                         inferd_pipeline_score *out, inferd_error *err);
+
+/* Postprocessing settings, to describe a version's text outputs: the most labels a prediction
+ * holds (top_k; 0: no limit, which only a threshold allows), whether it is multi-label (a
+ * sigmoid threshold), and the number of labels in the labels file (0 without one). */
+size_t inferd_pipeline_top_k(const inferd_pipeline *p);
+int inferd_pipeline_multi_label(const inferd_pipeline *p);
+size_t inferd_pipeline_label_count(const inferd_pipeline *p);
+
+/* The id that fills input_ids past a text's end (the batcher pads with it too). */
+int32_t inferd_pipeline_pad_id(const inferd_pipeline *p);
+
 /* The label of index (from labels.txt), or the index written into buf as a string. */
 const char *inferd_pipeline_label_text(const inferd_pipeline *p, int32_t index, char buf[16]);
 

@@ -231,6 +231,17 @@ static void test_encode_assemble_postprocess(void **state) {
     assert_int_equal(out[1].index, 2);
     assert_float_equal(out[1].score, 0.24472847f, 1e-5);
     assert_int_equal(inferd_pipeline_postprocess(p, row, 4, out, 4, &n, &err), INFERD_EINVAL);
+    // The best class is the first of the top k, with the same score.
+    inferd_pipeline_score best;
+    assert_int_equal(inferd_pipeline_best(p, row, 3, &best, &err), 0);
+    assert_int_equal(best.index, 1);
+    assert_string_equal(best.label, "neutral");
+    assert_float_equal(best.score, out[0].score, 1e-7);
+    assert_int_equal(inferd_pipeline_best(p, row, 4, &best, &err), INFERD_EINVAL);
+    assert_int_equal(inferd_pipeline_top_k(p), 2);
+    assert_int_equal(inferd_pipeline_multi_label(p), 0);
+    assert_int_equal(inferd_pipeline_label_count(p), 3);
+    assert_int_equal(inferd_pipeline_pad_id(p), 0);
 
     // Invalid UTF-8 names the item and the byte.
     assert_int_equal(inferd_pipeline_encode(p, s, "ok\xff", 3, 7, &e[0], &err), INFERD_EINVAL);
@@ -259,6 +270,15 @@ static void test_multilabel_threshold_and_no_truncation(void **state) {
     assert_int_equal(out[1].index, 3);
     assert_int_equal(out[2].index, 0);
     assert_null(out[0].label);
+    // The best guess ignores the threshold and top_k: class 1 with its sigmoid score.
+    const float low[4] = {0, 2, -1, 0.1f};
+    inferd_pipeline_score best;
+    assert_int_equal(inferd_pipeline_best(p, low, 4, &best, &err), 0);
+    assert_int_equal(best.index, 1);
+    assert_float_equal(best.score, 0.88079708f, 1e-6);
+    assert_int_equal(inferd_pipeline_multi_label(p), 1);
+    assert_int_equal(inferd_pipeline_top_k(p), 0);
+    assert_int_equal(inferd_pipeline_label_count(p), 0);
     char buf[16];
     assert_string_equal(inferd_pipeline_label_text(p, 3, buf), "3");
 

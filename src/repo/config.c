@@ -136,6 +136,7 @@ static int parse_batching(inferd_config *c, const json_t *db, inferd_error *err)
         } else if (!strcmp(key, "pad_dims")) {
             if ((rc = get_bool(v, path, &c->pad_dims, err)) < 0)
                 return rc;
+            c->pad_dims_set = 1;
         } else if (!strcmp(key, "length_buckets")) {
             if ((rc = get_int_list(v, path, 1, 1 << 24, c->length_buckets,
                                    INFERD_CONFIG_MAX_BUCKETS, &c->n_buckets, err)) < 0)

@@ -37,7 +37,8 @@ typedef struct inferd_config {
     int n_preferred;
     int max_queue_size;         /* queued requests per version before 429; 0: unlimited */
     int64_t default_timeout_us; /* queue timeout when a request gives none; 0: none */
-    int pad_dims;               /* batch requests that differ in dynamic dims, zero-padded */
+    int pad_dims;               /* batch requests that differ in dynamic dims, padded */
+    int pad_dims_set;           /* nonzero when config.json gave pad_dims */
     int64_t length_buckets[INFERD_CONFIG_MAX_BUCKETS]; /* ascending; only with pad_dims */
     int n_buckets;
     inferd_config_policy policy;

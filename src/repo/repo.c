@@ -38,6 +38,8 @@ struct inferd_repo_version {
     inferd_tensor_desc *inputs, *outputs; /* copies, names owned */
     int loaded;
     int max_batch;
+    inferd_pipeline *pipeline; /* NULL when the folder has no pipeline.json */
+    int pad;
     inferd_sched_queue *queue;
     inferd_stats stats;
     inferd_mem_account acct;
@@ -94,6 +96,7 @@ static void version_free(inferd_repo_version *v) {
     inferd_sched_queue_destroy(v->queue);
     if (v->loaded && v->model.destroy)
         v->model.destroy(v->model.ctx);
+    inferd_pipeline_destroy(v->pipeline);
     free_descs(v->inputs, v->model.n_inputs);
     free_descs(v->outputs, v->model.n_outputs);
     inferd_config_deinit(&v->cfg);
@@ -226,6 +229,44 @@ static int effective_max_batch(inferd_repo_version *v, inferd_error *err) {
     return 0;
 }
 
+/* Loads the folder's pipeline.json, if any, against the model just loaded. */
+static int load_pipeline(inferd_repo_version *v, inferd_error *err) {
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/pipeline.json", v->dir);
+    if (stat(path, &st) != 0)
+        return 0; // a tensor-only model
+    inferd_pipeline_model pm = {
+        .inputs = v->inputs,
+        .n_inputs = (size_t)v->model.n_inputs,
+        .outputs = v->outputs,
+        .n_outputs = (size_t)v->model.n_outputs,
+    };
+    int rc = inferd_pipeline_load(v->dir, &pm, &v->acct, &v->pipeline, err);
+    if (rc < 0 && !strstr(err->msg, "pipeline.json"))
+        inferd_error_prefix(err, "pipeline.json: ");
+    return rc;
+}
+
+/* The batcher pads a text model's token inputs by default when the pipeline supplies the
+ * attention mask that makes padding invisible to the model; config.json decides otherwise. */
+static void choose_padding(inferd_repo_version *v, int64_t *pad_values) {
+    const inferd_pipeline *p = v->pipeline;
+    v->pad = v->cfg.pad_dims;
+    if (p && !v->cfg.pad_dims_set) {
+        v->pad = 0;
+        for (size_t i = 0; i < inferd_pipeline_input_count(p); i++)
+            v->pad |= inferd_pipeline_input_kind_of(p, i) == INFERD_PIPELINE_INPUT_KIND_MASK;
+    }
+    for (int i = 0; i < v->model.n_inputs && i < 16; i++) {
+        pad_values[i] = 0;
+        for (size_t j = 0; p && j < inferd_pipeline_input_count(p); j++)
+            if (inferd_pipeline_input_kind_of(p, j) == INFERD_PIPELINE_INPUT_KIND_IDS &&
+                !strcmp(inferd_pipeline_input_name(p, j), v->inputs[i].name))
+                pad_values[i] = inferd_pipeline_pad_id(p);
+    }
+}
+
 static void load_version(inferd_repo *r, inferd_repo_version *v) {
     inferd_error err = {0};
     int64_t t0 = inferd_now_ns();
@@ -264,8 +305,12 @@ static void load_version(inferd_repo *r, inferd_repo_version *v) {
                               m.n_inputs, m.n_outputs);
         goto fail;
     }
+    if ((rc = load_pipeline(v, &err)) < 0)
+        goto fail;
     if ((rc = effective_max_batch(v, &err)) < 0)
         goto fail;
+    int64_t pad_values[16];
+    choose_padding(v, pad_values);
     if (r->opts.sched) {
         char qname[160];
         snprintf(qname, sizeof qname, "%s:%ld", v->name, v->number);
@@ -283,7 +328,8 @@ static void load_version(inferd_repo *r, inferd_repo_version *v) {
             .max_queue = v->cfg.max_queue_size,
             .default_timeout_us = v->cfg.default_timeout_us,
             .max_threads = v->cfg.instance_threads,
-            .pad = v->cfg.pad_dims,
+            .pad = v->pad,
+            .pad_values = pad_values,
             .buckets = v->cfg.length_buckets,
             .n_buckets = v->cfg.n_buckets,
             .stats = &v->stats,
@@ -293,9 +339,10 @@ static void load_version(inferd_repo *r, inferd_repo_version *v) {
     }
     set_state(v, INFERD_REPO_STATE_READY, "");
     inferd_log_info("model %s version %ld ready (platform %s, %d inputs, %d outputs, max batch "
-                    "%d, %.1f MiB, loaded in %.1f ms)",
+                    "%d%s%s, %.1f MiB, loaded in %.1f ms)",
                     v->name, v->number, m.platform ? m.platform : p->name, m.n_inputs, m.n_outputs,
-                    v->max_batch, (double)inferd_repo_version_memory(v) / 1048576.0,
+                    v->max_batch, v->pad ? ", padded" : "", v->pipeline ? ", text pipeline" : "",
+                    (double)inferd_repo_version_memory(v) / 1048576.0,
                     (double)(inferd_now_ns() - t0) / 1e6);
     return;
 fail:
@@ -305,6 +352,8 @@ fail:
     if (v->loaded && v->model.destroy)
         v->model.destroy(v->model.ctx);
     v->loaded = 0;
+    inferd_pipeline_destroy(v->pipeline);
+    v->pipeline = NULL;
     free_descs(v->inputs, v->model.n_inputs);
     free_descs(v->outputs, v->model.n_outputs);
     v->inputs = v->outputs = NULL;
@@ -688,6 +737,10 @@ const inferd_repo_model *inferd_repo_version_model(const inferd_repo_version *v)
 const inferd_config *inferd_repo_version_config(const inferd_repo_version *v) { return &v->cfg; }
 int inferd_repo_version_max_batch(const inferd_repo_version *v) { return v->max_batch; }
 inferd_sched_queue *inferd_repo_version_queue(const inferd_repo_version *v) { return v->queue; }
+const inferd_pipeline *inferd_repo_version_pipeline(const inferd_repo_version *v) {
+    return v->pipeline;
+}
+int inferd_repo_version_pads(const inferd_repo_version *v) { return v->pad; }
 inferd_stats *inferd_repo_version_stats(inferd_repo_version *v) { return &v->stats; }
 int64_t inferd_repo_version_memory(const inferd_repo_version *v) {
     int64_t acct = inferd_mem_account_bytes(&v->acct);

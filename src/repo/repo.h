@@ -10,6 +10,16 @@
  * with the reason, which is logged and shown in the repository index, and the other models
  * carry on.
  *
+ * A version folder that holds pipeline.json is a text model: its pipeline (tokenizer, labels)
+ * is loaded on the loader thread right after the model, checked against the model's inputs and
+ * outputs, and charged to the version's memory account. A pipeline that does not fit its model
+ * makes the version UNAVAILABLE with the pipeline's reason, like a broken model file. Model and
+ * pipeline live in the one version object, so whoever holds a version holds both: a request
+ * can never run one version's model with another's preprocessing, and whatever makes a new
+ * version the default switches both at once. Such a version's queue pads along the sequence
+ * dim by default when the pipeline feeds an attention mask (config.json's pad_dims overrides),
+ * filling input_ids with the pipeline's pad id.
+ *
  * Versions are refcounted (inferd_repo_version). The registry holds one reference; every
  * request in flight holds one from inferd_repo_acquire to inferd_repo_release; a running
  * batch holds one through its queue's model retain/release. The last release destroys the
@@ -32,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "prep/pipeline.h"
 #include "repo/config.h"
 #include "sched/sched.h"
 #include "sched/stats.h"
@@ -130,6 +141,10 @@ const inferd_config *inferd_repo_version_config(const inferd_repo_version *v);
  * dim and config.json did not ask for batching. */
 int inferd_repo_version_max_batch(const inferd_repo_version *v);
 inferd_sched_queue *inferd_repo_version_queue(const inferd_repo_version *v);
+/* The version's text pipeline (pipeline.json), or NULL when its folder has none. */
+const inferd_pipeline *inferd_repo_version_pipeline(const inferd_repo_version *v);
+/* Whether the version's queue pads dynamic dims (config.json's pad_dims, or the default). */
+int inferd_repo_version_pads(const inferd_repo_version *v);
 inferd_stats *inferd_repo_version_stats(inferd_repo_version *v);
 /* Bytes charged to the version (weights, plans, arenas). */
 int64_t inferd_repo_version_memory(const inferd_repo_version *v);

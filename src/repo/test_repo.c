@@ -1,5 +1,6 @@
 /* Unit tests for repo/repo: scanning, version policy on disk, states and reasons in the index,
  * lookups, reference counting, and the queue a READY version gets, with a fake loader. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -27,7 +28,8 @@
 static _Atomic int live_models;
 
 typedef struct fake_model {
-    inferd_tensor_desc in[1], out[1];
+    inferd_tensor_desc in[2], out[1];
+    long version; /* the version folder it was loaded from */
 } fake_model;
 
 static int fake_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int threads,
@@ -50,12 +52,61 @@ static void fake_destroy(void *ctx) {
     atomic_fetch_sub(&live_models, 1);
 }
 
+/* A text classifier for pipeline tests: input_ids (and attention_mask unless the model folder
+ * is named textids*) INT64 [-1,-1] -> logits FP32 [-1,3] = per row (sum of ids, sum of mask,
+ * sequence length seen), so a test can read back how its row was padded. */
+static int fake_text_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int threads,
+                         inferd_error *err) {
+    const fake_model *m = ctx;
+    (void)threads;
+    (void)err;
+    int64_t b = in[0].dims[0], L = in[0].dims[1];
+    out[0] = (inferd_tensor){.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {b, 3}};
+    out[0].nbytes = (size_t)b * 12;
+    out[0].data = inferd_malloc(NULL, out[0].nbytes);
+    float *y = out[0].data;
+    for (int64_t r = 0; r < b; r++) {
+        float ids = 0, mask = 0;
+        for (int64_t j = 0; j < L; j++) {
+            ids += (float)((const int64_t *)in[0].data)[r * L + j];
+            mask += m->in[1].name ? (float)((const int64_t *)in[1].data)[r * L + j] : 0;
+        }
+        y[r * 3] = ids;
+        y[r * 3 + 1] = mask;
+        y[r * 3 + 2] = (float)L;
+    }
+    return 0;
+}
+
 static int fake_load(void *user, const char *platform, const char *path, inferd_mem_account *acct,
                      inferd_repo_model *out, inferd_error *err) {
     (void)user;
     (void)acct;
     if (strstr(path, "/broken/"))
         return inferd_error_set(err, INFERD_EINVAL, "%s: not an ONNX file", path);
+    if (strstr(path, "/text")) {
+        fake_model *m = calloc(1, sizeof *m);
+        int with_mask = !strstr(path, "/textids");
+        const char *slash = strrchr(path, '/');
+        while (slash > path && slash[-1] != '/')
+            slash--;
+        m->version = strtol(slash, NULL, 10);
+        usleep(20000); // long enough for lookups to overlap the loads
+        m->in[0] = (inferd_tensor_desc){"input_ids", INFERD_DTYPE_I64, 2, {-1, -1}};
+        if (with_mask)
+            m->in[1] = (inferd_tensor_desc){"attention_mask", INFERD_DTYPE_I64, 2, {-1, -1}};
+        m->out[0] = (inferd_tensor_desc){"logits", INFERD_DTYPE_F32, 2, {-1, 3}};
+        atomic_fetch_add(&live_models, 1);
+        *out = (inferd_repo_model){.ctx = m,
+                                   .platform = platform,
+                                   .n_inputs = with_mask ? 2 : 1,
+                                   .n_outputs = 1,
+                                   .inputs = m->in,
+                                   .outputs = m->out,
+                                   .run = fake_text_run,
+                                   .destroy = fake_destroy};
+        return 0;
+    }
     fake_model *m = calloc(1, sizeof *m);
     m->in[0] = (inferd_tensor_desc){"x", INFERD_DTYPE_I64, 2, {-1, -1}};
     m->out[0] = (inferd_tensor_desc){"y", INFERD_DTYPE_F32, 2, {-1, -1}};
@@ -302,6 +353,234 @@ static void test_ready_version_runs_through_its_queue(void **state) {
     assert_int_equal(atomic_load(&live_models), 0);
 }
 
+/* ---- versions with a pipeline ---- */
+
+#define CHAR_PIPELINE(labels, extra)                                                               \
+    "{\"tokenizer\": {\"type\": \"char\", \"vocab\": \"chars.txt\"}, \"max_length\": 16, "         \
+    "\"special_tokens\": {\"pad\": 9}, \"inputs\": {\"input_ids\": \"input_ids\"" extra "}, "      \
+    "\"output\": \"logits\", \"postprocess\": {\"labels\": \"" labels "\"}}"
+#define MASK ", \"attention_mask\": \"attention_mask\""
+
+/* Builds a second repository of text models in its own folder (root is switched to it). */
+static void make_text_repo(char *saved) {
+    snprintf(saved, 256, "%s", root);
+    snprintf(root, sizeof root, "/tmp/inferd-test-text-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    put("text/config.json", "{\"version_policy\": {\"all\": true}, "
+                            "\"dynamic_batching\": {\"max_queue_delay_us\": 300000}}");
+    put("text/1/model.onnx", "x");
+    put("text/1/chars.txt", "a\nb\nc\n");
+    put("text/1/labels.txt", "one\ntwo\nthree\n");
+    put("text/1/pipeline.json", CHAR_PIPELINE("labels.txt", MASK));
+    // Version 2 ships four labels for a model with three classes: it must not load.
+    put("text/2/model.onnx", "x");
+    put("text/2/chars.txt", "a\nb\nc\n");
+    put("text/2/labels.txt", "w\nx\ny\nz\n");
+    put("text/2/pipeline.json", CHAR_PIPELINE("labels.txt", MASK));
+    put("text/3/model.onnx", "x");
+    put("text/3/chars.txt", "c\nb\na\n");
+    put("text/3/labels.txt", "uno\ndos\ntres\n");
+    put("text/3/pipeline.json", CHAR_PIPELINE("labels.txt", MASK));
+    put("textids/config.json", "{\"dynamic_batching\": {\"max_queue_delay_us\": 300000}}");
+    put("textids/1/model.onnx", "x");
+    put("textids/1/chars.txt", "a\nb\nc\n");
+    put("textids/1/labels.txt", "one\ntwo\nthree\n");
+    put("textids/1/pipeline.json", CHAR_PIPELINE("labels.txt", ""));
+    put("textbad/1/model.onnx", "x");
+    put("textbad/1/pipeline.json", "{\"tokenizer\": {\"type\": \"char\"}, \"colour\": 1}");
+}
+
+static void remove_text_repo(const char *saved) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    assert_int_equal(system(cmd), 0);
+    snprintf(root, sizeof root, "%s", saved);
+}
+
+static void test_pipeline_loads_with_its_version(void **state) {
+    (void)state;
+    char saved[256];
+    make_text_repo(saved);
+    inferd_repo *r = open_repo(NULL);
+    inferd_error err = {0};
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    inferd_repo_entry *e;
+    size_t n;
+    assert_int_equal(inferd_repo_index(r, &e, &n, &err), 0);
+    assert_int_equal(find(e, n, "text", 1)->state, INFERD_REPO_STATE_READY);
+    assert_int_equal(find(e, n, "text", 2)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "text", 2)->reason,
+                    "pipeline.json: model output \"logits\" has 3 classes but the labels file "
+                    "has 4");
+    assert_int_equal(find(e, n, "textbad", 1)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "textbad", 1)->reason, "pipeline.json: unknown key \"colour\"");
+    inferd_free(e);
+
+    // Each version has its own folder's pipeline; the default is the newest that loaded.
+    inferd_repo_version *v;
+    char buf[16];
+    assert_int_equal(inferd_repo_acquire(r, "text", 0, &v, &err), 0);
+    assert_int_equal(inferd_repo_version_number(v), 3);
+    assert_string_equal(inferd_pipeline_label_text(inferd_repo_version_pipeline(v), 2, buf),
+                        "tres");
+    inferd_repo_release(v);
+    assert_int_equal(inferd_repo_acquire(r, "text", 1, &v, &err), 0);
+    const inferd_pipeline *p = inferd_repo_version_pipeline(v);
+    assert_non_null(p);
+    assert_int_equal(inferd_pipeline_label_count(p), 3);
+    assert_string_equal(inferd_pipeline_label_text(p, 2, buf), "three");
+    assert_int_equal(inferd_repo_version_pads(v), 1); // the pipeline feeds a mask
+    // The vocabulary and labels are charged to the version.
+    assert_in_range(inferd_repo_version_memory(v), 64, INT64_MAX);
+    inferd_repo_release(v);
+    assert_int_equal(inferd_repo_acquire(r, "text", 2, &v, &err), INFERD_EUNAVAIL);
+    assert_contains(err.msg, "has 3 classes but the labels file has 4");
+
+    // Without a mask, padding would change what the model sees: off by default.
+    assert_int_equal(inferd_repo_acquire(r, "textids", 0, &v, &err), 0);
+    assert_int_equal(inferd_repo_version_pads(v), 0);
+    inferd_repo_release(v);
+    inferd_repo_destroy(r);
+    assert_int_equal(atomic_load(&live_models), 0);
+    remove_text_repo(saved);
+}
+
+/* Looks up the default version of "text" over and over while the loader runs. */
+typedef struct lookups {
+    inferd_repo *r;
+    _Atomic int stop;
+    _Atomic int seen, mismatched, went_back;
+} lookups;
+
+static void *lookup_loop(void *arg) {
+    lookups *l = arg;
+    long last = 0;
+    while (!atomic_load(&l->stop)) {
+        inferd_repo_version *v;
+        inferd_error err;
+        if (inferd_repo_acquire(l->r, "text", 0, &v, &err) != 0)
+            continue;
+        long n = inferd_repo_version_number(v);
+        const fake_model *m = inferd_repo_version_model(v)->ctx;
+        char buf[16];
+        const char *label = inferd_pipeline_label_text(inferd_repo_version_pipeline(v), 0, buf);
+        // The model and the pipeline must come from the same folder: 1 -> "one", 3 -> "uno".
+        if (m->version != n || strcmp(label, n == 3 ? "uno" : "one") != 0)
+            atomic_fetch_add(&l->mismatched, 1);
+        if (n < last)
+            atomic_fetch_add(&l->went_back, 1);
+        last = n;
+        atomic_fetch_add(&l->seen, 1);
+        inferd_repo_release(v);
+    }
+    return NULL;
+}
+
+static void test_default_version_switches_model_and_pipeline_together(void **state) {
+    (void)state;
+    char saved[256];
+    make_text_repo(saved);
+    inferd_repo *r = open_repo(NULL);
+    inferd_error err = {0};
+    lookups l = {.r = r};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, lookup_loop, &l), 0);
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    usleep(10000);
+    atomic_store(&l.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_in_range(atomic_load(&l.seen), 1, INT32_MAX);
+    assert_int_equal(atomic_load(&l.mismatched), 0);
+    assert_int_equal(atomic_load(&l.went_back), 0);
+    inferd_repo_destroy(r);
+    remove_text_repo(saved);
+}
+
+typedef struct text_job {
+    int64_t ids[8], mask[8];
+    inferd_tensor in[2], out[1];
+    inferd_sched_request req;
+    _Atomic int done;
+} text_job;
+
+static void text_job_init(text_job *j, int len) {
+    memset(j, 0, sizeof *j);
+    for (int i = 0; i < len; i++) {
+        j->ids[i] = i + 1;
+        j->mask[i] = 1;
+    }
+    j->in[0] = (inferd_tensor){.dtype = INFERD_DTYPE_I64, .rank = 2, .dims = {1, len}};
+    j->in[0].data = j->ids;
+    j->in[0].nbytes = (size_t)len * 8;
+    j->in[1] = j->in[0];
+    j->in[1].data = j->mask;
+    j->req = (inferd_sched_request){
+        .inputs = j->in, .outputs = j->out, .done = done_cb, .user = (void *)&j->done};
+}
+
+static void wait_job(text_job *j) {
+    int64_t until = inferd_now_ns() + 5000000000LL;
+    while (!atomic_load(&j->done) && inferd_now_ns() < until)
+        usleep(1000);
+    assert_int_equal(atomic_load(&j->done), 1);
+}
+
+static void test_text_queue_pads_with_the_pad_id(void **state) {
+    (void)state;
+    char saved[256];
+    make_text_repo(saved);
+    inferd_sched *s;
+    inferd_error err = {0};
+    inferd_sched_options so = {.threads = 2};
+    assert_int_equal(inferd_sched_create(&so, &s, &err), 0);
+    inferd_repo *r = open_repo(s);
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+
+    // Lengths 3 and 5 share one padded batch; the short row's ids are padded with 9.
+    inferd_repo_version *v;
+    assert_int_equal(inferd_repo_acquire(r, "text", 1, &v, &err), 0);
+    text_job a, b;
+    text_job_init(&a, 3);
+    text_job_init(&b, 5);
+    assert_int_equal(inferd_sched_submit(inferd_repo_version_queue(v), &a.req, &err), 0);
+    assert_int_equal(inferd_sched_submit(inferd_repo_version_queue(v), &b.req, &err), 0);
+    wait_job(&a);
+    wait_job(&b);
+    assert_int_equal(a.req.batch_size, 2);
+    const float *ya = a.out[0].data;
+    assert_int_equal((int)ya[0], 1 + 2 + 3 + 9 + 9);
+    assert_int_equal((int)ya[1], 3); // the mask is padded with zeros
+    assert_int_equal((int)ya[2], 5);
+    inferd_free(a.out[0].data);
+    inferd_free(b.out[0].data);
+    inferd_repo_release(v);
+
+    // Without padding, different lengths run in batches of their own.
+    assert_int_equal(inferd_repo_acquire(r, "textids", 1, &v, &err), 0);
+    text_job_init(&a, 3);
+    text_job_init(&b, 5);
+    assert_int_equal(inferd_sched_submit(inferd_repo_version_queue(v), &a.req, &err), 0);
+    assert_int_equal(inferd_sched_submit(inferd_repo_version_queue(v), &b.req, &err), 0);
+    wait_job(&a);
+    wait_job(&b);
+    assert_int_equal(a.req.batch_size, 1);
+    assert_int_equal(b.req.batch_size, 1);
+    inferd_free(a.out[0].data);
+    inferd_free(b.out[0].data);
+    inferd_repo_release(v);
+
+    inferd_sched_drain(s);
+    inferd_repo_destroy(r);
+    inferd_sched_destroy(s);
+    assert_int_equal(atomic_load(&live_models), 0);
+    remove_text_repo(saved);
+}
+
 /* Model and version folders may be symlinks inside the repository, not out of it. */
 static void test_symlinks_leaving_the_repository_are_refused(void **state) {
     (void)state;
@@ -381,6 +660,9 @@ int main(void) {
         cmocka_unit_test(test_index_before_and_after_loading),
         cmocka_unit_test(test_acquire),
         cmocka_unit_test(test_ready_version_runs_through_its_queue),
+        cmocka_unit_test(test_pipeline_loads_with_its_version),
+        cmocka_unit_test(test_default_version_switches_model_and_pipeline_together),
+        cmocka_unit_test(test_text_queue_pads_with_the_pad_id),
         cmocka_unit_test(test_symlinks_leaving_the_repository_are_refused),
         cmocka_unit_test(test_missing_repository),
     };

@@ -40,6 +40,7 @@ struct inferd_sched_queue {
     int64_t default_timeout_ns;
     int max_threads;
     int pad;
+    int64_t pad_values[16];
     int64_t buckets[MAX_BUCKETS];
     int n_buckets;
     inferd_stats *stats;
@@ -317,6 +318,48 @@ static void copy_block(uint8_t *dst, const int64_t *dd, const uint8_t *src, cons
                    esz);
 }
 
+/* Fills a padded batch buffer of n bytes of dtype with value before the rows are copied in. */
+static void fill_pad(void *buf, size_t n, inferd_dtype dtype, int64_t value) {
+    if (value == 0) {
+        memset(buf, 0, n);
+        return;
+    }
+    size_t esz = inferd_dtype_size(dtype), count = esz ? n / esz : 0;
+    switch (dtype) {
+    case INFERD_DTYPE_I64:
+    case INFERD_DTYPE_U64:
+        for (size_t i = 0; i < count; i++)
+            ((int64_t *)buf)[i] = value;
+        return;
+    case INFERD_DTYPE_I32:
+    case INFERD_DTYPE_U32:
+        for (size_t i = 0; i < count; i++)
+            ((int32_t *)buf)[i] = (int32_t)value;
+        return;
+    case INFERD_DTYPE_I16:
+    case INFERD_DTYPE_U16:
+        for (size_t i = 0; i < count; i++)
+            ((int16_t *)buf)[i] = (int16_t)value;
+        return;
+    case INFERD_DTYPE_I8:
+    case INFERD_DTYPE_U8:
+    case INFERD_DTYPE_BOOL:
+        memset(buf, (int)(value & 0xFF), n);
+        return;
+    case INFERD_DTYPE_F32:
+        for (size_t i = 0; i < count; i++)
+            ((float *)buf)[i] = (float)value;
+        return;
+    case INFERD_DTYPE_F64:
+        for (size_t i = 0; i < count; i++)
+            ((double *)buf)[i] = (double)value;
+        return;
+    default: // half floats: pad values are token ids, which never feed them
+        memset(buf, 0, n);
+        return;
+    }
+}
+
 /* Byte offset of element idx in a STRING tensor's encoding, or -1 if malformed. */
 static int64_t string_offset(const inferd_tensor *t, int64_t idx) {
     const uint8_t *p = t->data;
@@ -515,7 +558,7 @@ static void run_batch(worker *w, batch *b) {
             t->data = w->bufs[i];
             t->nbytes = total;
             if (padded)
-                memset(t->data, 0, total);
+                fill_pad(t->data, total, t->dtype, q->pad_values[i]);
             uint8_t *dst = t->data;
             size_t esz = inferd_dtype_size(t->dtype);
             for (int r = 0; r < b->n; r++) {
@@ -837,6 +880,8 @@ int inferd_sched_queue_create(inferd_sched *s, const inferd_sched_queue_options 
     q->default_timeout_ns = o->default_timeout_us * 1000;
     q->max_threads = o->max_threads;
     q->pad = o->pad;
+    for (int i = 0; o->pad_values && i < o->n_inputs; i++)
+        q->pad_values[i] = o->pad_values[i];
     if (o->n_buckets > 0) {
         q->n_buckets = o->n_buckets;
         memcpy(q->buckets, o->buckets, sizeof q->buckets[0] * (size_t)o->n_buckets);
@@ -941,31 +986,59 @@ static int validate(const inferd_sched_queue *q, const inferd_sched_request *req
 }
 
 int inferd_sched_submit(inferd_sched_queue *q, inferd_sched_request *req, inferd_error *err) {
-    int rows = 1;
-    int rc = validate(q, req, &rows, err);
-    if (rc < 0)
-        return rc;
+    return inferd_sched_submit_all(q, req, 1, err);
+}
+
+int inferd_sched_submit_all(inferd_sched_queue *q, inferd_sched_request *reqs, int n,
+                            inferd_error *err) {
+    if (n < 1 || !reqs)
+        return inferd_error_set(err, INFERD_EINVAL, "no requests to submit");
+    // Every request is checked before any is queued, so a bad one leaves nothing behind.
+    int64_t rows = 0;
+    for (int k = 0; k < n; k++) {
+        int r = 1;
+        int rc = validate(q, &reqs[k], &r, err);
+        if (rc < 0) {
+            if (n > 1)
+                inferd_error_prefix(err, "request %d of %d: ", k, n);
+            return rc;
+        }
+        reqs[k].rows_ = r;
+        rows += r;
+    }
     inferd_sched *s = q->s;
     int64_t now = inferd_now_ns();
-    int64_t timeout_ns = req->timeout_us > 0 ? req->timeout_us * 1000 : q->default_timeout_ns;
     pthread_mutex_lock(&s->lock);
     if (s->draining) {
         pthread_mutex_unlock(&s->lock);
         return inferd_error_set(err, INFERD_EUNAVAIL, "the server is shutting down");
     }
-    if (q->max_queue > 0 && q->n_pending >= q->max_queue) {
-        int n = q->n_pending;
+    if (q->max_queue > 0 && q->n_pending > 0 && q->n_pending + n > q->max_queue) {
+        int pending = q->n_pending;
         pthread_mutex_unlock(&s->lock);
+        if (n == 1)
+            return inferd_error_set(err, INFERD_EBUSY,
+                                    "model %s: queue full (%d requests waiting, max_queue_size "
+                                    "%d)",
+                                    q->name, pending, q->max_queue);
         return inferd_error_set(err, INFERD_EBUSY,
-                                "model %s: queue full (%d requests waiting, max_queue_size %d)",
-                                q->name, n, q->max_queue);
+                                "model %s: queue full (%d requests waiting, %d more would exceed "
+                                "max_queue_size %d)",
+                                q->name, pending, n, q->max_queue);
     }
+    // The deadline check uses the latest deadline of the group: the group's last request.
+    for (int k = 0; k < n; k++) {
+        int64_t timeout_ns =
+            reqs[k].timeout_us > 0 ? reqs[k].timeout_us * 1000 : q->default_timeout_ns;
+        reqs[k].deadline_ns_ = timeout_ns > 0 ? now + timeout_ns : 0;
+    }
+    int64_t timeout_ns = reqs[n - 1].deadline_ns_ ? reqs[n - 1].deadline_ns_ - now : 0;
     if (timeout_ns > 0 && q->ewma_ns > 0) {
-        // Batches of work up to and including this request's, run `parallel` at a time; the
-        // request waits in the queue for the waves before its own. Its own batch is not
-        // counted: with nothing ahead it is always admitted, whatever the average says (one
-        // slow batch must not refuse everything from then on, as nothing would run to bring
-        // the average back down).
+        // Batches of work up to and including these requests', run `parallel` at a time; the
+        // last of them waits in the queue for the waves before its own. Its own batch is not
+        // counted: with nothing ahead a request is always admitted, whatever the average says
+        // (one slow batch must not refuse everything from then on, as nothing would run to
+        // bring the average back down).
         int64_t mb = q->max_batch > 0 ? q->max_batch : 1;
         int64_t batches = (q->rows_pending + rows + mb - 1) / mb;
         int64_t parallel = min64(s->n_workers, s->budget);
@@ -980,25 +1053,30 @@ int inferd_sched_submit(inferd_sched_queue *q, inferd_sched_request *req, inferd
                                     (long long)(est / 1000));
         }
     }
-    req->next_ = NULL;
-    req->rows_ = rows;
-    req->enqueue_ns_ = now;
-    req->deadline_ns_ = timeout_ns > 0 ? now + timeout_ns : 0;
-    req->queue_ns = req->compute_ns = 0;
-    req->batch_size = req->threads = 0;
-    if (q->tail)
-        q->tail->next_ = req;
-    else
-        q->head = req;
-    q->tail = req;
-    q->n_pending++;
-    q->rows_pending += rows;
-    if (req->deadline_ns_)
-        q->n_with_deadline++;
+    for (int k = 0; k < n; k++) {
+        inferd_sched_request *req = &reqs[k];
+        req->next_ = NULL;
+        req->enqueue_ns_ = now;
+        req->queue_ns = req->compute_ns = 0;
+        req->batch_size = req->threads = 0;
+        if (q->tail)
+            q->tail->next_ = req;
+        else
+            q->head = req;
+        q->tail = req;
+        q->n_pending++;
+        q->rows_pending += req->rows_;
+        if (req->deadline_ns_)
+            q->n_with_deadline++;
+    }
     atomic_store_explicit(&q->pending_mirror, q->n_pending, memory_order_relaxed);
     if (q->stats)
-        atomic_fetch_add_explicit(&q->stats->pending, 1, memory_order_relaxed);
-    pthread_cond_signal(&s->work_cv);
+        atomic_fetch_add_explicit(&q->stats->pending, n, memory_order_relaxed);
+    // More than one request may make more than one batch ready: wake as many workers.
+    if (n > 1)
+        pthread_cond_broadcast(&s->work_cv);
+    else
+        pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

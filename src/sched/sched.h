@@ -10,8 +10,8 @@
  * request has waited max_queue_delay_us, or the scheduler is draining. A group is the oldest
  * request plus every later request whose non-batch dims are equal to its own (as Triton
  * batches), or, with pad_dims, whose dynamic dims fall in the same length bucket; members are
- * then zero-padded to the largest size in the batch and each output dim that comes back at
- * the padded size is cut back to the request's own size.
+ * then padded (with zeros, or each input's pad value) to the largest size in the batch and
+ * each output dim that comes back at the padded size is cut back to the request's own size.
  *
  * Thread budget: a worker that takes a batch also takes k threads from the budget and runs the
  * batch with an OpenMP team of k (through the model's run), so the threads held by running
@@ -86,7 +86,9 @@ typedef struct inferd_sched_queue_options {
     int max_queue;              /* queued requests before INFERD_EBUSY; 0: unlimited */
     int64_t default_timeout_us; /* for requests without their own; 0: none */
     int max_threads;            /* cap on threads per batch; 0: the budget */
-    int pad;                    /* zero-pad dynamic dims so different sizes share a batch */
+    int pad;                    /* pad dynamic dims so different sizes share a batch */
+    const int64_t *pad_values;  /* one per input: the value padding fills it with (a pipeline's
+                                   pad id for input_ids); NULL: zeros; copied */
     const int64_t *buckets;     /* ascending length bucket bounds for padded dims; copied */
     int n_buckets;              /* 0 with pad: powers of two from 8 to 4096 */
     inferd_stats *stats;        /* where timings go; may be NULL; must outlive the queue */
@@ -148,6 +150,16 @@ void inferd_sched_queue_destroy(inferd_sched_queue *q);
  * cannot be met or the scheduler is draining) the caller keeps req and done is never called.
  * Never waits for inference. Any thread. */
 int inferd_sched_submit(inferd_sched_queue *q, inferd_sched_request *req, inferd_error *err);
+
+/* Validates and queues the n requests reqs[0..n) together, in order: all or none. Admission
+ * counts them as one: they are refused together when the queue cannot take all n (an empty
+ * queue takes any n, so a request larger than max_queue is not refused forever), when the work
+ * queued ahead of them and their own rows would miss their deadline, or while draining. On
+ * success each request's done is called exactly once, from a worker thread; they may run in
+ * different batches and complete in any order. On failure none is queued and no done is
+ * called. inferd_sched_submit is this with n == 1. Never waits for inference. Any thread. */
+int inferd_sched_submit_all(inferd_sched_queue *q, inferd_sched_request *reqs, int n,
+                            inferd_error *err);
 
 /* Requests queued on q, not yet in a batch. Lock-free; any thread. */
 int inferd_sched_queue_pending(const inferd_sched_queue *q);

@@ -458,6 +458,143 @@ static void test_length_buckets_separate(void **state) {
     env_stop(&e);
 }
 
+static void test_padding_uses_pad_values(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    static const int64_t pad_values[] = {7};
+    o.pad = 1;
+    o.pad_values = pad_values;
+    o.max_delay_us = 40000;
+    env_start(&e, 2, 2, &o);
+    job j[2];
+    int seqs[2] = {3, 6};
+    for (int i = 0; i < 2; i++) {
+        job_init(&j[i], 1, seqs[i], 1 + 10 * i);
+        submit_ok(&e, &j[i]);
+    }
+    wait_done(2);
+    for (int i = 0; i < 2; i++) {
+        check_own_output(&j[i]);
+        assert_int_equal(seq_seen(&j[i]), 6);
+        // Padding with 7 (nonzero): every position of the short row counts as a token.
+        assert_int_equal(nonzero_seen(&j[i]), 6);
+        job_free(&j[i]);
+    }
+    env_stop(&e);
+}
+
+/* Copies the jobs' requests into one array, as submit_all takes them. */
+static void gather(job *j, inferd_sched_request *reqs, int n) {
+    for (int i = 0; i < n; i++)
+        reqs[i] = j[i].req;
+}
+
+static void test_submit_all_is_all_or_none(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_queue = 4;
+    o.max_delay_us = 2000000; // nothing leaves before the drain
+    env_start(&e, 2, 2, &o);
+    inferd_error err;
+    job one, j[4];
+    inferd_sched_request reqs[4];
+    job_init(&one, 1, 3, 1);
+    submit_ok(&e, &one);
+    for (int i = 0; i < 4; i++)
+        job_init(&j[i], 1, 3, 10 * (i + 1));
+    gather(j, reqs, 4);
+    // 1 waiting + 4 would exceed 4: all four are refused, none is queued.
+    assert_int_equal(inferd_sched_submit_all(e.q, reqs, 4, &err), INFERD_EBUSY);
+    assert_contains(err.msg, "4 more would exceed max_queue_size 4");
+    assert_int_equal(inferd_sched_queue_pending(e.q), 1);
+    // One bad request refuses the group, naming it.
+    j[2].in.dtype = INFERD_DTYPE_F32;
+    j[2].in.nbytes = 12;
+    gather(j, reqs, 3);
+    assert_int_equal(inferd_sched_submit_all(e.q, reqs, 3, &err), INFERD_EINVAL);
+    assert_contains(err.msg, "request 2 of 3: input 'x': datatype float");
+    assert_int_equal(inferd_sched_queue_pending(e.q), 1);
+    job_init(&j[2], 1, 3, 30);
+    gather(j, reqs, 3);
+    assert_int_equal(inferd_sched_submit_all(e.q, reqs, 3, &err), 0);
+    assert_int_equal(inferd_sched_queue_pending(e.q), 4);
+    assert_int_equal(atomic_load(&e.stats.pending), 4);
+    inferd_sched_drain(e.s);
+    wait_done(4);
+    check_own_output(&one);
+    for (int i = 0; i < 3; i++)
+        check_own_output(&j[i]);
+    env_stop(&e);
+    job_free(&one);
+    for (int i = 0; i < 4; i++)
+        job_free(&j[i]);
+}
+
+static void test_submit_all_larger_than_queue_when_empty(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_queue = 2;
+    o.max_delay_us = 2000000;
+    env_start(&e, 2, 2, &o);
+    inferd_error err;
+    job j[3];
+    inferd_sched_request reqs[3];
+    for (int i = 0; i < 3; i++)
+        job_init(&j[i], 1, 2, 5 * (i + 1));
+    gather(j, reqs, 3);
+    // An empty queue takes a group larger than max_queue_size, else it could never run.
+    assert_int_equal(inferd_sched_submit_all(e.q, reqs, 3, &err), 0);
+    job more;
+    job_init(&more, 1, 2, 99);
+    assert_int_equal(inferd_sched_submit(e.q, &more.req, &err), INFERD_EBUSY);
+    inferd_sched_drain(e.s);
+    wait_done(3);
+    for (int i = 0; i < 3; i++) {
+        check_own_output(&j[i]);
+        job_free(&j[i]);
+    }
+    env_stop(&e);
+}
+
+static void test_submit_all_members_share_batches_with_others(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_batch = 4;
+    o.max_delay_us = 2000000; // only full batches leave
+    env_start(&e, 2, 2, &o);
+    inferd_error err;
+    job j[6], other[2];
+    inferd_sched_request reqs[6];
+    for (int i = 0; i < 6; i++)
+        job_init(&j[i], 1, 3, 10 * (i + 1));
+    gather(j, reqs, 6);
+    assert_int_equal(inferd_sched_submit_all(e.q, reqs, 6, &err), 0);
+    // Four of the six leave as a full batch; the last two wait for company.
+    wait_done(4);
+    for (int i = 0; i < 2; i++) {
+        job_init(&other[i], 1, 3, 100 + i);
+        submit_ok(&e, &other[i]);
+    }
+    wait_done(8);
+    for (int i = 0; i < 6; i++) {
+        check_own_output(&j[i]);
+        assert_int_equal(reqs[i].batch_size, 4);
+        job_free(&j[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        check_own_output(&other[i]);
+        assert_int_equal(other[i].req.batch_size, 4);
+        job_free(&other[i]);
+    }
+    // Two batches of four: the group's last two rows ran with the two other requests.
+    assert_int_equal(atomic_load(&e.stats.executions), 2);
+    env_stop(&e);
+}
+
 static void test_preferred_size_cuts_batch(void **state) {
     (void)state;
     env e;
@@ -940,6 +1077,10 @@ int main(void) {
         cmocka_unit_test(test_unequal_shapes_never_share_without_padding),
         cmocka_unit_test(test_padding_pads_and_slices_back),
         cmocka_unit_test(test_length_buckets_separate),
+        cmocka_unit_test(test_padding_uses_pad_values),
+        cmocka_unit_test(test_submit_all_is_all_or_none),
+        cmocka_unit_test(test_submit_all_larger_than_queue_when_empty),
+        cmocka_unit_test(test_submit_all_members_share_batches_with_others),
         cmocka_unit_test(test_preferred_size_cuts_batch),
         cmocka_unit_test(test_queue_full_is_busy),
         cmocka_unit_test(test_queued_request_times_out),

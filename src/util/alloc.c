@@ -8,9 +8,9 @@
 /* Each block starts with this header; the caller's pointer is 64 bytes after the start of the
  * header's cache line, so data stays 64-byte aligned for AVX-512 loads. */
 typedef struct block_header {
-    size_t size;                /* bytes the caller asked for */
-    size_t mapped;              /* bytes mmapped (big blocks), 0 for malloc blocks */
-    inferd_mem_account *acct;   /* charged account, NULL for the process account */
+    size_t size;              /* bytes the caller asked for */
+    size_t mapped;            /* bytes mmapped (big blocks), 0 for malloc blocks */
+    inferd_mem_account *acct; /* charged account, NULL for the process account */
     uint64_t magic;
     char pad[64 - 4 * sizeof(size_t)];
 } block_header;

@@ -11,14 +11,14 @@
 
 enum {
     INFERD_OK = 0,
-    INFERD_EINVAL = -1,      /* invalid argument: bad request, bad file, wrong shape */
-    INFERD_ENOTFOUND = -2,   /* no such model, version, file or tensor */
-    INFERD_EUNAVAIL = -3,    /* exists but cannot serve now (loading, draining, shutting down) */
+    INFERD_EINVAL = -1,       /* invalid argument: bad request, bad file, wrong shape */
+    INFERD_ENOTFOUND = -2,    /* no such model, version, file or tensor */
+    INFERD_EUNAVAIL = -3,     /* exists but cannot serve now (loading, draining, shutting down) */
     INFERD_EUNSUPPORTED = -4, /* valid but not implemented: an unknown op, dtype or feature */
-    INFERD_EINTERNAL = -5,   /* our bug or an OS failure (out of memory, I/O error) */
-    INFERD_ECANCELLED = -6,  /* the request was cancelled or timed out */
-    INFERD_EBUSY = -7,       /* refused by admission control: queue full, would miss timeout */
-    INFERD_ETOOLARGE = -8,   /* over a configured limit (body size, tensor elements) */
+    INFERD_EINTERNAL = -5,    /* our bug or an OS failure (out of memory, I/O error) */
+    INFERD_ECANCELLED = -6,   /* the request was cancelled or timed out */
+    INFERD_EBUSY = -7,        /* refused by admission control: queue full, would miss timeout */
+    INFERD_ETOOLARGE = -8,    /* over a configured limit (body size, tensor elements) */
 };
 
 typedef struct inferd_error {

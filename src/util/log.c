@@ -51,8 +51,8 @@ void inferd_log(inferd_log_level level, const char *fmt, ...) {
     char line[1400];
     size_t len;
     if (log_format == INFERD_LOG_FORMAT_JSON) {
-        len = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", when,
-                               level_names[level]);
+        len = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+                               when, level_names[level]);
         json_escape(line, &len, sizeof line - 4, msg);
         memcpy(line + len, "\"}\n", 3);
         len += 3;

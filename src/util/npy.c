@@ -61,12 +61,15 @@ int inferd_npy_parse(const void *data, size_t size, inferd_tensor *out, inferd_e
     const char *d = find_key(h, "descr"), *f = find_key(h, "fortran_order"),
                *s = find_key(h, "shape");
     if (!d || !f || !s || *d != '\'' || *s != '(')
-        return inferd_error_set(err, INFERD_EINVAL, ".npy header lacks descr, fortran_order or shape");
+        return inferd_error_set(err, INFERD_EINVAL,
+                                ".npy header lacks descr, fortran_order or shape");
     if (strncmp(f, "False", 5) != 0)
-        return inferd_error_set(err, INFERD_EUNSUPPORTED, "Fortran-order .npy arrays are not supported");
+        return inferd_error_set(err, INFERD_EUNSUPPORTED,
+                                "Fortran-order .npy arrays are not supported");
     d++;
     if (*d == '>' && strncmp(d + 1, "i1", 2) && strncmp(d + 1, "u1", 2) && strncmp(d + 1, "b1", 2))
-        return inferd_error_set(err, INFERD_EUNSUPPORTED, "big-endian .npy arrays are not supported");
+        return inferd_error_set(err, INFERD_EUNSUPPORTED,
+                                "big-endian .npy arrays are not supported");
     if (*d != '<' && *d != '|' && *d != '>')
         return inferd_error_set(err, INFERD_EINVAL, "bad .npy descr");
     d++;
@@ -161,7 +164,8 @@ int inferd_npy_write_file(const char *path, const inferd_tensor *t, inferd_error
     if (t->rank > 1 && len > 0)
         shape[len - 1] = 0; // "(2, 3)" rather than "(2, 3,)"
     char header[512];
-    int hl = snprintf(header, sizeof header, "{'descr': '%c%s', 'fortran_order': False, 'shape': (%s), }",
+    int hl = snprintf(header, sizeof header,
+                      "{'descr': '%c%s', 'fortran_order': False, 'shape': (%s), }",
                       descr[0] == 'b' || descr[1] == '1' ? '|' : '<', descr, shape);
     // Pad with spaces so that data starts at a multiple of 64, ending with a newline.
     int total = 10 + hl + 1;
@@ -170,7 +174,15 @@ int inferd_npy_write_file(const char *path, const inferd_tensor *t, inferd_error
     if (!f)
         return inferd_error_set(err, INFERD_EINVAL, "cannot write %s: %s", path, strerror(errno));
     unsigned hlen = (unsigned)(hl + pad + 1);
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
+    unsigned char pre[10] = {0x93,
+                             'N',
+                             'U',
+                             'M',
+                             'P',
+                             'Y',
+                             1,
+                             0,
+                             (unsigned char)(hlen & 0xff),
                              (unsigned char)(hlen >> 8)};
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, (size_t)hl, f) == (size_t)hl;
     for (int i = 0; ok && i < pad; i++)
