@@ -596,3 +596,101 @@ def test_listens_on_loopback_only_by_default(tmp_path, inferd_available):
         assert r.status_code == 400 and "not supported" in r.json()["error"]
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+# ---- text models: BYTES framing end to end (the KServe text signature), /v1 predict ----
+
+TEXT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "text"
+
+
+@pytest.fixture(scope="module")
+def text_server(tmp_path_factory, inferd_available):
+    if not (TEXT_FIXTURES / "chars" / "1" / "pipeline.json").exists():
+        pytest.skip("no text fixtures (tests/fixtures/text)")
+    root = tmp_path_factory.mktemp("hostile-text")
+    shutil.copytree(TEXT_FIXTURES / "chars" / "1", root / "models" / "chars" / "1")
+    srv = Server(root / "models", root / "inferd.log", "--max-body", str(MAX_BODY),
+                 "--max-text-items", "16", "--max-text-bytes", "1024", threads=2).start()
+    try:
+        srv.wait_ready()
+        srv.require_ready("chars")
+        yield srv
+    finally:
+        assert srv.stop() == 0, srv.log()[-3000:]
+
+
+def elems(*items):
+    return b"".join(struct.pack("<I", len(t)) + t for t in items)
+
+
+def text_binary(payload, shape, size=None, extra=b""):
+    head = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": shape,
+                                   "parameters": {"binary_data_size": len(payload)
+                                                  if size is None else size}}]}).encode()
+    return head + payload + extra, {"Inference-Header-Content-Length": str(len(head))}
+
+
+TEXT_BINARY = [
+    ("element length beyond the body", *text_binary(elems(b"ok") + struct.pack("<I", 10 ** 6)
+                                                    + b"short", [2]), "claims"),
+    ("element length 2^32-1", *text_binary(struct.pack("<I", 0xFFFFFFFF) + b"x", [1]), "claims"),
+    ("length prefix cut short", *text_binary(elems(b"ok") + b"\x05\x00", [2]),
+     "ends inside an element length"),
+    ("more elements than the shape", *text_binary(elems(b"a", b"b", b"c"), [2]),
+     "holds 3 elements, the shape needs 2"),
+    ("fewer elements than the shape", *text_binary(elems(b"a"), [2]),
+     "holds 1 elements, the shape needs 2"),
+    ("shape of 2^40 texts", *text_binary(elems(b"a"), [1 << 40]), None),
+    ("size beyond the body", *text_binary(elems(b"a"), [1], size=1000), "declare 1000 bytes"),
+    ("size short of the payload", *text_binary(elems(b"abc"), [1], size=4, extra=b"abc"),
+     None),
+    ("invalid UTF-8 in binary", *text_binary(elems(b"ok", b"\xff\xfe"), [2]),
+     "not valid UTF-8"),
+    ("text over --max-text-bytes", *text_binary(elems(b"x" * 2000), [1]), "at most 1024"),
+]
+
+TEXT_JSON = [
+    ("/v1 nested 100000 deep", b'{"instances": ' + deep(100000, b'"a"') + b"}",
+     "invalid JSON"),
+    ("/v1 text not a string", json.dumps({"text": ["a"]}).encode(), None),
+    ("/v1 lone surrogate", b'{"text": "\\udc00"}', None),
+    ("/v1 17 instances", json.dumps({"instances": ["a"] * 17}).encode(), "at most 16"),
+    ("/v1 text over --max-text-bytes", json.dumps({"text": "y" * 1025}).encode(),
+     "at most 1024"),
+    ("/v1 timeout not an integer", json.dumps({"text": "a", "parameters": {"timeout": "1s"}})
+     .encode(), None),
+]
+
+
+@pytest.mark.asan
+@pytest.mark.parametrize("name,body,headers,fragment", TEXT_BINARY,
+                         ids=[c[0] for c in TEXT_BINARY])
+def test_bytes_framing_is_a_4xx_json_error(text_server, name, body, headers, fragment):
+    r = post_raw(text_server.port, "/v2/models/chars/infer", body, headers)
+    err = assert_json_error(r)
+    if fragment:
+        assert fragment in err, err
+    assert_ready(text_server)
+
+
+@pytest.mark.asan
+@pytest.mark.parametrize("name,body,fragment", TEXT_JSON, ids=[c[0] for c in TEXT_JSON])
+def test_malformed_text_request_is_a_4xx_json_error(text_server, name, body, fragment):
+    r = post_raw(text_server.port, "/v1/models/chars:predict", body)
+    err = assert_json_error(r)
+    if fragment:
+        assert fragment in err, err
+    assert_ready(text_server)
+
+
+@pytest.mark.asan
+def test_text_requests_still_served_after_the_hostile_ones(text_server):
+    body, headers = text_binary(elems("héllo wörld 😀".encode(), b"", b"\x01\x02 control"), [3])
+    r = post_raw(text_server.port, "/v2/models/chars/infer", body, headers)
+    assert r is not None and r.status == 200, r
+    assert r.json()["outputs"][0]["shape"] == [3]
+    # A NUL is a character like any other in a text (valid JSON, valid UTF-8).
+    r = post_raw(text_server.port, "/v1/models/chars:predict",
+                 b'{"instances": ["' + b"a" * 1024 + b'", "\\u4e2d\\u6587", "a\\u0000b"]}')
+    assert r is not None and r.status == 200, r
+    assert len(r.json()["predictions"]) == 3
