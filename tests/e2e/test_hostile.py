@@ -651,7 +651,8 @@ TEXT_BINARY = [
 
 TEXT_JSON = [
     ("/v1 nested 100000 deep", b'{"instances": ' + deep(100000, b'"a"') + b"}",
-     "invalid JSON"),
+     "JSON values"),
+    ("/v1 a million numbers", b'{"instances": [' + b"1," * 1000000 + b'1]}', "JSON values"),
     ("/v1 text not a string", json.dumps({"text": ["a"]}).encode(), None),
     ("/v1 lone surrogate", b'{"text": "\\udc00"}', None),
     ("/v1 17 instances", json.dumps({"instances": ["a"] * 17}).encode(), "at most 16"),
