@@ -47,7 +47,9 @@ int inferd_backend_load(const inferd_backend_platform *platform, const char *pat
     if (!m)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory loading %s", path);
     m->platform = platform;
-    inferd_engine_options eo = {.acct = acct, .profile = opts ? opts->profile : 0};
+    inferd_engine_options eo = {.acct = acct,
+                                .profile = opts ? opts->profile : 0,
+                                .cache_path = opts ? opts->cache_path : NULL};
     int rc = inferd_engine_load(path, &eo, &m->onnx, err);
     if (rc < 0) {
         inferd_free(m);
@@ -91,4 +93,16 @@ int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs, inf
 
 int64_t inferd_backend_memory(const inferd_backend_model *m) {
     return inferd_engine_memory(m->onnx) + (int64_t)sizeof *m;
+}
+
+const char *inferd_backend_cache_status(const inferd_backend_model *m) {
+    return inferd_engine_cache_status(m->onnx);
+}
+
+int inferd_backend_cache_hit(const inferd_backend_model *m) {
+    return inferd_engine_cache_hit(m->onnx);
+}
+
+double inferd_backend_load_ms(const inferd_backend_model *m) {
+    return inferd_engine_load_ms(m->onnx);
 }

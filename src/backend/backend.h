@@ -18,7 +18,8 @@ typedef struct inferd_backend_model inferd_backend_model;
 
 typedef struct inferd_backend_options {
     inferd_mem_account *acct; /* charged for everything the model allocates; NULL: process */
-    const char *cache_dir;    /* where a backend may keep derived files; NULL: none */
+    const char *cache_path;   /* file a backend may keep derived data in (the engine's load
+                                 cache: packed weights); NULL: none */
     int profile;              /* nonzero: collect per-op timings where supported */
 } inferd_backend_options;
 
@@ -54,6 +55,12 @@ const inferd_tensor_desc *inferd_backend_output(const inferd_backend_model *m, i
  * inferd_free. threads: team size for this run, 1..cores. Safe from several threads at once. */
 int inferd_backend_run(inferd_backend_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                        int threads, inferd_error *err);
+
+/* How the load used cache_path ("off", "hit", "miss (reason), written", ...). */
+const char *inferd_backend_cache_status(const inferd_backend_model *m);
+int inferd_backend_cache_hit(const inferd_backend_model *m);
+/* Milliseconds the load took. */
+double inferd_backend_load_ms(const inferd_backend_model *m);
 
 /* Bytes the model holds now. */
 int64_t inferd_backend_memory(const inferd_backend_model *m);

@@ -673,6 +673,54 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
     return rc;
 }
 
+/* ---- load time: convolutions ---- */
+
+/* Conv with a constant float weight, group 1 and explicit pads (what PyTorch exports) runs on
+ * oneDNN, taking a following Relu as a post-op. The node keeps the Conv's inputs and
+ * attributes, so its shape rules stay the Conv's. */
+static int fuse_conv(eg_graph *g, inferd_error *err) {
+    uses u = {0};
+    int rc = uses_build(g, &u, err);
+    for (int i = 0; rc == 0 && i < g->n_nodes; i++) {
+        eg_node *n = &g->nodes[i];
+        if (n->dead || n->op != EG_OP_Conv || n->n_in < 2 || n->n_out != 1)
+            continue;
+        const char *auto_pad = eg_node_attr_string(n, "auto_pad", "NOTSET");
+        int w = n->in[1], b = n->n_in > 2 ? n->in[2] : -1;
+        if (eg_node_attr_int(n, "group", 1) != 1 || strcmp(auto_pad, "NOTSET") != 0 ||
+            !is_f32_const(g, w) || (g->values[w].t.rank != 3 && g->values[w].t.rank != 4) ||
+            (b >= 0 && !is_f32_const(g, b)) || g->values[n->in[0]].is_const)
+            continue;
+        eg_conv_params *p = eg_graph_alloc(g, sizeof *p);
+        if (!p)
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        p->act = EG_ACT_NONE;
+        int at = i, out = n->out[0];
+        int r = sole_consumer(g, &u, out);
+        if (r >= 0 && g->nodes[r].op == EG_OP_Relu) {
+            p->act = EG_ACT_RELU;
+            at = r;
+            out = g->nodes[r].out[0];
+        }
+        eg_node conv = *n;
+        if (at != i)
+            n->dead = 1;
+        eg_node *f = &g->nodes[at];
+        *f = conv;
+        f->op = EG_OP_FusedConv;
+        f->op_type = eg_op_name(EG_OP_FusedConv);
+        f->params = p;
+        f->dead = 0;
+        f->out = eg_graph_alloc(g, sizeof(int));
+        if (!f->out)
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        f->out[0] = out;
+        rc = uses_build(g, &u, err);
+    }
+    uses_free(&u);
+    return rc;
+}
+
 /* ---- load time: standalone GELU ---- */
 
 static int fuse_gelu(eg_graph *g, inferd_error *err) {
@@ -717,6 +765,8 @@ int eg_fuse_load(eg_graph *g, void *model_ctx, inferd_error *err) {
     inferd_free(c);
     if (rc == 0)
         rc = fuse_layernorm(g, err);
+    if (rc == 0)
+        rc = fuse_conv(g, err);
     if (rc == 0)
         rc = fuse_gelu(g, err);
     if (rc == 0)

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,6 +55,8 @@ struct model_entry {
 
 struct inferd_repo {
     char dir[4096];
+    char real_dir[PATH_MAX]; /* dir with symlinks resolved: model and version folders must
+                                resolve inside it */
     inferd_repo_options opts;
     model_entry *models; /* sorted by name; fixed after create */
     int n_models;
@@ -403,6 +406,23 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Whether path resolves (symlinks followed) to a folder inside the repository. Model and
+ * version folders may be symlinks, as deployment tools make them, but not to places outside
+ * the repository: a repository must not become a way to read the rest of the file system.
+ * On refusal why says where the path leads. */
+static int inside_repo(const inferd_repo *r, const char *path, char *why, size_t cap) {
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
+        snprintf(why, cap, "cannot resolve %.150s: %.60s", path, strerror(errno));
+        return 0;
+    }
+    size_t n = strlen(r->real_dir);
+    if (strncmp(real, r->real_dir, n) == 0 && (real[n] == '/' || (n == 1 && real[0] == '/')))
+        return 1;
+    snprintf(why, cap, "%.90s is a symlink leading outside the repository (to %.90s)", path, real);
+    return 0;
+}
+
 /* A version folder name: digits only, no leading zero, at most 2^31 - 1. */
 static long parse_version(const char *s) {
     if (!s[0] || s[0] == '0' || strlen(s) > 10)
@@ -438,6 +458,10 @@ static int scan_model(inferd_repo *r, model_entry *m, inferd_error *err) {
     char mdir[4096 + 130], path[4096 + 200];
     snprintf(mdir, sizeof mdir, "%s/%s", r->dir, m->name);
     inferd_config_init(&m->cfg);
+    if (!inside_repo(r, mdir, m->reason, sizeof m->reason)) {
+        inferd_log_error("model %s: %s", m->name, m->reason);
+        return 0;
+    }
     snprintf(path, sizeof path, "%s/config.json", mdir);
     inferd_error cerr = {0};
     int rc = inferd_config_load_file(&m->cfg, path, &cerr);
@@ -456,7 +480,9 @@ static int scan_model(inferd_repo *r, model_entry *m, inferd_error *err) {
     }
 
     long found[MAX_VERSIONS];
-    int n_found = 0;
+    long outside[MAX_VERSIONS]; /* version folders that resolve outside the repository */
+    char outside_why[4][256];   /* the reasons of the first few, for the index */
+    int n_found = 0, n_outside = 0;
     DIR *d = opendir(mdir);
     if (!d) {
         snprintf(m->reason, sizeof m->reason, "cannot read %.200s: %s", mdir, strerror(errno));
@@ -466,8 +492,17 @@ static int scan_model(inferd_repo *r, model_entry *m, inferd_error *err) {
     while ((e = readdir(d))) {
         long v = parse_version(e->d_name);
         snprintf(path, sizeof path, "%s/%s", mdir, e->d_name);
-        if (v > 0 && is_dir(path) && n_found < MAX_VERSIONS)
-            found[n_found++] = v;
+        if (v > 0 && is_dir(path) && n_found < MAX_VERSIONS) {
+            char why[256];
+            if (inside_repo(r, path, why, sizeof why)) {
+                found[n_found++] = v;
+            } else if (n_outside < MAX_VERSIONS) {
+                if (n_outside < 4)
+                    snprintf(outside_why[n_outside], sizeof outside_why[0], "%s", why);
+                outside[n_outside++] = v;
+                inferd_log_error("model %s: version %ld refused: %s", m->name, v, why);
+            }
+        }
     }
     closedir(d);
     qsort(found, (size_t)n_found, sizeof found[0], cmp_long);
@@ -487,6 +522,17 @@ static int scan_model(inferd_repo *r, model_entry *m, inferd_error *err) {
         if (!v)
             return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
         m->versions[m->n_versions++] = v;
+        int refused = -1;
+        for (int k = 0; k < n_outside && refused < 0; k++)
+            if (outside[k] == selected[i])
+                refused = k;
+        if (refused >= 0) {
+            set_state(v, INFERD_REPO_STATE_UNAVAILABLE,
+                      refused < 4 ? outside_why[refused]
+                                  : "the version folder is a symlink leading outside the "
+                                    "repository");
+            continue;
+        }
         if (!bsearch(&selected[i], found, (size_t)n_found, sizeof found[0], cmp_long)) {
             char why[256];
             snprintf(why, sizeof why, "version_policy lists version %ld but %.200s/%ld is missing",
@@ -527,6 +573,8 @@ int inferd_repo_create(const inferd_repo_options *opts, inferd_repo **out, infer
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     }
     snprintf(r->dir, sizeof r->dir, "%s", opts->dir);
+    if (!realpath(opts->dir, r->real_dir))
+        snprintf(r->real_dir, sizeof r->real_dir, "%s", opts->dir);
     r->opts = *opts;
     r->opts.dir = r->dir;
     pthread_mutex_init(&r->lock, NULL);
