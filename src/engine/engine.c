@@ -355,6 +355,7 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
         inferd_free(e);
         return rc;
     }
+
     int64_t max_arena = m->opts.max_arena_bytes > 0 ? m->opts.max_arena_bytes : (int64_t)4 << 30;
     if ((int64_t)eg_plan_arena_size(e->plan) > max_arena) {
         rc = inferd_error_set(err, INFERD_ETOOLARGE,
