@@ -522,7 +522,8 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
             rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed, c[i].scale, &p->w,
                                 err);
         } else if (!p->w) {
-            // A merged layer: lay the parts' weights side by side, then pack.
+            // A merged layer: lay the parts' weights side by side ([K, Ntot]), a row of each
+            // part at a time, then pack.
             int64_t K = c[i].K, Ntot = c[i].N, off = 0;
             float *w = inferd_malloc(NULL, sizeof(float) * (size_t)(K * Ntot));
             if (!w)
@@ -530,9 +531,15 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
             for (int k = 0; k < c[i].n_parts; k++) {
                 const dense_cand *d = &c[i].parts[k];
                 const eg_value *pv = &g->values[d->w];
-                for (int64_t r = 0; r < K; r++)
-                    for (int64_t col = 0; col < d->N; col++)
-                        w[r * Ntot + off + col] = weight_at(pv, d, r, col);
+                const float *src = pv->t.data ? pv->t.data : pv->file_data;
+                if (!d->transposed && d->scale == 1.0f) {
+                    for (int64_t r = 0; r < K; r++)
+                        memcpy(w + r * Ntot + off, src + r * d->N, sizeof(float) * (size_t)d->N);
+                } else {
+                    for (int64_t r = 0; r < K; r++)
+                        for (int64_t col = 0; col < d->N; col++)
+                            w[r * Ntot + off + col] = weight_at(pv, d, r, col);
+                }
                 off += d->N;
             }
             rc = eg_pack_weight(model_ctx, w, K, Ntot, 0, 1.0f, &p->w, err);

@@ -227,16 +227,16 @@ int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int tr
     size_t bytes = dnnl_memory_desc_get_size(&pw->md);
     pw->bytes = bytes;
     pw->data = inferd_malloc(c->acct, bytes);
-    // An aligned copy of the source when it is unaligned or needs scaling: oneDNN reads it.
+    // The reorder reads the source where it is (oneDNN takes unaligned user memory); only a
+    // scale (Gemm's alpha) needs a scaled copy first.
     const float *src = w;
     float *tmp = NULL;
-    if (((uintptr_t)w & 63) || scale != 1.0f) {
+    if (scale != 1.0f) {
         tmp = inferd_malloc(NULL, sizeof(float) * (size_t)(K * N));
         if (tmp) {
             memcpy(tmp, w, sizeof(float) * (size_t)(K * N));
-            if (scale != 1.0f)
-                for (int64_t i = 0; i < K * N; i++)
-                    tmp[i] *= scale;
+            for (int64_t i = 0; i < K * N; i++)
+                tmp[i] *= scale;
         }
         src = tmp;
     }
