@@ -2030,6 +2030,8 @@ int inferd_repo_index(inferd_repo *r, inferd_repo_entry **out, size_t *n, inferd
             x->resident_bytes = slot_resident(r, s);
             x->pinned = s->cfg.pinned;
             x->is_default = s == def;
+            x->servable = s->cur || (r->opts.on_demand && !s->failed && !s->held && !s->retired &&
+                                     !s->initial);
             x->has_pipeline = s->has_pipeline;
             x->loads = s->loads;
             x->load_failures = s->load_failures;

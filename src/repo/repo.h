@@ -140,6 +140,7 @@ typedef struct inferd_repo_entry {
     int64_t resident_bytes; /* held in memory now (every copy: serving, loading, draining) */
     int pinned;
     int is_default;   /* requests without a version go here */
+    int servable;     /* READY, or loads on demand when requested */
     int has_pipeline; /* the version loaded with a pipeline.json (as last loaded) */
     uint64_t loads, load_failures, evictions;
     double last_load_ms; /* load and warm-up of the last successful load; 0: never loaded */

@@ -134,7 +134,9 @@ def test_repository_index_reports_failures_with_reasons(server):
     # version_policy.specific: 1 and 3, not 2.
     assert ("multi", "2") not in rows
     for r in rows.values():
-        assert set(r) == {"name", "version", "state", "reason"}
+        # Triton's four keys, and the bytes each version holds in memory (#5).
+        assert set(r) == {"name", "version", "state", "reason"} | (
+            {"resident_bytes"} if r["version"] else set())
         assert r["state"] in ("READY", "LOADING", "UNAVAILABLE")
         assert (r["reason"] == "") == (r["state"] == "READY")
     # The failures are logged with their reasons too.
