@@ -39,6 +39,7 @@
 #include "util/log.h"
 
 #define MAX_LOADERS 8
+#define TRIM_EVERY_NS 250000000LL   /* how often the manager checks the limits while idle */
 #define LOADER_IDLE_NS 2000000000LL /* a loader with nothing to do for this long exits */
 #define NEVER INT64_MAX
 
@@ -53,6 +54,7 @@ enum { DOOM_NONE = 0, DOOM_POLICY = 1, DOOM_GONE = 2 };
 struct inferd_repo_version {
     _Atomic int refs;
     _Atomic int draining;        /* retired: freed once the registry's reference is the last */
+    _Atomic int published;       /* loaded and not being freed: the model fields are fixed */
     _Atomic(inferd_repo *) repo; /* NULL once the repository is gone */
     slot *s;                     /* holds a slot reference */
     inferd_config cfg;           /* what this copy was loaded with */
@@ -238,26 +240,31 @@ static void kick_locked(inferd_repo *r) {
 void inferd_repo_release(inferd_repo_version *v) {
     if (!v)
         return;
+    // Read before letting go: once our reference is dropped the manager may free v.
+    inferd_repo *r = atomic_load_explicit(&v->repo, memory_order_acquire);
+    int draining = atomic_load_explicit(&v->draining, memory_order_acquire);
     int before = atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel);
     if (before == 1) {
         copy_free(v); // only after the repository has let go (shutdown)
         return;
     }
     // Down to the registry's reference: a retired copy can be freed now, and a load waiting
-    // for a busy version may find room. Tell the manager.
-    inferd_repo *r = atomic_load_explicit(&v->repo, memory_order_acquire);
+    // for a busy version may find room. Tell the manager. (A copy retired just as we let go
+    // is found by the manager's next periodic pass.)
     if (before == 2 && r &&
-        (atomic_load_explicit(&v->draining, memory_order_acquire) ||
-         atomic_load_explicit(&r->want_idle, memory_order_relaxed))) {
+        (draining || atomic_load_explicit(&r->want_idle, memory_order_relaxed))) {
         pthread_mutex_lock(&r->lock);
         kick_locked(r);
         pthread_mutex_unlock(&r->lock);
     }
 }
 
+/* Bytes a copy holds: its account, or what the model reports if more. The model is asked
+ * only while the copy is published (loaded and not being freed), so a loader filling in or
+ * tearing down the model is never read from. Any thread. */
 static int64_t copy_bytes(const inferd_repo_version *v) {
     int64_t acct = inferd_mem_account_bytes(&v->acct);
-    if (v->loaded && v->model.memory) {
+    if (atomic_load_explicit(&v->published, memory_order_acquire) && v->model.memory) {
         int64_t m = v->model.memory(v->model.ctx);
         return m > acct ? m : acct;
     }
@@ -361,6 +368,7 @@ static int push_job(inferd_repo *r, int kind, inferd_repo_version *v) {
 /* Hands an idle, detached copy to a loader to be freed. [lock] */
 static void free_copy_later(inferd_repo *r, inferd_repo_version *v) {
     v->destroying = 1;
+    atomic_store_explicit(&v->published, 0, memory_order_release);
     if (push_job(r, JOB_FREE, v) < 0)
         v->destroying = 0; // out of memory: the manager tries again on its next pass
 }
@@ -903,13 +911,21 @@ fail:
     return rc;
 }
 
+/* Bytes held by pinned serving copies other than s's. [lock] */
+static int64_t pinned_bytes(const inferd_repo *r, const slot *except) {
+    int64_t b = 0;
+    for (const inferd_repo_version *v = r->live; v; v = v->live_next)
+        if (v->s != except && v->s->cfg.pinned && v == v->s->cur)
+            b += copy_bytes(v);
+    return b;
+}
+
 /* The loader's end of a load: publish the copy (a switch when it replaces another), or record
- * the failure. [lock] */
-static void finish_load(inferd_repo *r, inferd_repo_version *v, int rc, const inferd_error *err,
-                        int64_t took_ns, deliveries *d) {
+ * the failure. Returns the load's final status: on failure the caller frees v. [lock] */
+static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_error *err,
+                       int64_t took_ns, deliveries *d) {
     slot *s = v->s;
     v->loading = 0;
-    v->reserve = 0;
     if (s->next == v)
         s->next = NULL;
     int gone = s->m == NULL || s->retired || s->held;
@@ -920,7 +936,19 @@ static void finish_load(inferd_repo *r, inferd_repo_version *v, int rc, const in
         free_copy_later(r, v);
         tried(r, s);
         settle_waiters(r, s, INFERD_EUNAVAIL, NULL, d);
-        return;
+        return 0;
+    }
+    int64_t bytes = rc == 0 ? copy_bytes(v) : 0;
+    if (rc == 0 && r->opts.memory_budget > 0 &&
+        bytes + pinned_bytes(r, s) > r->opts.memory_budget) {
+        // Its estimate let it in, but it can never stay: refuse it rather than thrash. Its
+        // size is remembered, so the next request is refused before loading.
+        s->last_bytes = bytes;
+        rc = inferd_error_set(err, INFERD_EUNAVAIL,
+                              "the version holds %.1f MiB once loaded, more than the memory "
+                              "budget of %.1f MiB (%.1f MiB held by pinned versions)",
+                              (double)bytes / 1048576.0, (double)r->opts.memory_budget / 1048576.0,
+                              (double)pinned_bytes(r, s) / 1048576.0);
     }
     if (rc < 0) {
         live_unlink(r, v);
@@ -941,8 +969,9 @@ static void finish_load(inferd_repo *r, inferd_repo_version *v, int rc, const in
         tried(r, s);
         settle_waiters(r, s, err->code, err, d);
         kick_locked(r);
-        return; // the caller frees v
+        return rc; // the caller frees v
     }
+    atomic_store_explicit(&v->published, 1, memory_order_release);
     inferd_repo_version *old = s->cur;
     slot *was_default = s->m ? default_slot(s->m) : NULL;
     int switching = s->candidate || old;
@@ -953,9 +982,10 @@ static void finish_load(inferd_repo *r, inferd_repo_version *v, int rc, const in
     s->loads++;
     s->has_pipeline = v->pipeline != NULL;
     s->last_used_ns = inferd_now_ns();
-    int64_t bytes = copy_bytes(v);
     if (bytes > s->last_bytes)
         s->last_bytes = bytes;
+    if (bytes > v->reserve)
+        v->reserve = bytes; // it keeps its reservation: plans for new shapes grow into it
     v->load_ms = (double)took_ns / 1e6;
     s->last_load_ms = v->load_ms;
     r->loads++;
@@ -973,13 +1003,6 @@ static void finish_load(inferd_repo *r, inferd_repo_version *v, int rc, const in
         if (copy_idle(old) && !old->destroying)
             free_copy_later(r, old);
     }
-    slot *now_default = s->m ? default_slot(s->m) : NULL;
-    if (switching && now_default == s) {
-        r->switches++;
-        if (was_default && was_default != s)
-            inferd_log_info("model %s: version %ld is now the default (was %ld)", s->name,
-                            s->number, was_default->number);
-    }
     inferd_log_info("model %s version %ld ready (platform %s, %d inputs, %d outputs, max batch "
                     "%d%s%s%s, %.1f MiB, %s in %.1f ms, cache %s)",
                     s->name, s->number, v->model.platform ? v->model.platform : "?",
@@ -987,9 +1010,17 @@ static void finish_load(inferd_repo *r, inferd_repo_version *v, int rc, const in
                     v->pipeline ? ", text pipeline" : "", v->warm ? ", warmed up" : "",
                     (double)bytes / 1048576.0, old ? "reloaded" : "loaded", v->load_ms,
                     v->cache_status);
+    slot *now_default = s->m ? default_slot(s->m) : NULL;
+    if (switching && now_default == s) {
+        r->switches++;
+        if (was_default && was_default != s)
+            inferd_log_info("model %s: version %ld is now the default (was %ld)", s->name,
+                            s->number, was_default->number);
+    }
     tried(r, s);
     settle_waiters(r, s, 0, NULL, d);
     kick_locked(r); // retirements (a switch), trims and admissions may follow
+    return 0;
 }
 
 static void *loader_main(void *arg) {
@@ -1028,14 +1059,15 @@ static void *loader_main(void *arg) {
         deliveries d = {0};
         if (kind == JOB_FREE) {
             pthread_mutex_unlock(&r->lock);
-            int64_t peak = atomic_load(&v->acct.peak);
+            // What it held while serving (plans included) is the next load's estimate.
+            int64_t held = copy_bytes(v);
             copy_unload(v);
             pthread_mutex_lock(&r->lock);
             slot *s = v->s;
             live_unlink(r, v);
             s->unloading--;
-            if (peak > 0)
-                s->last_bytes = peak;
+            if (held > 0)
+                s->last_bytes = held;
             r->unloads++;
             // Requests that parked meanwhile need it loaded again.
             if (s->waiters && !s->want && !s->next && s->m && !s->retired && !s->held)
@@ -1052,7 +1084,7 @@ static void *loader_main(void *arg) {
         int rc = load_copy(r, v, &err);
         int64_t took = inferd_now_ns() - t0;
         pthread_mutex_lock(&r->lock);
-        finish_load(r, v, rc, &err, took, &d);
+        rc = finish_load(r, v, rc, &err, took, &d);
         pthread_mutex_unlock(&r->lock);
         if (rc < 0)
             copy_free(v);
@@ -1087,7 +1119,15 @@ static int counted(const inferd_repo_version *v) {
     return v == s->cur || (v->loading && !s->cur && !s->candidate);
 }
 
-/* Describes the live copies for the policy; returns their count. [lock] */
+/* What a copy counts for in the budget: what it holds, or what it reserved if more (a load in
+ * progress, or the first estimate that its plans may still grow into). */
+static int64_t copy_weight(const inferd_repo_version *v) {
+    int64_t b = copy_bytes(v);
+    return b > v->reserve ? b : v->reserve;
+}
+
+/* Describes the live copies for the policy, leaving out those already being freed (their
+ * memory is on its way out); returns their count. [lock] */
 static int describe(inferd_repo *r, inferd_residency_item **items, inferd_repo_version ***copies) {
     int n = 0;
     for (inferd_repo_version *v = r->live; v; v = v->live_next)
@@ -1102,18 +1142,27 @@ static int describe(inferd_repo *r, inferd_residency_item **items, inferd_repo_v
         return -1;
     }
     int i = 0;
-    for (inferd_repo_version *v = r->live; v; v = v->live_next, i++) {
-        int64_t b = copy_bytes(v);
+    for (inferd_repo_version *v = r->live; v; v = v->live_next) {
+        if (v->destroying)
+            continue;
         (*copies)[i] = v;
-        (*items)[i] = (inferd_residency_item){
-            .bytes = b > v->reserve ? b : v->reserve,
+        (*items)[i++] = (inferd_residency_item){
+            .bytes = copy_weight(v),
             .last_used_ns = v->s->last_used_ns,
             .pinned = v->s->cfg.pinned && v == v->s->cur,
-            .busy = v != v->s->cur || !copy_idle(v) || v->loading || v->destroying,
+            .busy = v != v->s->cur || !copy_idle(v) || v->loading,
             .counted = counted(v),
         };
     }
-    return n;
+    return i;
+}
+
+/* Bytes of every live copy, those being freed included: what memory holds right now. [lock] */
+static int64_t weight_now(const inferd_repo *r) {
+    int64_t b = 0;
+    for (const inferd_repo_version *v = r->live; v; v = v->live_next)
+        b += copy_weight(v);
+    return b;
 }
 
 static void evict(inferd_repo *r, inferd_repo_version *v, const char *why) {
@@ -1192,6 +1241,10 @@ static void admit(inferd_repo *r, deliveries *d) {
         inferd_free(items);
         inferd_free(copies);
         inferd_free(victims);
+        // The victims' memory is freed on a loader: start the load once it is, so that what
+        // memory holds never goes over the budget. The free's end wakes us.
+        if (verdict == INFERD_RESIDENCY_FITS && lim.budget > 0 && weight_now(r) + need > lim.budget)
+            return;
         if (verdict == INFERD_RESIDENCY_WAIT) {
             atomic_store(&r->want_idle, 1); // a release to idle wakes us
             return;
@@ -1205,6 +1258,7 @@ static void admit(inferd_repo *r, deliveries *d) {
             return;
         atomic_init(&v->refs, 1); // the registry's (the loader uses it until it publishes)
         atomic_init(&v->draining, 0);
+        atomic_init(&v->published, 0);
         atomic_init(&v->repo, r);
         atomic_fetch_add(&s->refs, 1);
         v->s = s;
@@ -1365,13 +1419,6 @@ static void want_reload(inferd_repo *r, slot *s) {
     s->reload = 1; // want_load keeps it; unwant clears it
 }
 
-static int has_eligible(const model_entry *m) {
-    for (int i = 0; i < m->n_slots; i++)
-        if (!m->slots[i]->doom && eligible(m->slots[i]))
-            return 1;
-    return 0;
-}
-
 /* Brings model m in line with what the scan found. [lock] */
 static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model *sm) {
     m->gone = 0;
@@ -1411,7 +1458,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
         }
     }
     snprintf(m->reason, sizeof m->reason, "%s", sm->reason);
-    int had_default = has_eligible(m);
+    int had_default = default_slot(m) != NULL;
     // Versions the scan selected.
     for (int i = 0; i < sm->n_versions; i++) {
         const inferd_scan_version *sv = &sm->versions[i];
@@ -1423,7 +1470,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
         if (!s) {
             if (!(s = add_slot(r, m, sv->number)))
                 return; // out of memory: the next scan tries again
-            s->file_bytes = sv->model_bytes;
+            s->file_bytes = sv->model_bytes + 3 * sv->other_bytes;
             s->stamp = sv->stamp;
             if (!sv->present) {
                 s->failed = 1;
@@ -1458,7 +1505,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
             }
             continue;
         }
-        s->file_bytes = sv->model_bytes;
+        s->file_bytes = sv->model_bytes + 3 * sv->other_bytes;
         if (sv->stamp == s->stamp)
             continue;
         s->stamp = sv->stamp;
@@ -1467,10 +1514,12 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
                             s->number);
             want_reload(r, s);
         } else if (s->failed) {
-            // Fixed files get another try: as a switch when another version serves.
+            // Fixed files get another try: as a switch when another version serves (decided
+            // before it becomes eligible again).
+            slot *serving = default_slot(m);
             s->failed = 0;
             set_reason(s, "%s", "files changed; not loaded yet");
-            if (has_eligible(m) && default_slot(m) && default_slot(m)->number < s->number) {
+            if (serving && serving->number < s->number) {
                 s->candidate = 1;
                 s->warm = 1;
                 want_load(r, s);
@@ -1572,9 +1621,10 @@ static int run_control(inferd_repo *r, control *c, deliveries *d) {
             if (!s || s->retired)
                 continue;
             if (s->failed && sm->versions[i].present) {
+                slot *serving = default_slot(m);
                 s->failed = 0; // a load request retries failed versions
-                if (has_eligible(m)) {
-                    s->candidate = default_slot(m) && default_slot(m)->number < s->number;
+                if (serving && serving->number < s->number) {
+                    s->candidate = 1; // switched to once it loads and warms up
                     s->warm = 1;
                 }
             }
@@ -1643,6 +1693,14 @@ static void *manager_main(void *arg) {
             continue;
         if (r->opts.poll_interval_ms > 0 && r->next_poll_ns < next)
             next = r->next_poll_ns;
+        // With limits, look again now and then: versions grow while serving (plans for new
+        // shapes), and the trim above brings them back within the budget.
+        int draining = 0;
+        for (inferd_repo_version *v = r->live; v && !draining; v = v->live_next)
+            draining = atomic_load(&v->draining) && !v->destroying;
+        if (((r->opts.memory_budget > 0 || r->opts.max_loaded > 0) && r->live) || draining)
+            if (now + TRIM_EVERY_NS < next)
+                next = now + TRIM_EVERY_NS;
         if (next == NEVER) {
             pthread_cond_wait(&r->manager_cv, &r->lock);
         } else {

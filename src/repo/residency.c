@@ -91,8 +91,8 @@ int inferd_residency_trim(const inferd_residency_limits *lim, const inferd_resid
 int64_t inferd_residency_estimate(int64_t file_bytes, int64_t last_bytes) {
     if (last_bytes > 0)
         return last_bytes;
-    // Never loaded: the packed weights are about the file's size; a quarter more and 1 MiB
-    // cover the skeleton, descriptors, the first plans and arenas, and a pipeline's tables.
+    // Never loaded: the packed weights are about the file's size; a quarter more and 256 KiB
+    // cover the skeleton, descriptors, the first plans and arenas.
     int64_t f = file_bytes > 0 ? file_bytes : 0;
-    return f + f / 4 + ((int64_t)1 << 20);
+    return f + f / 4 + ((int64_t)256 << 10);
 }

@@ -65,9 +65,10 @@ inferd_residency_verdict inferd_residency_plan(const inferd_residency_limits *li
 int inferd_residency_trim(const inferd_residency_limits *lim, const inferd_residency_item *items,
                           int n, int *victims);
 
-/* Bytes to reserve for loading a version: what it held after its last load (plans included)
- * when it has been loaded before, else a bound derived from its model file's size (weights
- * are packed once; the ONNX skeleton, plans and arenas come on top). */
+/* Bytes to reserve for loading a version: what it held when it was last unloaded (plans
+ * included) when it has been loaded before, else a bound derived from the size of its files
+ * (file_bytes: the model file, plus what its tokenizer files become; weights are packed once,
+ * and the ONNX skeleton, plans and arenas come on top). */
 int64_t inferd_residency_estimate(int64_t file_bytes, int64_t last_bytes);
 
 #endif

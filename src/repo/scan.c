@@ -69,7 +69,7 @@ static int stamp_file(uint64_t *h, const char *path, int64_t *size) {
 }
 
 static void stamp_version(const char *mdir, const inferd_config *cfg, inferd_scan_version *v) {
-    char vdir[4096 + 140], path[4096 + 300];
+    char vdir[4096 + 140], path[4096 + 400];
     snprintf(vdir, sizeof vdir, "%.4096s/%ld", mdir, v->number);
     const inferd_backend_platform *p = cfg->platform[0]
                                            ? inferd_backend_find_platform(cfg->platform)
@@ -83,6 +83,19 @@ static void stamp_version(const char *mdir, const inferd_config *cfg, inferd_sca
     snprintf(path, sizeof path, "%s/pipeline.json", vdir);
     stamp_file(&h, path, NULL);
     v->stamp = has_model ? (h ? h : 1) : 0;
+    // The other files become tokenizer tables and labels in memory: count them toward the
+    // version's first estimate.
+    DIR *d = opendir(vdir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", vdir, e->d_name);
+        if (e->d_name[0] != '.' && (!p || strcmp(e->d_name, p->file_name) != 0) &&
+            stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            v->other_bytes += (int64_t)st.st_size;
+    }
+    if (d)
+        closedir(d);
 }
 
 /* Reads config.json into m (defaults without one); a refused one sets cfg_error. */

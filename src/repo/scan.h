@@ -31,6 +31,7 @@ typedef struct inferd_scan_version {
     int selected;        /* chosen by the version policy */
     int present;         /* the folder exists (a "specific" policy may list missing ones) */
     int64_t model_bytes; /* size of the model file; 0 when there is none */
+    int64_t other_bytes; /* size of the folder's other files (vocabularies, labels...) */
     uint64_t stamp;      /* identity of the model file and pipeline.json; 0: no model file */
 } inferd_scan_version;
 

@@ -140,9 +140,9 @@ static void test_trim_after_growth(void **state) {
 
 static void test_estimate(void **state) {
     (void)state;
-    assert_int_equal(inferd_residency_estimate(40 * MB, 0), 51 * MB);
+    assert_int_equal(inferd_residency_estimate(40 * MB, 0), 50 * MB + MB / 4);
     assert_int_equal(inferd_residency_estimate(40 * MB, 45 * MB), 45 * MB);
-    assert_int_equal(inferd_residency_estimate(0, 0), MB);
+    assert_int_equal(inferd_residency_estimate(0, 0), MB / 4);
 }
 
 int main(void) {
