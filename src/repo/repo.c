@@ -21,6 +21,7 @@
  */
 #include "repo/repo.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1569,12 +1570,62 @@ static void apply_scan(inferd_repo *r, const inferd_scan_model *sms, int n, int 
     }
 }
 
+/* Whether name is "<version>.cache". */
+static long cache_file_version(const char *name) {
+    char *end;
+    if (name[0] < '1' || name[0] > '9')
+        return -1;
+    long v = strtol(name, &end, 10);
+    return strcmp(end, ".cache") == 0 ? v : -1;
+}
+
+/* Deletes the load caches of versions whose folders are gone (a loaded copy keeps its mapping
+ * of an unlinked file). Only files named <model>/<version>.cache are touched. Without the
+ * lock: file I/O. */
+static void prune_caches(const char *cache_dir, const inferd_scan_model *sms, int n) {
+    DIR *d = opendir(cache_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        const inferd_scan_model *sm = NULL;
+        for (int i = 0; i < n && !sm; i++)
+            if (!strcmp(sms[i].name, e->d_name))
+                sm = &sms[i];
+        char mdir[4096 + 300];
+        snprintf(mdir, sizeof mdir, "%.4000s/%s", cache_dir, e->d_name);
+        DIR *md = opendir(mdir);
+        struct dirent *f;
+        while (md && (f = readdir(md))) {
+            long v = cache_file_version(f->d_name);
+            if (v <= 0)
+                continue;
+            int present = 0;
+            for (int i = 0; sm && i < sm->n_versions && !present; i++)
+                present = sm->versions[i].number == v && sm->versions[i].present;
+            if (!present) {
+                char path[4096 + 600];
+                snprintf(path, sizeof path, "%s/%s", mdir, f->d_name);
+                unlink(path);
+            }
+        }
+        if (md)
+            closedir(md);
+        if (!sm)
+            rmdir(mdir); // succeeds only once it is empty
+    }
+    if (d)
+        closedir(d);
+}
+
 static void poll_repo(inferd_repo *r) {
     pthread_mutex_unlock(&r->lock);
     inferd_scan_model *sms = NULL;
     int n = 0;
     inferd_error err = {0};
     int rc = inferd_scan_repo(r->dir, &sms, &n, &err);
+    if (rc == 0 && r->cache_dir[0])
+        prune_caches(r->cache_dir, sms, n);
     pthread_mutex_lock(&r->lock);
     if (rc < 0) {
         inferd_log_error("repository poll: %s", err.msg);
