@@ -420,7 +420,7 @@ static int cmp_model_key(const void *key, const void *elem) {
 }
 
 static model_entry *find_model(inferd_repo *r, const char *name) {
-    if (strlen(name) >= 128)
+    if (strlen(name) >= 128 || r->n_models == 0)
         return NULL;
     model_entry **m =
         bsearch(name, r->models, (size_t)r->n_models, sizeof *r->models, cmp_model_key);
