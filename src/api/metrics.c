@@ -327,7 +327,7 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
         header(b, "inferd_compute_threads", "gauge", "The compute thread budget (--threads).");
         inferd_strbuf_appendf(b, "inferd_compute_threads %d\n", inferd_sched_threads(sched));
         header(b, "inferd_compute_threads_in_use", "gauge",
-               "Compute threads held by running batches.");
+               "Compute threads held by running batches and model loads.");
         inferd_strbuf_appendf(b, "inferd_compute_threads_in_use %d\n",
                               inferd_sched_threads_in_use(sched));
         header(b, "inferd_workers", "gauge", "Worker threads that run batches.");

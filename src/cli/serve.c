@@ -51,6 +51,7 @@ typedef struct serve_flags {
     double poll_interval;
     const char *cache_dir;
     int loader_threads;
+    int loader_nice; /* -1: as --worker-nice */
     int allow_repository_control;
     inferd_log_format log_format;
     inferd_log_level log_level;
@@ -104,6 +105,8 @@ static void usage(FILE *f, int cores) {
             "  --cache-dir DIR        load caches (packed weights) go here, one file per version\n"
             "                         (default DIR/.inferd-cache of --repo; 'off': none)\n"
             "  --loader-threads N     threads that load and unload versions (default 1)\n"
+            "  --loader-nice N        nice increment of the loader threads, 0..19 (default:\n"
+            "                         --worker-nice)\n"
             "  --allow-repository-control\n"
             "                         serve POST /v2/repository/models/{m}/load and /unload\n"
             "                         (403 otherwise)\n"
@@ -182,6 +185,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_POLL_INTERVAL,
         O_CACHE_DIR,
         O_LOADER_THREADS,
+        O_LOADER_NICE,
         O_ALLOW_CONTROL,
         O_LOG_FORMAT,
         O_LOG_LEVEL,
@@ -208,6 +212,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"poll-interval", required_argument, 0, O_POLL_INTERVAL},
         {"cache-dir", required_argument, 0, O_CACHE_DIR},
         {"loader-threads", required_argument, 0, O_LOADER_THREADS},
+        {"loader-nice", required_argument, 0, O_LOADER_NICE},
         {"allow-repository-control", no_argument, 0, O_ALLOW_CONTROL},
         {"log-format", required_argument, 0, O_LOG_FORMAT},
         {"log-level", required_argument, 0, O_LOG_LEVEL},
@@ -230,6 +235,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         .max_text_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS,
         .max_text_bytes = INFERD_TEXTREQ_DEFAULT_MAX_BYTES,
         .loader_threads = 1,
+        .loader_nice = -1,
         .log_format = INFERD_LOG_FORMAT_TEXT,
         .log_level = INFERD_LOG_LEVEL_INFO,
     };
@@ -306,6 +312,9 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
             break;
         case O_LOADER_THREADS:
             bad = parse_int(optarg, 1, 8, &f->loader_threads);
+            break;
+        case O_LOADER_NICE:
+            bad = parse_int(optarg, 0, 19, &f->loader_nice);
             break;
         case O_ALLOW_CONTROL:
             f->allow_repository_control = 1;
@@ -401,7 +410,7 @@ int inferd_cli_serve(int argc, char **argv) {
     inferd_repo_options ro = {
         .dir = f.repo,
         .sched = sched,
-        .loader_nice = f.worker_nice,
+        .loader_nice = f.loader_nice >= 0 ? f.loader_nice : f.worker_nice,
         .loader_threads = f.loader_threads,
         .memory_budget = f.memory_budget,
         .max_loaded = f.max_loaded,

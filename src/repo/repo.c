@@ -23,6 +23,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1029,6 +1030,9 @@ static void *loader_main(void *arg) {
     pthread_setname_np(pthread_self(), "inferd-loader");
     if (r->opts.loader_nice > 0)
         setpriority(PRIO_PROCESS, (id_t)gettid(), r->opts.loader_nice);
+    // The one thread a load borrows from the budget: whatever the engine runs while loading
+    // (packing weights, a warm-up run) uses no OpenMP team of its own.
+    omp_set_num_threads(1);
     pthread_mutex_lock(&r->lock);
     for (;;) {
         int64_t idle_until = inferd_now_ns() + LOADER_IDLE_NS;
@@ -1082,7 +1086,15 @@ static void *loader_main(void *arg) {
         pthread_mutex_unlock(&r->lock);
         inferd_error err = {0};
         int64_t t0 = inferd_now_ns();
-        int rc = load_copy(r, v, &err);
+        // A load is compute too: it takes a thread of the scheduler's budget, so it never
+        // competes with running batches for their cores (the batches around it run with one
+        // thread fewer instead).
+        int rc = r->opts.sched ? inferd_sched_borrow_thread(r->opts.sched, &err) : 0;
+        if (rc == 0) {
+            rc = load_copy(r, v, &err);
+            if (r->opts.sched)
+                inferd_sched_return_thread(r->opts.sched);
+        }
         int64_t took = inferd_now_ns() - t0;
         pthread_mutex_lock(&r->lock);
         rc = finish_load(r, v, rc, &err, took, &d);
