@@ -58,7 +58,7 @@ FUZZ_REPLAY_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 HDRS := $(wildcard src/*/*.h src/*/*/*.h)
 
 .PHONY: all build-only deps test unit unit-asan unit-tsan tsan-bins e2e fuzz fuzz-replay run bench bench-engine \
-        bench-server bench-text bench-load format format-check clean help fixtures models
+        bench-server bench-text bench-load bench-residency format format-check clean help fixtures models
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -76,7 +76,8 @@ help:
 	@echo "make            build build/inferd (installs missing Debian packages first)"
 	@echo "make run        build, make the example models if needed, serve them on 127.0.0.1:8000"
 	@echo "make test       unit tests, the same under ASan+UBSan, fuzz corpora replay, end-to-end tests"
-	@echo "make bench      every benchmark (bench-engine, bench-server, bench-text); writes bench/RESULTS.md"
+	@echo "make bench      every benchmark (bench-engine, bench-server, bench-text, bench-load,"
+	@echo "                bench-residency); writes bench/RESULTS.md"
 	@echo "make SANITIZE=address|thread   build into build-asan/ or build-tsan/"
 	@echo "make fuzz FUZZ_SECONDS=N       run each libFuzzer target (clang) for N seconds"
 	@echo "make format / format-check     clang-format the sources / check them"
@@ -158,7 +159,7 @@ fuzz:
 run: all
 	@scripts/run.sh
 
-bench: bench-engine bench-server bench-text
+bench: bench-engine bench-server bench-text bench-load bench-residency
 
 bench-engine: all
 	@scripts/deps.sh bench
@@ -171,6 +172,16 @@ bench-server: all
 bench-text: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_text.py
+
+# Issue #5: reloads from the load cache vs ONNX Runtime and TorchScript; a busy model's latency
+# while other models load and evict.
+bench-load: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_load.py
+
+bench-residency: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_residency.py
 
 format:
 	clang-format -i $(LIB_SRCS) $(TEST_SRCS) $(HDRS) src/cli/main.c $(wildcard fuzz/*.c)
