@@ -94,6 +94,7 @@ struct slot {
     int reload;                /* the wanted load replaces cur (warm, then switch) */
     int candidate;             /* a new version: not the default until its first load succeeds */
     int warm;                  /* the wanted load runs a warm-up */
+    int requested;             /* a load request (the API) waits for it */
     int failed;                /* the last load failed (reason says why) */
     int held;                  /* unloaded by request */
     int doom;                  /* DOOM_*: to be retired when nothing needs it any more */
@@ -928,6 +929,7 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
                        int64_t took_ns, deliveries *d) {
     slot *s = v->s;
     v->loading = 0;
+    s->requested = 0;
     if (s->next == v)
         s->next = NULL;
     int gone = s->m == NULL || s->retired || s->held;
@@ -1206,6 +1208,7 @@ static void refuse(inferd_repo *r, slot *s, int64_t need, deliveries *d) {
                          "pinned versions fill --max-loaded %d: it can never be loaded",
                          r->opts.max_loaded);
     unwant(r, s);
+    s->requested = 0;
     s->load_failures++;
     r->load_failures++;
     if (!s->cur) {
@@ -1228,6 +1231,13 @@ static void admit(inferd_repo *r, deliveries *d) {
         if (r->stop || (r->draining && !s->waiters)) {
             unwant(r, s);
             tried(r, s);
+            continue;
+        }
+        // Loaded on demand, and every request that wanted it gave up (timed out): not worth
+        // evicting anything for any more.
+        if (r->opts.on_demand && !s->waiters && !s->initial && !s->candidate && !s->reload &&
+            !s->cfg.pinned && !s->requested) {
+            unwant(r, s);
             continue;
         }
         int64_t need = inferd_residency_estimate(s->file_bytes, s->last_bytes);
@@ -1691,8 +1701,10 @@ static int run_control(inferd_repo *r, control *c, deliveries *d) {
                     s->warm = 1;
                 }
             }
-            if (!s->cur)
+            if (!s->cur) {
+                s->requested = 1;
                 want_load(r, s);
+            }
             c->versions[c->n_versions++] = s->number;
         }
         inferd_free(sm);
