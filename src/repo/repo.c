@@ -30,18 +30,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/backend.h"
+#include "repo/copy.h"
 #include "repo/residency.h"
 #include "repo/scan.h"
-#include "repo/warmup.h"
 #include "util/clock.h"
 #include "util/log.h"
 
 #define MAX_LOADERS 8
-#define TRIM_EVERY_NS 250000000LL   /* how often the manager checks the limits while idle */
+#define TRIM_EVERY_NS 100000000LL   /* how often the manager checks the limits while idle */
 #define LOADER_IDLE_NS 2000000000LL /* a loader with nothing to do for this long exits */
 #define NEVER INT64_MAX
 
@@ -60,16 +58,9 @@ struct inferd_repo_version {
     _Atomic(inferd_repo *) repo; /* NULL once the repository is gone */
     slot *s;                     /* holds a slot reference */
     inferd_config cfg;           /* what this copy was loaded with */
-    inferd_repo_model model;
-    inferd_tensor_desc *inputs, *outputs; /* copies, names owned */
-    int loaded;
-    int max_batch;
-    inferd_pipeline *pipeline; /* NULL when the folder has no pipeline.json */
-    int pad;
-    int warm; /* [loader] run a warm-up after loading */
-    inferd_sched_queue *queue;
+    inferd_copy c;               /* what was loaded (repo/copy.h) */
+    int warm;                    /* [loader] run a warm-up after loading */
     inferd_mem_account acct;
-    char cache_status[160];
     double load_ms;
     /* [lock] */
     int64_t reserve; /* bytes reserved while loading */
@@ -189,41 +180,9 @@ static void slot_release(slot *s) {
     }
 }
 
-static void free_descs(inferd_tensor_desc *d, int n) {
-    for (int i = 0; d && i < n; i++)
-        inferd_free((void *)d[i].name);
-    inferd_free(d);
-}
-
-static inferd_tensor_desc *copy_descs(inferd_mem_account *acct, const inferd_tensor_desc *src,
-                                      int n) {
-    inferd_tensor_desc *d = inferd_calloc(acct, (size_t)(n > 0 ? n : 1), sizeof *d);
-    for (int i = 0; d && i < n; i++) {
-        d[i] = src[i];
-        d[i].name = inferd_strdup(acct, src[i].name ? src[i].name : "");
-        if (!d[i].name) {
-            free_descs(d, i);
-            return NULL;
-        }
-    }
-    return d;
-}
-
 /* Frees what a copy loaded (queue, model, pipeline), keeping the struct. No request may hold
  * it and no batch of it may run. */
-static void copy_unload(inferd_repo_version *v) {
-    inferd_sched_queue_destroy(v->queue);
-    v->queue = NULL;
-    if (v->loaded && v->model.destroy)
-        v->model.destroy(v->model.ctx);
-    v->loaded = 0;
-    inferd_pipeline_destroy(v->pipeline);
-    v->pipeline = NULL;
-    free_descs(v->inputs, v->model.n_inputs);
-    free_descs(v->outputs, v->model.n_outputs);
-    v->inputs = v->outputs = NULL;
-    memset(&v->model, 0, sizeof v->model);
-}
+static void copy_unload(inferd_repo_version *v) { inferd_copy_unload(&v->c); }
 
 static void copy_free(inferd_repo_version *v) {
     copy_unload(v);
@@ -267,8 +226,8 @@ void inferd_repo_release(inferd_repo_version *v) {
  * tearing down the model is never read from. Any thread. */
 static int64_t copy_bytes(const inferd_repo_version *v) {
     int64_t acct = inferd_mem_account_bytes(&v->acct);
-    if (atomic_load_explicit(&v->published, memory_order_acquire) && v->model.memory) {
-        int64_t m = v->model.memory(v->model.ctx);
+    if (atomic_load_explicit(&v->published, memory_order_acquire) && v->c.model.memory) {
+        int64_t m = v->c.model.memory(v->c.model.ctx);
         return m > acct ? m : acct;
     }
     return acct;
@@ -686,232 +645,50 @@ static void settle_waiters(inferd_repo *r, slot *s, int status, const inferd_err
 
 /* ---- loading (loader threads) ---- */
 
-/* The default loader: the backend. */
-typedef struct backend_ctx {
-    inferd_backend_model *m;
-    inferd_tensor_desc *in, *out;
-} backend_ctx;
-
-static int backend_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int threads,
-                       inferd_error *err) {
-    return inferd_backend_run(((backend_ctx *)ctx)->m, in, out, threads, err);
-}
-
-static void backend_destroy(void *ctx) {
-    backend_ctx *b = ctx;
-    inferd_backend_destroy(b->m);
-    inferd_free(b->in);
-    inferd_free(b->out);
-    inferd_free(b);
-}
-
-static int64_t backend_memory(void *ctx) { return inferd_backend_memory(((backend_ctx *)ctx)->m); }
-
-static int backend_load(void *user, const inferd_repo_load_args *a, inferd_repo_model *out,
-                        inferd_error *err) {
-    (void)user;
-    const inferd_backend_platform *p = inferd_backend_find_platform(a->platform);
-    if (!p)
-        return inferd_error_set(err, INFERD_EINVAL, "unknown platform '%s'", a->platform);
-    backend_ctx *b = inferd_calloc(a->acct, 1, sizeof *b);
-    if (!b)
-        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-    inferd_backend_options bo = {.acct = a->acct, .cache_path = a->cache_path};
-    int rc = inferd_backend_load(p, a->path, &bo, &b->m, err);
-    if (rc < 0) {
-        inferd_free(b);
-        return rc;
-    }
-    int ni = inferd_backend_input_count(b->m), no = inferd_backend_output_count(b->m);
-    b->in = inferd_calloc(a->acct, (size_t)(ni > 0 ? ni : 1), sizeof *b->in);
-    b->out = inferd_calloc(a->acct, (size_t)(no > 0 ? no : 1), sizeof *b->out);
-    if (!b->in || !b->out) {
-        backend_destroy(b);
-        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-    }
-    for (int i = 0; i < ni; i++)
-        b->in[i] = *inferd_backend_input(b->m, i);
-    for (int i = 0; i < no; i++)
-        b->out[i] = *inferd_backend_output(b->m, i);
-    *out = (inferd_repo_model){
-        .ctx = b,
-        .platform = p->name,
-        .n_inputs = ni,
-        .n_outputs = no,
-        .inputs = b->in,
-        .outputs = b->out,
-        .run = backend_run,
-        .destroy = backend_destroy,
-        .memory = backend_memory,
-        .cache_hit = a->cache_path ? inferd_backend_cache_hit(b->m) : 0,
-        .cache_status = a->cache_path ? inferd_backend_cache_status(b->m) : NULL,
-    };
-    return 0;
-}
-
 /* The scheduler's view of a copy: run forwards to the loaded model, and a running batch holds
  * a reference. */
 static int queue_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int threads,
                      inferd_error *err) {
     inferd_repo_version *v = ctx;
-    return v->model.run(v->model.ctx, in, out, threads, err);
+    return v->c.model.run(v->c.model.ctx, in, out, threads, err);
 }
 static void queue_retain(void *ctx) { inferd_repo_retain(ctx); }
 static void queue_release(void *ctx) { inferd_repo_release(ctx); }
 
-/* Decides the copy's max batch from its config and its model's tensors. */
-static int effective_max_batch(inferd_repo_version *v, inferd_error *err) {
-    const inferd_repo_model *m = &v->model;
-    int batchable = 1;
-    const char *why = NULL;
-    for (int i = 0; i < m->n_inputs + m->n_outputs && batchable; i++) {
-        const inferd_tensor_desc *d =
-            i < m->n_inputs ? &m->inputs[i] : &m->outputs[i - m->n_inputs];
-        if (d->rank < 1 || d->dims[0] >= 0) {
-            batchable = 0;
-            why = d->name;
-        }
-    }
-    if (batchable || v->cfg.max_batch_size == 0) {
-        v->max_batch = v->cfg.max_batch_size;
-        return 0;
-    }
-    if (v->cfg.max_batch_size_set)
-        return inferd_error_set(err, INFERD_EINVAL,
-                                "max_batch_size %d needs a dynamic first (batch) dim, but "
-                                "tensor '%s' has none; set max_batch_size to 0",
-                                v->cfg.max_batch_size, why);
-    // Defaults only: a model with a fixed batch dim is served unbatched.
-    inferd_log_info("model %s version %ld: tensor '%s' has no dynamic batch dim; serving "
-                    "without batching",
-                    v->s->name, v->s->number, why);
-    v->max_batch = 0;
-    return 0;
-}
-
-/* Loads the folder's pipeline.json, if any, against the model just loaded. */
-static int load_pipeline(inferd_repo_version *v, inferd_error *err) {
-    char path[4096 + 200];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/pipeline.json", v->s->dir);
-    if (stat(path, &st) != 0)
-        return 0; // a tensor-only model
-    inferd_pipeline_model pm = {
-        .inputs = v->inputs,
-        .n_inputs = (size_t)v->model.n_inputs,
-        .outputs = v->outputs,
-        .n_outputs = (size_t)v->model.n_outputs,
-    };
-    int rc = inferd_pipeline_load(v->s->dir, &pm, &v->acct, &v->pipeline, err);
-    if (rc < 0 && !strstr(err->msg, "pipeline.json"))
-        inferd_error_prefix(err, "pipeline.json: ");
-    return rc;
-}
-
-/* The batcher pads a text model's token inputs by default when the pipeline supplies the
- * attention mask that makes padding invisible to the model; config.json decides otherwise. */
-static void choose_padding(inferd_repo_version *v, int64_t *pad_values) {
-    const inferd_pipeline *p = v->pipeline;
-    v->pad = v->cfg.pad_dims;
-    if (p && !v->cfg.pad_dims_set) {
-        v->pad = 0;
-        for (size_t i = 0; i < inferd_pipeline_input_count(p); i++)
-            v->pad |= inferd_pipeline_input_kind_of(p, i) == INFERD_PIPELINE_INPUT_KIND_MASK;
-    }
-    for (int i = 0; i < v->model.n_inputs && i < 16; i++) {
-        pad_values[i] = 0;
-        for (size_t j = 0; p && j < inferd_pipeline_input_count(p); j++)
-            if (inferd_pipeline_input_kind_of(p, j) == INFERD_PIPELINE_INPUT_KIND_IDS &&
-                !strcmp(inferd_pipeline_input_name(p, j), v->inputs[i].name))
-                pad_values[i] = inferd_pipeline_pad_id(p);
-    }
-}
-
-/* Loads copy v of its slot: model, pipeline, queue, and the warm-up when asked for. On a
- * loader thread, without the lock; on failure v holds nothing loaded. */
+/* Loads copy v of its slot (repo/copy.h). On a loader thread, without the lock; on failure v
+ * holds nothing loaded. */
 static int load_copy(inferd_repo *r, inferd_repo_version *v, inferd_error *err) {
     slot *s = v->s;
-    const char *platform = v->cfg.platform[0] ? v->cfg.platform : NULL;
-    const inferd_backend_platform *p =
-        platform ? inferd_backend_find_platform(platform) : inferd_backend_detect_platform(s->dir);
-    char path[4096 + 300], cache[4096 + 300];
-    int rc;
-    if (!p)
-        return inferd_error_set(err, INFERD_ENOTFOUND, "no model file (model.onnx) in %s", s->dir);
-    snprintf(path, sizeof path, "%s/%s", s->dir, p->file_name);
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return inferd_error_set(err, INFERD_ENOTFOUND, "no model file %s", path);
+    char cache[4096 + 300];
     if (r->cache_dir[0])
         snprintf(cache, sizeof cache, "%.4000s/%s/%ld.cache", r->cache_dir, s->name, s->number);
-    inferd_repo_load_args args = {
-        .platform = p->name,
-        .path = path,
+    inferd_copy_request rq = {
+        .name = s->name,
+        .number = s->number,
+        .dir = s->dir,
+        .cfg = &v->cfg,
         .cache_path = r->cache_dir[0] ? cache : NULL,
+        .load = r->opts.load,
+        .load_user = r->opts.load_user,
         .acct = &v->acct,
+        .warm = v->warm,
+        .sched = r->opts.sched,
+        .queue_model = {.run = queue_run,
+                        .retain = queue_retain,
+                        .release = queue_release,
+                        .ctx = v},
+        .stats = &s->stats,
     };
-    inferd_repo_load_fn load = r->opts.load ? r->opts.load : backend_load;
-    inferd_repo_model m = {0};
-    if ((rc = load(r->opts.load_user, &args, &m, err)) < 0)
-        return rc;
-    v->model = m;
-    v->loaded = 1;
-    snprintf(v->cache_status, sizeof v->cache_status, "%s",
-             m.cache_status ? m.cache_status : "off");
-    v->inputs = copy_descs(&v->acct, m.inputs, m.n_inputs);
-    v->outputs = copy_descs(&v->acct, m.outputs, m.n_outputs);
-    if (!v->inputs || !v->outputs) {
-        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-        goto fail;
-    }
-    v->model.inputs = v->inputs;
-    v->model.outputs = v->outputs;
-    if (m.n_inputs < 1 || m.n_outputs < 1) {
-        rc = inferd_error_set(err, INFERD_EUNSUPPORTED, "the model has %d inputs and %d outputs",
-                              m.n_inputs, m.n_outputs);
-        goto fail;
-    }
-    if ((rc = load_pipeline(v, err)) < 0)
-        goto fail;
-    if ((rc = effective_max_batch(v, err)) < 0)
-        goto fail;
-    int64_t pad_values[16];
-    choose_padding(v, pad_values);
-    if (v->warm) {
-        rc = inferd_warmup_run(&v->model, v->pipeline, v->max_batch, &v->cfg, err);
-        if (rc < 0)
-            goto fail;
-    }
-    if (r->opts.sched) {
-        char qname[160];
-        snprintf(qname, sizeof qname, "%s:%ld", s->name, s->number);
-        inferd_sched_queue_options qo = {
-            .name = qname,
-            .model = {.run = queue_run, .retain = queue_retain, .release = queue_release, .ctx = v},
-            .n_inputs = m.n_inputs,
-            .inputs = v->inputs,
-            .n_outputs = m.n_outputs,
-            .outputs = v->outputs,
-            .max_batch = v->max_batch,
-            .max_delay_us = v->cfg.max_queue_delay_us,
-            .preferred_sizes = v->cfg.preferred_batch_sizes,
-            .n_preferred = v->cfg.n_preferred,
-            .max_queue = v->cfg.max_queue_size,
-            .default_timeout_us = v->cfg.default_timeout_us,
-            .max_threads = v->cfg.instance_threads,
-            .pad = v->pad,
-            .pad_values = pad_values,
-            .buckets = v->cfg.length_buckets,
-            .n_buckets = v->cfg.n_buckets,
-            .stats = &s->stats,
-        };
-        if ((rc = inferd_sched_queue_create(r->opts.sched, &qo, &v->queue, err)) < 0)
-            goto fail;
-    }
-    return 0;
-fail:
-    copy_unload(v);
-    return rc;
+    return inferd_copy_load(&rq, &v->c, err);
+}
+
+/* The limits loads and trims work to. The byte budget is kept with 1/16 to spare: versions
+ * build plans for new input shapes while they serve, and what they grow by between two
+ * checks (every 100 ms at most) must not take memory past the budget itself. */
+static inferd_residency_limits limits(const inferd_repo *r) {
+    int64_t b = r->opts.memory_budget;
+    return (inferd_residency_limits){.budget = b > 0 ? b - b / 16 : 0,
+                                     .max_loaded = r->opts.max_loaded};
 }
 
 /* Bytes held by pinned serving copies other than s's. [lock] */
@@ -943,14 +720,14 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
         return 0;
     }
     int64_t bytes = rc == 0 ? copy_bytes(v) : 0;
-    if (rc == 0 && r->opts.memory_budget > 0 &&
-        bytes + pinned_bytes(r, s) > r->opts.memory_budget) {
+    if (rc == 0 && r->opts.memory_budget > 0 && bytes + pinned_bytes(r, s) > limits(r).budget) {
         // Its estimate let it in, but it can never stay: refuse it rather than thrash. Its
         // size is remembered, so the next request is refused before loading.
         s->last_bytes = bytes;
         rc = inferd_error_set(err, INFERD_EUNAVAIL,
                               "the version holds %.1f MiB once loaded, more than the memory "
-                              "budget of %.1f MiB (%.1f MiB held by pinned versions)",
+                              "budget of %.1f MiB allows (15/16 of it for loaded versions; "
+                              "%.1f MiB held by pinned ones)",
                               (double)bytes / 1048576.0, (double)r->opts.memory_budget / 1048576.0,
                               (double)pinned_bytes(r, s) / 1048576.0);
     }
@@ -984,7 +761,7 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
     s->candidate = 0;
     s->reason[0] = 0;
     s->loads++;
-    s->has_pipeline = v->pipeline != NULL;
+    s->has_pipeline = v->c.pipeline != NULL;
     s->last_used_ns = inferd_now_ns();
     if (bytes > s->last_bytes)
         s->last_bytes = bytes;
@@ -995,7 +772,7 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
     r->loads++;
     inferd_hist_record(r->load_ns, took_ns);
     if (r->cache_dir[0]) {
-        if (v->model.cache_hit)
+        if (v->c.model.cache_hit)
             r->cache_hits++;
         else
             r->cache_misses++;
@@ -1009,11 +786,11 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
     }
     inferd_log_info("model %s version %ld ready (platform %s, %d inputs, %d outputs, max batch "
                     "%d%s%s%s, %.1f MiB, %s in %.1f ms, cache %s)",
-                    s->name, s->number, v->model.platform ? v->model.platform : "?",
-                    v->model.n_inputs, v->model.n_outputs, v->max_batch, v->pad ? ", padded" : "",
-                    v->pipeline ? ", text pipeline" : "", v->warm ? ", warmed up" : "",
-                    (double)bytes / 1048576.0, old ? "reloaded" : "loaded", v->load_ms,
-                    v->cache_status);
+                    s->name, s->number, v->c.model.platform ? v->c.model.platform : "?",
+                    v->c.model.n_inputs, v->c.model.n_outputs, v->c.max_batch,
+                    v->c.pad ? ", padded" : "", v->c.pipeline ? ", text pipeline" : "",
+                    v->warm ? ", warmed up" : "", (double)bytes / 1048576.0,
+                    old ? "reloaded" : "loaded", v->load_ms, v->c.cache_status);
     slot *now_default = s->m ? default_slot(s->m) : NULL;
     if (switching && now_default == s) {
         r->switches++;
@@ -1195,12 +972,13 @@ static void refuse(inferd_repo *r, slot *s, int64_t need, deliveries *d) {
     inferd_error err;
     int64_t pinned = 0;
     for (inferd_repo_version *v = r->live; v; v = v->live_next)
-        if (v->s->cfg.pinned)
-            pinned += copy_bytes(v);
-    if (r->opts.memory_budget > 0 && need + pinned > r->opts.memory_budget)
+        if (v->s->cfg.pinned && v == v->s->cur)
+            pinned += copy_weight(v); // as the policy counted it
+    if (r->opts.memory_budget > 0 && need + pinned > limits(r).budget)
         inferd_error_set(&err, INFERD_EUNAVAIL,
                          "model needs about %.1f MiB but the memory budget is %.1f MiB "
-                         "(%.1f MiB held by pinned versions): it can never be loaded",
+                         "(15/16 of it for loaded versions; %.1f MiB held by pinned ones): it "
+                         "can never be loaded",
                          (double)need / 1048576.0, (double)r->opts.memory_budget / 1048576.0,
                          (double)pinned / 1048576.0);
     else
@@ -1223,8 +1001,7 @@ static void refuse(inferd_repo *r, slot *s, int64_t need, deliveries *d) {
 
 /* Starts the loads waiting in the FIFO that fit, evicting to make room. [lock] */
 static void admit(inferd_repo *r, deliveries *d) {
-    inferd_residency_limits lim = {.budget = r->opts.memory_budget,
-                                   .max_loaded = r->opts.max_loaded};
+    inferd_residency_limits lim = limits(r);
     atomic_store(&r->want_idle, 0);
     while (r->want_head) {
         slot *s = r->want_head;
@@ -1308,8 +1085,7 @@ static void admit(inferd_repo *r, deliveries *d) {
 
 /* Back within the limits after versions grew. [lock] */
 static void trim(inferd_repo *r) {
-    inferd_residency_limits lim = {.budget = r->opts.memory_budget,
-                                   .max_loaded = r->opts.max_loaded};
+    inferd_residency_limits lim = limits(r);
     if (lim.budget <= 0 && lim.max_loaded <= 0)
         return;
     inferd_residency_item *items;
@@ -2112,15 +1888,15 @@ int inferd_repo_request_unload(inferd_repo *r, const char *model, inferd_error *
 const char *inferd_repo_version_name(const inferd_repo_version *v) { return v->s->name; }
 long inferd_repo_version_number(const inferd_repo_version *v) { return v->s->number; }
 const inferd_repo_model *inferd_repo_version_model(const inferd_repo_version *v) {
-    return &v->model;
+    return &v->c.model;
 }
 const inferd_config *inferd_repo_version_config(const inferd_repo_version *v) { return &v->cfg; }
-int inferd_repo_version_max_batch(const inferd_repo_version *v) { return v->max_batch; }
-inferd_sched_queue *inferd_repo_version_queue(const inferd_repo_version *v) { return v->queue; }
+int inferd_repo_version_max_batch(const inferd_repo_version *v) { return v->c.max_batch; }
+inferd_sched_queue *inferd_repo_version_queue(const inferd_repo_version *v) { return v->c.queue; }
 const inferd_pipeline *inferd_repo_version_pipeline(const inferd_repo_version *v) {
-    return v->pipeline;
+    return v->c.pipeline;
 }
-int inferd_repo_version_pads(const inferd_repo_version *v) { return v->pad; }
+int inferd_repo_version_pads(const inferd_repo_version *v) { return v->c.pad; }
 inferd_stats *inferd_repo_version_stats(inferd_repo_version *v) { return &v->s->stats; }
 int64_t inferd_repo_version_memory(const inferd_repo_version *v) { return copy_bytes(v); }
 

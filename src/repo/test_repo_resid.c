@@ -336,8 +336,8 @@ static void test_evicts_the_least_recently_used(void **state) {
     const char *names[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++)
         put_model(names[i], 1, MB, MB, 0, 0);
-    // First loads reserve 1.5 MiB each (from the file size): three fit in 4.6 MiB.
-    inferd_repo *r = open_repo(4 * MB + 600 * KB, 0, 0);
+    // First loads reserve 1.5 MiB each (from the file size): three fit in 15/16 of 4.9 MiB.
+    inferd_repo *r = open_repo(4 * MB + 900 * KB, 0, 0);
     use(r, "a", 0);
     use(r, "b", 0);
     use(r, "c", 0);
@@ -375,7 +375,7 @@ static void test_pinned_versions_load_at_start_and_stay(void **state) {
         snprintf(name, sizeof name, "m%d", i);
         put_model(name, 1, MB, MB, 0, 0);
     }
-    inferd_repo *r = open_repo(3 * MB + 200 * KB, 0, 0);
+    inferd_repo *r = open_repo(3 * MB + 400 * KB, 0, 0); // p and one other
     inferd_error err = {0};
     assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
     assert_state(r, "p", 1, INFERD_REPO_STATE_READY);
@@ -402,7 +402,7 @@ static void test_a_version_in_use_is_not_evicted(void **state) {
     const char *names[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++)
         put_model(names[i], 1, MB, MB, 0, 0);
-    inferd_repo *r = open_repo(4 * MB + 600 * KB, 0, 0);
+    inferd_repo *r = open_repo(4 * MB + 900 * KB, 0, 0);
     inferd_error err = {0};
     use(r, "a", 0);
     use(r, "b", 0);
@@ -731,7 +731,7 @@ static void test_many_threads_within_the_budget(void **state) {
         snprintf(name, sizeof name, "h%d", i);
         put_model(name, 1, 100 * KB, 100 * KB, i % 3, 0);
     }
-    int64_t budget = 4 * 100 * KB + 300 * KB;
+    int64_t budget = 4 * 100 * KB + 400 * KB;
     inferd_repo *r = open_repo(budget, 0, 0);
     hammer h = {.r = r};
     pthread_t t[4];
