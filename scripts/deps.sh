@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Installs the Debian packages inferd needs to build, test and run.
 # As root it runs apt-get for whatever is missing; otherwise it prints the command.
-# Usage: scripts/deps.sh [build|test|bench|all]   (default: test)
+# Usage: scripts/deps.sh [build|test|bench|train|all]   (default: test)
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
             libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests python3-onnx
-           clang libclang-rt-14-dev)
-bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado
-            python3-flask gunicorn nodejs npm)
+           clang libclang-rt-14-dev yamllint)
+bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado libopenblas0-pthread
+            python3-flask gunicorn nodejs npm fortunes-zh)
+# bench-text takes its Chinese texts from fortunes-zh.
+# train: tools/train_examples.py, which regenerates models/ (docs/examples.md). fortunes-zh is
+# the Chinese model's text; libopenblas0-pthread makes torch's Linear ~10x faster than the
+# reference libblas3 (installing it also switches the system's libblas.so.3 alternative).
+train_pkgs=(python3-torch python3-onnx python3-numpy fortunes-zh libopenblas0-pthread)
 
 what=${1:-test}
 case "$what" in
     build) want=("${build_pkgs[@]}") ;;
     test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-    bench|all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-    *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+    bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+    train) want=("${train_pkgs[@]}") ;;
+    all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}" "${train_pkgs[@]}") ;;
+    *) echo "usage: $0 [build|test|bench|train|all]" >&2; exit 2 ;;
 esac
 
 missing=()

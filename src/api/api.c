@@ -983,6 +983,21 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
         post ? handle_predict(a, req, seg[2], version) : method_not_allowed(req, "POST");
         return;
     }
+    if (n == 1 && (!strcmp(seg[0], "ready") || !strcmp(seg[0], "live"))) {
+        // The plain probe contract many platforms use: 200 "ok", or 503 while not ready.
+        if (!get) {
+            method_not_allowed(req, "GET");
+            return;
+        }
+        int ok = !strcmp(seg[0], "live") || server_ready(a);
+        const char *text = ok ? "ok\n" : "not ready\n";
+        size_t len = strlen(text);
+        char *body = inferd_malloc(NULL, len);
+        if (body)
+            memcpy(body, text, len);
+        inferd_http_respond(req, ok ? 200 : 503, "text/plain", body, body ? len : 0, NULL);
+        return;
+    }
     if (n < 1 || strcmp(seg[0], "v2"))
         goto not_found;
     if (n == 1) {

@@ -1,6 +1,8 @@
 #include "api/kserve.h"
 
+#include <float.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,6 +108,11 @@ static int put_leaf(filler *f, const json_t *v, inferd_error *err) {
         }
         double d = json_number_value(v);
         if (f->dtype == INFERD_DTYPE_F32) {
+            // jansson refuses numbers beyond a double, but 1e39 would silently become inf.
+            if (d > FLT_MAX || d < -FLT_MAX) {
+                snprintf(what, sizeof what, "%g is out of range for FP32", d);
+                goto bad;
+            }
             float x = (float)d;
             memcpy(f->dst + i * 4, &x, 4);
         } else {
@@ -502,6 +509,11 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
                                 "bytes",
                                 header_len, len);
     size_t json_len = header_len >= 0 ? (size_t)header_len : len;
+    if (json_len > INFERD_KSERVE_MAX_JSON_BYTES)
+        return inferd_error_set(err, INFERD_ETOOLARGE,
+                                "request body: the JSON part is %zu bytes, over the limit of %zu; "
+                                "send large tensors as binary data",
+                                json_len, INFERD_KSERVE_MAX_JSON_BYTES);
     json_error_t jerr;
     // NUL is a valid character of a BYTES element (a text, say), as in binary data.
     json_t *root =
@@ -612,11 +624,15 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
             }
         }
 
-    // Binary data follows the JSON header, in the order of the inputs that declare it.
+    // Binary data follows the JSON header, in the order of the inputs that declare it. The
+    // sum saturates: sizes that wrap around 2^64 to the bytes present must not pass (BYTES
+    // sizes are not tied to the shape, and a wrapped sum let the copies read past the body).
     unsigned long long declared = 0;
     for (int k = 0; k < n_pend; k++)
-        if (pend[k].binary_size >= 0)
-            declared += (unsigned long long)pend[k].binary_size;
+        if (pend[k].binary_size >= 0) {
+            unsigned long long s = (unsigned long long)pend[k].binary_size;
+            declared = s > ULLONG_MAX - declared ? ULLONG_MAX : declared + s;
+        }
     size_t have = len - json_len;
     if (declared != have) {
         if (header_len < 0)

@@ -30,6 +30,11 @@
 #include "util/tensor.h"
 
 #define INFERD_KSERVE_MAX_TENSORS 16
+/* Largest JSON part of an infer request (the whole body without binary data). Parsed JSON
+ * costs about 20 bytes of memory per byte of text and is parsed on an HTTP thread, so a 64 MB
+ * JSON body would hold 1.2 GB and an HTTP thread for many seconds; larger tensors go as
+ * binary data, which is copied once. Over it: INFERD_ETOOLARGE (413). */
+#define INFERD_KSERVE_MAX_JSON_BYTES ((size_t)8 << 20)
 
 /* What the parser checks against: a model version's name, batching and tensors. */
 typedef struct inferd_kserve_model {

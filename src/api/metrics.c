@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "util/alloc.h"
+#include "util/cgroup.h"
 #include "util/hist.h"
 
 static const double duration_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -332,6 +333,11 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
                               inferd_sched_threads_in_use(sched));
         header(b, "inferd_workers", "gauge", "Worker threads that run batches.");
         inferd_strbuf_appendf(b, "inferd_workers %d\n", inferd_sched_workers(sched));
+        // The thread budget and where it came from (cgroup quota, affinity, host, flag).
+        const inferd_cgroup_budget *cb = inferd_cgroup_budget_published();
+        char text[1024];
+        if (cb && inferd_cgroup_budget_format_metrics(cb, text, sizeof text) > 0)
+            inferd_strbuf_appends(b, text);
     }
     residency_families(b, repo);
     process_family(b);

@@ -304,6 +304,11 @@ static const struct {
     {&all,
      "{\"inputs\":[{\"name\":\"f32\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,\"x\"]}]}",
      INFERD_EINVAL, "inputs[0].data: element 1: expected a number, got a string"},
+    {&all,
+     "{\"inputs\":[{\"name\":\"f32\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,-1e39]}]}",
+     INFERD_EINVAL, "inputs[0].data: element 1: -1e+39 is out of range for FP32"},
+    {&text, "{\"inputs\":[],\"id\":1e400}", INFERD_EINVAL, "invalid JSON"},
+    {&text, "{\"inputs\":[],\"id\":NaN}", INFERD_EINVAL, "invalid JSON"},
     {&half, "{\"inputs\":[{\"name\":\"h\",\"shape\":[1,2],\"datatype\":\"FP16\",\"data\":[1,2]}]}",
      INFERD_EINVAL, "inputs[0].data: FP16 data must be sent as binary"},
     {&text,
@@ -369,6 +374,54 @@ static void test_binary_length_errors(void **state) {
                      INFERD_EINVAL);
     assert_contains(err.msg, "invalid JSON");
     inferd_kserve_request_deinit(&r);
+}
+
+/* Declared binary sizes that wrap around 2^64 to the bytes actually sent: BYTES sizes are not
+ * tied to the shape, so three of them can sum to 8 modulo 2^64. Found by fuzzing: the wrapped
+ * sum passed the check and the BYTES walk read past the end of the body. */
+static void test_binary_sizes_that_wrap_around(void **state) {
+    (void)state;
+    static const inferd_tensor_desc in[] = {{"a", INFERD_DTYPE_STRING, 1, {-1}},
+                                            {"b", INFERD_DTYPE_STRING, 1, {-1}},
+                                            {"c", INFERD_DTYPE_STRING, 1, {-1}}};
+    static const inferd_kserve_model m = {"strings", 1, 0, 3, in, 1, all_out};
+    const char *json = "{\"inputs\":[{\"name\":\"a\",\"shape\":[2],\"datatype\":\"BYTES\","
+                       "\"parameters\":{\"binary_data_size\":9223372036854775807}},"
+                       "{\"name\":\"b\",\"shape\":[1],\"datatype\":\"BYTES\","
+                       "\"parameters\":{\"binary_data_size\":9223372036854775807}},"
+                       "{\"name\":\"c\",\"shape\":[1],\"datatype\":\"BYTES\","
+                       "\"parameters\":{\"binary_data_size\":10}}]}";
+    uint8_t body[512] = {0};
+    size_t jl = strlen(json);
+    memcpy(body, json, jl);
+    inferd_kserve_request r;
+    inferd_error err = {0};
+    // (2^63 - 1) * 2 + 10 = 2^64 + 8: the body carries exactly those 8 bytes.
+    assert_int_equal(inferd_kserve_parse_infer(&m, body, jl + 8, (long long)jl, &r, &err),
+                     INFERD_EINVAL);
+    assert_contains(err.msg, "binary data: the inputs declare");
+    assert_contains(err.msg, "the body carries 8");
+    inferd_kserve_request_deinit(&r);
+}
+
+static void test_json_part_over_the_limit(void **state) {
+    (void)state;
+    size_t n = INFERD_KSERVE_MAX_JSON_BYTES + 1;
+    uint8_t *body = malloc(n);
+    assert_non_null(body);
+    memset(body, ' ', n);
+    body[0] = '{';
+    body[n - 1] = '}';
+    inferd_kserve_request r;
+    inferd_error err = {0};
+    assert_int_equal(inferd_kserve_parse_infer(&text, body, n, -1, &r, &err), INFERD_ETOOLARGE);
+    assert_contains(err.msg, "the JSON part is");
+    inferd_kserve_request_deinit(&r);
+    // Binary data after a small header does not count.
+    assert_int_equal(inferd_kserve_parse_infer(&text, body, n, 2, &r, &err), INFERD_EINVAL);
+    assert_contains(err.msg, "invalid JSON");
+    inferd_kserve_request_deinit(&r);
+    free(body);
 }
 
 static void test_output_selection(void **state) {
@@ -541,6 +594,8 @@ int main(void) {
         cmocka_unit_test(test_binary_bytes_input),
         cmocka_unit_test(test_every_error_names_the_field),
         cmocka_unit_test(test_binary_length_errors),
+        cmocka_unit_test(test_binary_sizes_that_wrap_around),
+        cmocka_unit_test(test_json_part_over_the_limit),
         cmocka_unit_test(test_output_selection),
         cmocka_unit_test(test_format_json_and_binary),
         cmocka_unit_test(test_format_other_types),

@@ -98,6 +98,22 @@ static void test_limits(void **state) {
     assert_int_equal(
         parse("{\"instances\": [\"a\", \"b\", \"c\", \"0123456789abcdef\"]}", &r, &err), 0);
     inferd_textreq_predict_deinit(&r);
+    // A body of many small values is refused before it is parsed (it would cost tens of bytes of
+    // memory per value); commas and brackets inside texts do not count.
+    char body[1024];
+    size_t n = (size_t)snprintf(body, sizeof body, "{\"instances\": [");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(body + n, sizeof body - n, "%s1", i ? "," : "");
+    snprintf(body + n, sizeof body - n, "]}");
+    expect_error(body, INFERD_ETOOLARGE, "request body: over 68 JSON values");
+    assert_int_equal(
+        parse(
+            "{\"text\": \",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,"
+            "[[[{{{\\\",,,\"}",
+            &r, &err),
+        INFERD_ETOOLARGE); // 72 commas inside a text: only the bytes limit hits
+    assert_contains(err.msg, "text item 0 has");
+    inferd_textreq_predict_deinit(&r);
 }
 
 static void test_invalid_utf8_names_the_item(void **state) {

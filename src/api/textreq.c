@@ -147,9 +147,37 @@ static int parse_root(json_t *root, const inferd_textreq_limits *lim, inferd_tex
     return 0;
 }
 
+/* Counts the JSON values outside strings (one per '[', '{' and ','), stopping past max. A /v1
+ * body holds a few values besides its texts; parsed JSON costs tens of bytes per value, so a
+ * 64 MB body of `[1,1,1,...]` would hold over a gigabyte before the texts are even counted. */
+static size_t count_values(const uint8_t *p, size_t n, size_t max) {
+    size_t count = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < n && count <= max; i++) {
+        uint8_t c = p[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; // the escaped character, whatever it is
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '[' || c == '{' || c == ',') {
+            count++;
+        }
+    }
+    return count;
+}
+
 int inferd_textreq_parse_predict(const uint8_t *body, size_t len, const inferd_textreq_limits *lim,
                                  inferd_textreq_predict *out, inferd_error *err) {
     memset(out, 0, sizeof *out);
+    size_t max_values = lim->max_items + 64;
+    if (count_values(body, len, max_values) > max_values)
+        return inferd_error_set(err, INFERD_ETOOLARGE,
+                                "request body: over %zu JSON values; a text request holds at "
+                                "most %zu texts",
+                                max_values, lim->max_items);
     json_error_t jerr;
     // NUL is a character like any other in a text (BERT's cleanup drops it).
     json_t *root =

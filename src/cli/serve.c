@@ -10,12 +10,14 @@
  * process exits 0.
  *
  * Threads (see docs/api.md for the bound): main + the residency manager + loader threads
- * (while they have work) + http-threads + workers + the workers' OpenMP team members.
+ * (while they have work) + http-threads + workers + the workers' OpenMP team members. The default
+ * --threads is the CPU the process may really use: the smallest of the host's cores, the affinity
+ * mask and the cgroup's CPU quota (util/cgroup.h); it is logged with its source at start and
+ * published for /metrics.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 #include "http/server.h"
 #include "repo/repo.h"
 #include "sched/sched.h"
+#include "util/cgroup.h"
 #include "util/log.h"
 
 typedef struct serve_flags {
@@ -55,15 +58,9 @@ typedef struct serve_flags {
     int allow_repository_control;
     inferd_log_format log_format;
     inferd_log_level log_level;
+    inferd_cgroup_budget budget; /* the thread budget and its source, --threads applied */
+    inferd_error budget_err;     /* a malformed cgroup file, logged once logging is set up */
 } serve_flags;
-
-static int default_threads(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
 
 static void usage(FILE *f, int cores) {
     fprintf(f,
@@ -76,7 +73,8 @@ static void usage(FILE *f, int cores) {
             "  --host ADDR            address to listen on (default 127.0.0.1)\n"
             "  --http-port N          port to listen on, 0 for any free one (default 8000)\n"
             "  --threads N            compute thread budget: threads running batches at once\n"
-            "                         (default: the cores this process may use, here %d)\n"
+            "                         (default: the CPUs this process may use: cores, affinity\n"
+            "                         mask and cgroup CPU quota rounded down; here %d)\n"
             "  --workers N            worker threads that run batches (default: --threads)\n"
             "  --http-threads N       HTTP polling threads (default 2)\n"
             "  --max-body BYTES       largest request body, 413 above it; K/M/G suffixes\n"
@@ -219,11 +217,16 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    int cores = default_threads();
+    serve_flags d = {0};
+    // Never fails: a malformed cgroup file only drops that limit, and is logged later.
+    inferd_cgroup_budget_detect(NULL, &d.budget, &d.budget_err);
+    int cores = d.budget.threads;
     *f = (serve_flags){
         .host = "127.0.0.1",
         .port = 8000,
         .threads = cores,
+        .budget = d.budget,
+        .budget_err = d.budget_err,
         .http_threads = 2,
         .max_body = 64LL << 20,
         .max_header = 32LL << 10,
@@ -256,6 +259,8 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
             break;
         case O_THREADS:
             bad = parse_int(optarg, 1, 4096, &f->threads);
+            if (!bad)
+                inferd_cgroup_budget_override(&f->budget, f->threads);
             break;
         case O_WORKERS:
             bad = parse_int(optarg, 1, 4096, &f->workers);
@@ -374,6 +379,10 @@ int inferd_cli_serve(int argc, char **argv) {
     if (rc)
         return rc;
     inferd_log_configure(f.log_level, f.log_format);
+    if (f.budget_err.code)
+        inferd_log_warn("ignoring a CPU or memory limit: %s", f.budget_err.msg);
+    inferd_log_info("thread budget %d (%s)", f.budget.threads, f.budget.reason);
+    inferd_cgroup_budget_publish(&f.budget); // before any thread that serves /metrics
 
     // Every thread created from here on inherits this mask; only sigwait below sees them.
     sigset_t sigs;

@@ -522,7 +522,8 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
             rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed, c[i].scale, &p->w,
                                 err);
         } else if (!p->w) {
-            // A merged layer: lay the parts' weights side by side, then pack.
+            // A merged layer: lay the parts' weights side by side ([K, Ntot]), a row of each
+            // part at a time, then pack.
             int64_t K = c[i].K, Ntot = c[i].N, off = 0;
             float *w = inferd_malloc(NULL, sizeof(float) * (size_t)(K * Ntot));
             if (!w)
@@ -530,9 +531,15 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
             for (int k = 0; k < c[i].n_parts; k++) {
                 const dense_cand *d = &c[i].parts[k];
                 const eg_value *pv = &g->values[d->w];
-                for (int64_t r = 0; r < K; r++)
-                    for (int64_t col = 0; col < d->N; col++)
-                        w[r * Ntot + off + col] = weight_at(pv, d, r, col);
+                const float *src = pv->t.data ? pv->t.data : pv->file_data;
+                if (!d->transposed && d->scale == 1.0f) {
+                    for (int64_t r = 0; r < K; r++)
+                        memcpy(w + r * Ntot + off, src + r * d->N, sizeof(float) * (size_t)d->N);
+                } else {
+                    for (int64_t r = 0; r < K; r++)
+                        for (int64_t col = 0; col < d->N; col++)
+                            w[r * Ntot + off + col] = weight_at(pv, d, r, col);
+                }
                 off += d->N;
             }
             rc = eg_pack_weight(model_ctx, w, K, Ntot, 0, 1.0f, &p->w, err);
@@ -673,6 +680,54 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
     return rc;
 }
 
+/* ---- load time: convolutions ---- */
+
+/* Conv with a constant float weight, group 1 and explicit pads (what PyTorch exports) runs on
+ * oneDNN, taking a following Relu as a post-op. The node keeps the Conv's inputs and
+ * attributes, so its shape rules stay the Conv's. */
+static int fuse_conv(eg_graph *g, inferd_error *err) {
+    uses u = {0};
+    int rc = uses_build(g, &u, err);
+    for (int i = 0; rc == 0 && i < g->n_nodes; i++) {
+        eg_node *n = &g->nodes[i];
+        if (n->dead || n->op != EG_OP_Conv || n->n_in < 2 || n->n_out != 1)
+            continue;
+        const char *auto_pad = eg_node_attr_string(n, "auto_pad", "NOTSET");
+        int w = n->in[1], b = n->n_in > 2 ? n->in[2] : -1;
+        if (eg_node_attr_int(n, "group", 1) != 1 || strcmp(auto_pad, "NOTSET") != 0 ||
+            !is_f32_const(g, w) || (g->values[w].t.rank != 3 && g->values[w].t.rank != 4) ||
+            (b >= 0 && !is_f32_const(g, b)) || g->values[n->in[0]].is_const)
+            continue;
+        eg_conv_params *p = eg_graph_alloc(g, sizeof *p);
+        if (!p)
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        p->act = EG_ACT_NONE;
+        int at = i, out = n->out[0];
+        int r = sole_consumer(g, &u, out);
+        if (r >= 0 && g->nodes[r].op == EG_OP_Relu) {
+            p->act = EG_ACT_RELU;
+            at = r;
+            out = g->nodes[r].out[0];
+        }
+        eg_node conv = *n;
+        if (at != i)
+            n->dead = 1;
+        eg_node *f = &g->nodes[at];
+        *f = conv;
+        f->op = EG_OP_FusedConv;
+        f->op_type = eg_op_name(EG_OP_FusedConv);
+        f->params = p;
+        f->dead = 0;
+        f->out = eg_graph_alloc(g, sizeof(int));
+        if (!f->out)
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        f->out[0] = out;
+        rc = uses_build(g, &u, err);
+    }
+    uses_free(&u);
+    return rc;
+}
+
 /* ---- load time: standalone GELU ---- */
 
 static int fuse_gelu(eg_graph *g, inferd_error *err) {
@@ -717,6 +772,8 @@ int eg_fuse_load(eg_graph *g, void *model_ctx, inferd_error *err) {
     inferd_free(c);
     if (rc == 0)
         rc = fuse_layernorm(g, err);
+    if (rc == 0)
+        rc = fuse_conv(g, err);
     if (rc == 0)
         rc = fuse_gelu(g, err);
     if (rc == 0)

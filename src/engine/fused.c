@@ -45,6 +45,8 @@ static int matmul_prepare(const eg_node *n, const eg_tensor *in, const eg_tensor
     int64_t K = eg_packed_weight_k(p->w);
     int64_t M = eg_tensor_numel(&in[0]) / K;
     (void)out;
+    if (M > 0 && n->row_pad > M)
+        M = n->row_pad; // the planner made every buffer this layer touches large enough
     if (M == 0) {
         *state = NULL;
         return 0;
@@ -114,6 +116,60 @@ static int gelu_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, const
     eg_kernels()->gelu(in[0].data, out[0].data, eg_tensor_numel(&in[0]), p->tanh_approx,
                        ctx->threads);
     return 0;
+}
+
+/* ---- FusedConv ---- */
+
+/* The Conv's own shape rules apply: infer as the Conv the node was made from. */
+static int conv_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out, inferd_error *err) {
+    eg_node conv = *n;
+    conv.op = EG_OP_Conv;
+    conv.op_type = "Conv";
+    return eg_standard_op_def(EG_OP_Conv)->infer(&conv, in, out, err);
+}
+
+static int conv_prepare(const eg_node *n, const eg_tensor *in, const eg_tensor *out, int threads,
+                        void *model_ctx, void **state, inferd_error *err) {
+    (void)threads;
+    const eg_conv_params *p = n->params;
+    eg_conv_shape sh = {.rank = in[0].rank};
+    if (sh.rank != 3 && sh.rank != 4)
+        return fail(err, n, "only 1-D and 2-D convolutions are fused");
+    int sp = sh.rank - 2;
+    for (int i = 0; i < sh.rank; i++) {
+        sh.src[i] = in[0].dims[i];
+        sh.wei[i] = in[1].dims[i];
+        sh.dst[i] = out[0].dims[i];
+    }
+    const eg_attr *st = eg_node_attr(n, "strides"), *dl = eg_node_attr(n, "dilations"),
+                  *pd = eg_node_attr(n, "pads");
+    for (int i = 0; i < sp; i++) {
+        sh.strides[i] = st && st->n == sp ? st->ints[i] : 1;
+        sh.dilations[i] = dl && dl->n == sp ? dl->ints[i] : 1;
+        sh.pad_l[i] = pd && pd->n == 2 * sp ? pd->ints[i] : 0;
+        sh.pad_r[i] = pd && pd->n == 2 * sp ? pd->ints[sp + i] : 0;
+    }
+    if (eg_tensor_numel(&in[0]) == 0 || eg_tensor_numel(&out[0]) == 0) {
+        *state = NULL;
+        return 0;
+    }
+    return eg_conv_create(model_ctx, &sh, in[1].data, n->n_in > 2 && n->in[2] >= 0, p->act,
+                          (eg_conv **)state, err);
+}
+
+static void conv_release(void *state) { eg_conv_destroy(state); }
+
+static size_t conv_scratch(const eg_node *n, const void *state) {
+    (void)n;
+    return state ? eg_conv_scratch(state) : 0;
+}
+
+static int conv_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, const eg_run_ctx *ctx,
+                    inferd_error *err) {
+    if (!ctx->state)
+        return 0;
+    return eg_conv_run(ctx->state, in[0].data, n->n_in > 2 && n->in[2] >= 0 ? in[2].data : NULL,
+                       out[0].data, ctx->scratch, err);
 }
 
 /* ---- FusedAttention ---- */
@@ -225,6 +281,11 @@ static const eg_op_def fused_defs[EG_OP_COUNT_] = {
                            .state_scratch = matmul_scratch},
     [EG_OP_FusedLayerNorm] = {.infer = layernorm_infer, .run = layernorm_run},
     [EG_OP_FusedGelu] = {.infer = gelu_infer, .run = gelu_run},
+    [EG_OP_FusedConv] = {.infer = conv_infer,
+                         .run = conv_run,
+                         .prepare = conv_prepare,
+                         .release = conv_release,
+                         .state_scratch = conv_scratch},
     [EG_OP_FusedAttention] = {.infer = attention_infer,
                               .run = attention_run,
                               .scratch = attention_scratch},

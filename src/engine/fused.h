@@ -21,6 +21,12 @@ typedef struct eg_layernorm_params {
     float eps;
 } eg_layernorm_params;
 
+/* FusedConv: a Conv (group 1, explicit pads) on oneDNN, with the Conv's inputs (x, W, bias)
+ * and attributes, and an activation. */
+typedef struct eg_conv_params {
+    eg_act act;
+} eg_conv_params;
+
 /* FusedGelu: in[0] x. */
 typedef struct eg_gelu_params {
     int tanh_approx;

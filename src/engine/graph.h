@@ -128,6 +128,10 @@ typedef struct eg_node {
     eg_attr *attr;
     void *params; /* parameters of fused ops, allocated from the graph arena */
     int dead;     /* removed by a pass; skipped everywhere */
+    /* Set by the planner on a plan's copy of a dense layer: run it on this many rows (>= the
+     * real ones, whose buffers the planner made large enough), so that primitives exist for a
+     * few row counts instead of one per batch shape. 0: exactly the real rows. */
+    int64_t row_pad;
 } eg_node;
 
 typedef struct eg_value {

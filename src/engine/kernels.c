@@ -52,12 +52,21 @@ static dnnl_stream_t stream(void) {
     return tls_stream;
 }
 
+/* A convolution weight reordered for one layout; shared by every plan that wants it. */
+typedef struct conv_weight {
+    struct conv_weight *next;
+    const float *src; /* the plain weight it was made from */
+    dnnl_memory_desc_t md;
+    void *data;
+} conv_weight;
+
 struct eg_model_ctx {
     inferd_mem_account *acct;
-    pthread_mutex_t pack_lock;
+    pthread_mutex_t pack_lock; /* guards packed and conv_weights */
     eg_packed_weight **packed;
     int n_packed;
     struct eg_cache *cache;
+    conv_weight *conv_weights;
 };
 
 struct eg_packed_weight {
@@ -92,6 +101,11 @@ void eg_model_ctx_destroy(eg_model_ctx *c) {
         inferd_free(c->packed[i]);
     }
     inferd_free(c->packed);
+    for (conv_weight *w = c->conv_weights, *next; w; w = next) {
+        next = w->next;
+        inferd_free(w->data);
+        inferd_free(w);
+    }
     pthread_mutex_destroy(&c->pack_lock);
     inferd_free(c);
 }
@@ -213,16 +227,16 @@ int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int tr
     size_t bytes = dnnl_memory_desc_get_size(&pw->md);
     pw->bytes = bytes;
     pw->data = inferd_malloc(c->acct, bytes);
-    // An aligned copy of the source when it is unaligned or needs scaling: oneDNN reads it.
+    // The reorder reads the source where it is (oneDNN takes unaligned user memory); only a
+    // scale (Gemm's alpha) needs a scaled copy first.
     const float *src = w;
     float *tmp = NULL;
-    if (((uintptr_t)w & 63) || scale != 1.0f) {
+    if (scale != 1.0f) {
         tmp = inferd_malloc(NULL, sizeof(float) * (size_t)(K * N));
         if (tmp) {
             memcpy(tmp, w, sizeof(float) * (size_t)(K * N));
-            if (scale != 1.0f)
-                for (int64_t i = 0; i < K * N; i++)
-                    tmp[i] *= scale;
+            for (int64_t i = 0; i < K * N; i++)
+                tmp[i] *= scale;
         }
         src = tmp;
     }
@@ -395,4 +409,170 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
     for (int i = 0; i < n; i++)
         dnnl_memory_destroy(mem[i]);
     return s == dnnl_success ? 0 : dnnl_fail(err, s, "run a dense layer");
+}
+
+/* ---- convolution ---- */
+
+struct eg_conv {
+    dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, scratch_md;
+    const void *weights; /* in the layout of wei_md, owned by the model ctx */
+    int has_bias;
+    dnnl_primitive_t prim;
+    size_t scratch;
+};
+
+static dnnl_status_t reorder(const dnnl_memory_desc_t *from_md, const void *from,
+                             const dnnl_memory_desc_t *to_md, void *to) {
+    dnnl_memory_t a = NULL, b = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_status_t s;
+    if ((s = dnnl_memory_create(&a, from_md, g_engine, (void *)from)) == dnnl_success &&
+        (s = dnnl_memory_create(&b, to_md, g_engine, to)) == dnnl_success &&
+        (s = dnnl_reorder_primitive_desc_create(&pd, from_md, g_engine, to_md, g_engine, NULL)) ==
+            dnnl_success &&
+        (s = dnnl_primitive_create(&r, pd)) == dnnl_success) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
+        if ((s = dnnl_primitive_execute(r, stream(), 2, args)) == dnnl_success)
+            s = dnnl_stream_wait(stream());
+    }
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_memory_destroy(a);
+    dnnl_memory_destroy(b);
+    return s;
+}
+
+/* The weight in layout md, reordered once per (weight, layout) and kept in the ctx. */
+static const void *conv_weight_for(eg_model_ctx *c, const float *src,
+                                   const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *md) {
+    pthread_mutex_lock(&c->pack_lock);
+    conv_weight *w = c->conv_weights;
+    while (w && !(w->src == src && dnnl_memory_desc_equal(&w->md, md)))
+        w = w->next;
+    if (!w && (w = inferd_calloc(c->acct, 1, sizeof *w))) {
+        w->src = src;
+        w->md = *md;
+        w->data = inferd_malloc(c->acct, dnnl_memory_desc_get_size(md));
+        if (!w->data || reorder(plain, src, md, w->data) != dnnl_success) {
+            inferd_free(w->data);
+            inferd_free(w);
+            w = NULL;
+        } else {
+            w->next = c->conv_weights;
+            c->conv_weights = w;
+        }
+    }
+    pthread_mutex_unlock(&c->pack_lock);
+    return w ? w->data : NULL;
+}
+
+int eg_conv_create(eg_model_ctx *c, const eg_conv_shape *sh, const float *weights, int has_bias,
+                   eg_act act, eg_conv **out, inferd_error *err) {
+    eg_conv *cv = inferd_calloc(c->acct, 1, sizeof *cv);
+    if (!cv)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int nd = sh->rank, sp = nd - 2;
+    dnnl_format_tag_t plain = nd == 3 ? dnnl_abc : dnnl_abcd;
+    dnnl_dims_t src, wei, dst, bias = {sh->dst[1]}, strides, dil, pl, pr;
+    for (int i = 0; i < nd; i++) {
+        src[i] = sh->src[i];
+        wei[i] = sh->wei[i];
+        dst[i] = sh->dst[i];
+    }
+    for (int i = 0; i < sp; i++) {
+        strides[i] = sh->strides[i];
+        dil[i] = sh->dilations[i] - 1; // oneDNN counts the gaps, ONNX the step
+        pl[i] = sh->pad_l[i];
+        pr[i] = sh->pad_r[i];
+    }
+    dnnl_memory_desc_t wei_any, wei_plain;
+    dnnl_memory_desc_init_by_tag(&cv->src_md, nd, src, dnnl_f32, plain);
+    dnnl_memory_desc_init_by_tag(&cv->dst_md, nd, dst, dnnl_f32, plain);
+    dnnl_memory_desc_init_by_tag(&wei_any, nd, wei, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wei_plain, nd, wei, dnnl_f32, plain);
+    dnnl_memory_desc_init_by_tag(&cv->bias_md, 1, bias, dnnl_f32, dnnl_a);
+    cv->has_bias = has_bias;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_convolution_desc_t cd;
+    dnnl_status_t s;
+    if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success ||
+        (s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) !=
+            dnnl_success ||
+        (s = dnnl_post_ops_create(&po)) != dnnl_success)
+        goto fail;
+    if (act != EG_ACT_NONE &&
+        (s = dnnl_post_ops_append_eltwise(po, 1.0f, act_alg(act), 0.0f, 0.0f)) != dnnl_success)
+        goto fail;
+    if ((s = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success ||
+        (s = dnnl_dilated_convolution_forward_desc_init(
+             &cd, dnnl_forward_inference, dnnl_convolution_direct, &cv->src_md, &wei_any,
+             has_bias ? &cv->bias_md : NULL, &cv->dst_md, strides, dil, pl, pr)) != dnnl_success ||
+        (s = dnnl_primitive_desc_create(&pd, &cd, attr, g_engine, NULL)) != dnnl_success)
+        goto fail;
+    cv->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    cv->scratch_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    cv->scratch = dnnl_memory_desc_get_size(&cv->scratch_md);
+    cv->weights = conv_weight_for(c, weights, &wei_plain, &cv->wei_md);
+    if (!cv->weights) {
+        s = dnnl_out_of_memory;
+        goto fail;
+    }
+    if ((s = dnnl_primitive_create(&cv->prim, pd)) != dnnl_success)
+        goto fail;
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    *out = cv;
+    return 0;
+fail:
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    inferd_free(cv);
+    return dnnl_fail(err, s, "create a convolution");
+}
+
+void eg_conv_destroy(eg_conv *cv) {
+    if (!cv)
+        return;
+    dnnl_primitive_destroy(cv->prim);
+    inferd_free(cv);
+}
+
+size_t eg_conv_scratch(const eg_conv *cv) { return cv->scratch; }
+
+int eg_conv_run(const eg_conv *cv, const float *x, const float *bias, float *y, void *scratch,
+                inferd_error *err) {
+    dnnl_memory_t mem[5] = {0};
+    dnnl_exec_arg_t args[5];
+    int n = 0;
+    dnnl_status_t s = dnnl_success;
+    const struct {
+        int arg;
+        const dnnl_memory_desc_t *md;
+        const void *ptr;
+        int on;
+    } list[] = {{DNNL_ARG_SRC, &cv->src_md, x, 1},
+                {DNNL_ARG_WEIGHTS, &cv->wei_md, cv->weights, 1},
+                {DNNL_ARG_DST, &cv->dst_md, y, 1},
+                {DNNL_ARG_BIAS, &cv->bias_md, bias, cv->has_bias},
+                {DNNL_ARG_SCRATCHPAD, &cv->scratch_md, scratch, cv->scratch > 0}};
+    for (int i = 0; i < 5 && s == dnnl_success; i++) {
+        if (!list[i].on)
+            continue;
+        if ((s = dnnl_memory_create(&mem[n], list[i].md, g_engine, (void *)list[i].ptr)) ==
+            dnnl_success) {
+            args[n].arg = list[i].arg;
+            args[n].memory = mem[n];
+            n++;
+        }
+    }
+    if (s == dnnl_success)
+        s = dnnl_primitive_execute(cv->prim, stream(), n, args);
+    for (int i = 0; i < n; i++)
+        dnnl_memory_destroy(mem[i]);
+    return s == dnnl_success ? 0 : dnnl_fail(err, s, "run a convolution");
 }

@@ -79,6 +79,23 @@ size_t eg_dense_scratch(const eg_dense *d);
 int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
                  float *y, void *scratch, inferd_error *err);
 
+/* A convolution (1-D or 2-D, group 1) for fixed shapes: y = act(conv(x, W) + bias), NCW /
+ * NCHW plain layouts. The weight is reordered into the layout oneDNN picks the first time a
+ * plan needs it and kept in the model ctx for every later plan (keyed by the weight's bytes
+ * and the layout). */
+typedef struct eg_conv_shape {
+    int rank; /* 3 (N, C, W) or 4 (N, C, H, W) */
+    int64_t src[4], wei[4], dst[4];
+    int64_t strides[2], dilations[2], pad_l[2], pad_r[2]; /* ONNX values (dilation 1 = none) */
+} eg_conv_shape;
+typedef struct eg_conv eg_conv;
+int eg_conv_create(eg_model_ctx *c, const eg_conv_shape *shape, const float *weights, int has_bias,
+                   eg_act act, eg_conv **out, inferd_error *err);
+void eg_conv_destroy(eg_conv *conv);
+size_t eg_conv_scratch(const eg_conv *conv);
+int eg_conv_run(const eg_conv *conv, const float *x, const float *bias, float *y, void *scratch,
+                inferd_error *err);
+
 /* ---- vectorised kernels (provider table) ---- */
 
 /* Attention over one batch: see eg_attention_args. */

@@ -354,7 +354,7 @@ typedef struct arg_params {
 } arg_params;
 
 static int arg_params_get(const eg_node *n, const eg_tensor *in, arg_params *p, inferd_error *err) {
-    int64_t a, keep, last = 0;
+    int64_t a = 0, keep = 1, last = 0;
     int rc = eg_attr_i64(n, "axis", 0, INT64_MIN, INT64_MAX, &a, err);
     if (!rc)
         rc = eg_attr_i64(n, "keepdims", 1, 0, 1, &keep, err);

@@ -25,11 +25,12 @@ typedef struct step {
 } step;
 
 struct eg_plan {
-    eg_graph *g;    /* working copy of the model graph, owned */
-    int *kind;      /* per value */
-    int *root;      /* per value: value whose storage it shares (itself unless a view) */
-    int *input_of;  /* per value: graph input index for VK_INPUT roots, else -1 */
-    size_t *offset; /* per root value in the arena */
+    eg_graph *g;       /* working copy of the model graph, owned */
+    size_t *min_bytes; /* per root value: at least this many bytes (padded dense rows) */
+    int *kind;         /* per value */
+    int *root;         /* per value: value whose storage it shares (itself unless a view) */
+    int *input_of;     /* per value: graph input index for VK_INPUT roots, else -1 */
+    size_t *offset;    /* per root value in the arena */
     step *steps;
     int n_steps;
     size_t arena_size;
@@ -257,27 +258,22 @@ static size_t place_blocks(block *bl, int n) {
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-static int plan_memory(eg_plan *p, inferd_error *err) {
+/* Where each value's bytes live: its root (views share their input's), and whether that is
+ * a constant, a caller's input or the arena. */
+static int plan_roots(eg_plan *p, inferd_error *err) {
     eg_graph *g = p->g;
     int nv = g->n_values;
     p->kind = inferd_calloc(p->acct, (size_t)nv, sizeof(int));
     p->root = inferd_calloc(p->acct, (size_t)nv, sizeof(int));
     p->input_of = inferd_calloc(p->acct, (size_t)nv, sizeof(int));
     p->offset = inferd_calloc(p->acct, (size_t)nv, sizeof(size_t));
-    int *start = inferd_calloc(NULL, (size_t)nv, sizeof(int));
-    int *end = inferd_calloc(NULL, (size_t)nv, sizeof(int));
-    block *bl = inferd_calloc(NULL, (size_t)(nv + p->n_steps + 1), sizeof(block));
-    int rc = 0;
-    if (!p->kind || !p->root || !p->input_of || !p->offset || !start || !end || !bl) {
-        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory planning memory");
-        goto out;
-    }
+    p->min_bytes = inferd_calloc(p->acct, (size_t)nv, sizeof(size_t));
+    if (!p->kind || !p->root || !p->input_of || !p->offset || !p->min_bytes)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory planning memory");
     for (int v = 0; v < nv; v++) {
         p->root[v] = v;
         p->input_of[v] = -1;
         p->kind[v] = g->values[v].is_const ? VK_CONST : VK_NONE;
-        start[v] = -1;
-        end[v] = -1;
     }
     for (int i = 0; i < g->n_inputs; i++) {
         p->kind[g->inputs[i]] = VK_INPUT;
@@ -297,6 +293,68 @@ static int plan_memory(eg_plan *p, inferd_error *err) {
                 continue;
             }
             p->kind[v] = VK_ARENA;
+        }
+    }
+    return 0;
+}
+
+/* Rows a dense layer runs on: a few row counts serve every batch shape, so primitives are
+ * created a few times per process rather than once per shape (3-5 ms each). */
+static int64_t padded_rows(int64_t m) {
+    int64_t q = m <= 64 ? 8 : m <= 256 ? 16 : m <= 1024 ? 32 : 64;
+    return (m + q - 1) / q * q;
+}
+
+/* Dense layers whose input, output and residual all live in the arena run on padded rows;
+ * their buffers are made large enough. Rows past the real ones hold leftovers, which only
+ * ever reach other padded rows. */
+static void plan_row_padding(eg_plan *p) {
+    eg_graph *g = p->g;
+    for (int s = 0; s < p->n_steps; s++) {
+        eg_node *n = p->steps[s].node;
+        if (n->op != EG_OP_FusedMatMul || n->in[0] < 0 || n->out[0] < 0)
+            continue;
+        const eg_tensor *x = &g->values[n->in[0]].t, *y = &g->values[n->out[0]].t;
+        int64_t K = x->rank ? x->dims[x->rank - 1] : 0, N = y->rank ? y->dims[y->rank - 1] : 0;
+        int64_t M = K ? eg_tensor_numel(x) / K : 0;
+        int rx = p->root[n->in[0]], ry = p->root[n->out[0]];
+        int rr = n->in[2] >= 0 ? p->root[n->in[2]] : -1;
+        if (M <= 0 || p->kind[rx] != VK_ARENA || p->kind[ry] != VK_ARENA ||
+            (rr >= 0 && p->kind[rr] != VK_ARENA))
+            continue;
+        int64_t mp = padded_rows(M);
+        n->row_pad = mp;
+        size_t xb = (size_t)(mp * K) * sizeof(float), yb = (size_t)(mp * N) * sizeof(float);
+        if (p->min_bytes[rx] < xb)
+            p->min_bytes[rx] = xb;
+        if (p->min_bytes[ry] < yb)
+            p->min_bytes[ry] = yb;
+        if (rr >= 0 && p->min_bytes[rr] < yb)
+            p->min_bytes[rr] = yb;
+    }
+}
+
+static int plan_memory(eg_plan *p, inferd_error *err) {
+    eg_graph *g = p->g;
+    int nv = g->n_values;
+    int *start = inferd_calloc(NULL, (size_t)nv, sizeof(int));
+    int *end = inferd_calloc(NULL, (size_t)nv, sizeof(int));
+    block *bl = inferd_calloc(NULL, (size_t)(nv + p->n_steps + 1), sizeof(block));
+    int rc = 0;
+    if (!start || !end || !bl) {
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory planning memory");
+        goto out;
+    }
+    for (int v = 0; v < nv; v++) {
+        start[v] = -1;
+        end[v] = -1;
+    }
+    for (int s = 0; s < p->n_steps; s++) {
+        eg_node *n = p->steps[s].node;
+        for (int j = 0; j < n->n_out; j++) {
+            int v = n->out[j];
+            if (v < 0 || p->root[v] != v || p->kind[v] != VK_ARENA)
+                continue;
             start[v] = s;
             end[v] = s;
         }
@@ -312,10 +370,10 @@ static int plan_memory(eg_plan *p, inferd_error *err) {
     for (int v = 0; v < nv; v++) {
         if (p->kind[v] != VK_ARENA || p->root[v] != v)
             continue;
-        bl[nb++] = (block){.value = v,
-                           .size = round64((size_t)eg_tensor_nbytes(&g->values[v].t)),
-                           .start = start[v],
-                           .end = end[v]};
+        size_t bytes = (size_t)eg_tensor_nbytes(&g->values[v].t);
+        if (bytes < p->min_bytes[v])
+            bytes = p->min_bytes[v];
+        bl[nb++] = (block){.value = v, .size = round64(bytes), .start = start[v], .end = end[v]};
     }
     for (int s = 0; s < p->n_steps; s++)
         if (p->steps[s].scratch_size)
@@ -398,6 +456,9 @@ int eg_plan_create(const eg_graph *src, const eg_tensor *inputs, const eg_plan_o
         s->node = n;
         s->def = eg_op_def_get(n->op);
     }
+    if ((rc = plan_roots(p, err)) < 0)
+        goto fail;
+    plan_row_padding(p);
     // Prepare kernels (oneDNN primitives) and learn scratch sizes.
     for (int i = 0; i < p->n_steps; i++) {
         step *s = &p->steps[i];
@@ -437,6 +498,7 @@ void eg_plan_destroy(eg_plan *p) {
     inferd_free(p->root);
     inferd_free(p->input_of);
     inferd_free(p->offset);
+    inferd_free(p->min_bytes);
     eg_graph_destroy(p->g);
     inferd_free(p);
 }

@@ -133,6 +133,21 @@ static enum MHD_Result too_large(inferd_http_request *r, unsigned long long size
     return answer_now(r, 413, msg);
 }
 
+/* libmicrohttpd decodes the URL in place, so an encoded NUL (%00) would silently cut the
+ * path short: /v2/models/text%00.onnx/ready would be answered as /v2/models/text/ready. The
+ * raw URL is seen here first; such a request is marked and refused with 400. */
+static char bad_uri_marker;
+#define BAD_URI ((void *)&bad_uri_marker)
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    (void)conn;
+    for (const char *p = uri; (p = strchr(p, '%')); p++)
+        if (p[1] == '0' && p[2] == '0')
+            return BAD_URI;
+    return NULL;
+}
+
 static int append_body(inferd_http_request *r, const char *data, size_t n) {
     if (r->len + n > r->cap) {
         // Grow with what arrives, not with what Content-Length promises: a client that
@@ -159,7 +174,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
     inferd_http_server *s = cls;
     inferd_http_request *r = *con_cls;
-    if (!r) {
+    if (!r || r == BAD_URI) {
+        int bad_uri = r == BAD_URI;
+        *con_cls = NULL;
         r = inferd_calloc(NULL, 1, sizeof *r);
         if (!r)
             return MHD_NO;
@@ -174,6 +191,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         pthread_mutex_lock(&s->lock);
         s->active++;
         pthread_mutex_unlock(&s->lock);
+        if (bad_uri) {
+            r->state = STATE_DONE;
+            return answer_now(r, 400, "{\"error\": \"the URL holds an encoded NUL byte (%00)\"}");
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             char *end;
@@ -271,9 +292,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     inferd_http_server *s = cls;
     inferd_http_request *r = *con_cls;
-    if (!r)
-        return;
     *con_cls = NULL;
+    if (!r || r == BAD_URI) // ended before the access handler saw it (e.g. headers too large)
+        return;
     pthread_mutex_lock(&s->lock);
     s->active--;
     if (s->active == 0)
@@ -338,6 +359,7 @@ int inferd_http_server_create(const inferd_http_options *o, inferd_http_server *
     opt[k++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)o->max_header, NULL};
     opt[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+    opt[k++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL};
     opt[k++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     opt[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_access, s, MHD_OPTION_ARRAY,

@@ -308,6 +308,30 @@ static void test_body_limits(void **state) {
     stop();
 }
 
+/* An encoded NUL would cut the decoded path short (/sync%00x would become /sync): refused. */
+static void test_encoded_nul_is_refused(void **state) {
+    (void)state;
+    assert_int_equal(start(1 << 20, 1), 0);
+    int port = inferd_http_server_port(srv);
+    char buf[4096];
+    static const char *const bad[] = {
+        "GET /sync%00x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /hdr?q=a%00b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "POST /async%00 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: "
+        "5\r\n\r\nhello",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(request(port, bad[i], buf, sizeof buf), 400);
+        assert_contains(body_of(buf), "encoded NUL byte");
+    }
+    // Other escapes decode as before.
+    assert_int_equal(request(port, "GET /%73ync HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                             buf, sizeof buf),
+                     200);
+    assert_int_equal(inferd_http_server_wait_idle(srv, 2000), 0); // nothing left active
+    stop();
+}
+
 static void test_keep_alive_then_quiesce(void **state) {
     (void)state;
     assert_int_equal(start(1 << 20, 2), 0);
@@ -340,6 +364,7 @@ int main(void) {
         cmocka_unit_test(test_sync_and_async),
         cmocka_unit_test(test_suspended_requests_hold_no_thread),
         cmocka_unit_test(test_body_limits),
+        cmocka_unit_test(test_encoded_nul_is_refused),
         cmocka_unit_test(test_keep_alive_then_quiesce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1273,9 +1274,13 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
             s->stamp = sv->stamp;
             if (!sv->present) {
                 s->failed = 1;
-                snprintf(s->reason, sizeof s->reason,
-                         "version_policy lists version %ld but %.200s is missing", sv->number,
-                         s->dir);
+                if (sv->outside)
+                    snprintf(s->reason, sizeof s->reason,
+                             "%.200s is a symlink leading outside the repository", s->dir);
+                else
+                    snprintf(s->reason, sizeof s->reason,
+                             "version_policy lists version %ld but %.200s is missing", sv->number,
+                             s->dir);
                 inferd_log_error("model %s: %s", m->name, s->reason);
                 continue;
             }

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,12 +142,34 @@ static void read_config(const char *mdir, inferd_scan_model *m) {
     }
 }
 
-static void scan_one(const char *dir, inferd_scan_model *m) {
+/* Whether path resolves (symlinks followed) inside real_dir, the repository's resolved path.
+ * A repository must not become a way to read the rest of the file system. On refusal why says
+ * where the path leads. */
+static int inside(const char *real_dir, const char *path, char *why, size_t cap) {
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
+        snprintf(why, cap, "cannot resolve %.150s: %.60s", path, strerror(errno));
+        return 0;
+    }
+    size_t n = strlen(real_dir);
+    if (strncmp(real, real_dir, n) == 0 && (real[n] == '/' || (n == 1 && real[0] == '/')))
+        return 1;
+    snprintf(why, cap, "%.90s is a symlink leading outside the repository (to %.90s)", path, real);
+    return 0;
+}
+
+static void scan_one(const char *dir, const char *real_dir, inferd_scan_model *m) {
     char mdir[4096 + 140], path[4096 + 400];
     snprintf(mdir, sizeof mdir, "%.4096s/%s", dir, m->name);
+    if (!inside(real_dir, mdir, m->reason, sizeof m->reason)) {
+        inferd_config_init(&m->cfg);
+        m->config_ok = 1; // nothing of it is read: the defaults, and the reason above
+        inferd_log_error("model %s: %s", m->name, m->reason);
+        return;
+    }
     read_config(mdir, m);
-    long found[INFERD_SCAN_MAX_VERSIONS];
-    int n_found = 0;
+    long found[INFERD_SCAN_MAX_VERSIONS], outside[INFERD_SCAN_MAX_VERSIONS];
+    int n_found = 0, n_outside = 0;
     DIR *d = opendir(mdir);
     if (!d) {
         snprintf(m->reason, sizeof m->reason, "cannot read %.200s: %s", mdir, strerror(errno));
@@ -156,8 +179,15 @@ static void scan_one(const char *dir, inferd_scan_model *m) {
     while ((e = readdir(d))) {
         long v = parse_version(e->d_name);
         snprintf(path, sizeof path, "%s/%s", mdir, e->d_name);
-        if (v > 0 && n_found < INFERD_SCAN_MAX_VERSIONS && is_dir(path))
-            found[n_found++] = v;
+        if (v > 0 && n_found < INFERD_SCAN_MAX_VERSIONS && is_dir(path)) {
+            char why[256];
+            if (inside(real_dir, path, why, sizeof why)) {
+                found[n_found++] = v;
+            } else if (n_outside < INFERD_SCAN_MAX_VERSIONS) {
+                outside[n_outside++] = v;
+                inferd_log_error("model %s: version %ld refused: %s", m->name, v, why);
+            }
+        }
     }
     closedir(d);
     qsort(found, (size_t)n_found, sizeof found[0], cmp_long);
@@ -185,6 +215,8 @@ static void scan_one(const char *dir, inferd_scan_model *m) {
             j++;
             v->present = v->selected = 1;
         }
+        for (int k = 0; k < n_outside && !v->present; k++)
+            v->outside |= outside[k] == v->number;
         if (v->present && v->selected)
             stamp_version(mdir, &m->cfg, v);
     }
@@ -201,7 +233,10 @@ int inferd_scan_model_folder(const char *dir, const char *name, inferd_scan_mode
     snprintf(mdir, sizeof mdir, "%.4096s/%s", dir, name);
     if (!is_dir(mdir))
         return inferd_error_set(err, INFERD_ENOTFOUND, "no model folder %.200s", mdir);
-    scan_one(dir, m);
+    char real_dir[PATH_MAX];
+    if (!realpath(dir, real_dir))
+        snprintf(real_dir, sizeof real_dir, "%.4000s", dir);
+    scan_one(dir, real_dir, m);
     return 0;
 }
 
@@ -246,8 +281,11 @@ int inferd_scan_repo(const char *dir, inferd_scan_model **out, int *n, inferd_er
     }
     if (count > 0)
         qsort(models, (size_t)count, sizeof models[0], cmp_name);
+    char real_dir[PATH_MAX];
+    if (!realpath(dir, real_dir))
+        snprintf(real_dir, sizeof real_dir, "%.4000s", dir);
     for (int i = 0; i < count; i++)
-        scan_one(dir, &models[i]);
+        scan_one(dir, real_dir, &models[i]);
     *out = models;
     *n = count;
     return 0;

@@ -8,7 +8,9 @@
  * folder name starts with '.': caches and editors' files live there), applies the version
  * policy, and takes a stamp of each selected version's files (the model file and
  * pipeline.json: size, mtime, inode) so that a replaced file is noticed. Nothing is loaded and
- * no file is kept open.
+ * no file is kept open. Model and version folders may be symlinks (as deployment tools make
+ * them) but must resolve inside the repository: a model folder leading outside gets a reason
+ * and no versions, a version folder leading outside counts as absent (marked outside).
  *
  * Errors that belong to one model (an invalid config.json, no version folders, an unreadable
  * folder) are reported in that model's reason and the scan carries on; only an unreadable
@@ -30,6 +32,8 @@ typedef struct inferd_scan_version {
     long number;
     int selected;        /* chosen by the version policy */
     int present;         /* the folder exists (a "specific" policy may list missing ones) */
+    int outside;         /* the folder is a symlink leading outside the repository: refused,
+                            so not present */
     int64_t model_bytes; /* size of the model file; 0 when there is none */
     int64_t other_bytes; /* size of the folder's other files (vocabularies, labels...) */
     uint64_t stamp;      /* identity of the model file and pipeline.json; 0: no model file */

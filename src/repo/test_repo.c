@@ -581,6 +581,70 @@ static void test_text_queue_pads_with_the_pad_id(void **state) {
     remove_text_repo(saved);
 }
 
+/* Model and version folders may be symlinks inside the repository, not out of it. */
+static void test_symlinks_leaving_the_repository_are_refused(void **state) {
+    (void)state;
+    char outside[64], repo[64], path[256], target[256];
+    snprintf(outside, sizeof outside, "/tmp/inferd-test-outside-XXXXXX");
+    snprintf(repo, sizeof repo, "/tmp/inferd-test-links-XXXXXX");
+    assert_non_null(mkdtemp(outside));
+    assert_non_null(mkdtemp(repo));
+    char saved[256];
+    snprintf(saved, sizeof saved, "%s", root);
+    snprintf(root, sizeof root, "%s", outside); // put() writes under root
+    put("model/1/model.onnx", "x");
+    put("version/model.onnx", "x");
+    snprintf(root, sizeof root, "%s", repo);
+    put("store/3/model.onnx", "x");
+    put("mixed/1/model.onnx", "x");
+    snprintf(path, sizeof path, "%s/escaped", repo); // a model folder leading outside
+    snprintf(target, sizeof target, "%s/model", outside);
+    assert_int_equal(symlink(target, path), 0);
+    snprintf(path, sizeof path, "%s/mixed/2", repo); // a version folder leading outside
+    snprintf(target, sizeof target, "%s/version", outside);
+    assert_int_equal(symlink(target, path), 0);
+    snprintf(path, sizeof path, "%s/linked", repo); // a model folder linked inside: fine
+    assert_int_equal(symlink("store", path), 0);
+
+    inferd_repo_options o = {.dir = repo, .load = fake_load};
+    inferd_repo *r = NULL;
+    inferd_error err = {0};
+    assert_int_equal(inferd_repo_create(&o, &r, &err), 0);
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    inferd_repo_entry *e;
+    size_t n;
+    assert_int_equal(inferd_repo_index(r, &e, &n, &err), 0);
+    assert_int_equal(find(e, n, "escaped", 0)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "escaped", 0)->reason, "symlink leading outside the repository");
+    // The outside version 2 does not exist for the server: version 1 is the latest.
+    assert_int_equal(find(e, n, "mixed", 1)->state, INFERD_REPO_STATE_READY);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(e[i].name, "mixed") && e[i].version == 2)
+            fail_msg("mixed version 2 (outside) is listed as %d", e[i].state);
+    assert_int_equal(find(e, n, "linked", 3)->state, INFERD_REPO_STATE_READY);
+    inferd_free(e);
+    inferd_repo_version *v;
+    assert_int_equal(inferd_repo_acquire(r, "escaped", 0, &v, &err), INFERD_EUNAVAIL);
+    inferd_repo_destroy(r);
+
+    // A version_policy naming the outside version gets it listed with the reason.
+    snprintf(root, sizeof root, "%s", repo);
+    put("mixed/config.json", "{\"version_policy\": {\"specific\": [1, 2]}}");
+    assert_int_equal(inferd_repo_create(&o, &r, &err), 0);
+    assert_int_equal(inferd_repo_index(r, &e, &n, &err), 0);
+    assert_int_equal(find(e, n, "mixed", 2)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "mixed", 2)->reason, "symlink leading outside the repository");
+    inferd_free(e);
+    inferd_repo_destroy(r);
+    assert_int_equal(atomic_load(&live_models), 0);
+
+    snprintf(root, sizeof root, "%s", saved);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", repo, outside);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_missing_repository(void **state) {
     (void)state;
     inferd_repo_options o = {.dir = "/nonexistent/models", .load = fake_load};
@@ -599,6 +663,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_loads_with_its_version),
         cmocka_unit_test(test_default_version_switches_model_and_pipeline_together),
         cmocka_unit_test(test_text_queue_pads_with_the_pad_id),
+        cmocka_unit_test(test_symlinks_leaving_the_repository_are_refused),
         cmocka_unit_test(test_missing_repository),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -476,6 +476,35 @@ static int check_outputs(const inferd_sched_queue *q, const inferd_tensor *outs,
     return 0;
 }
 
+/* Runs one request of a failed batch on its own and completes it. */
+static void run_alone(inferd_sched_queue *q, inferd_sched_request *req, int64_t start_ns,
+                      int threads) {
+    inferd_tensor outs[16];
+    memset(outs, 0, sizeof outs);
+    inferd_error err = {0};
+    int64_t t0 = inferd_now_ns();
+    int rc = q->model.run(q->model.ctx, req->inputs, outs, threads, &err);
+    req->compute_ns = inferd_now_ns() - t0;
+    if (rc == 0 && (rc = check_outputs(q, outs, req->rows_, &err)) < 0)
+        free_outputs(outs, q->n_outputs);
+    if (rc < 0 && !err.msg[0])
+        inferd_error_set(&err, rc, "model %s: run failed", q->name);
+    req->queue_ns = start_ns - req->enqueue_ns_;
+    req->batch_size = req->rows_;
+    req->threads = threads;
+    if (q->stats) {
+        atomic_fetch_add_explicit(&q->stats->executions, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&q->stats->inferences, (uint64_t)req->rows_,
+                                  memory_order_relaxed);
+        inferd_hist_record(q->stats->batch_size, req->rows_);
+        inferd_hist_record(q->stats->queue_ns, req->queue_ns);
+        inferd_hist_record(q->stats->compute_ns, req->compute_ns);
+    }
+    if (rc == 0)
+        memcpy(req->outputs, outs, sizeof outs[0] * (size_t)q->n_outputs);
+    req->done(req, rc, rc == 0 ? NULL : &err);
+}
+
 /* Runs batch b without the lock and completes its requests. */
 static void run_batch(worker *w, batch *b) {
     inferd_sched_queue *q = b->q;
@@ -559,6 +588,19 @@ static void run_batch(worker *w, batch *b) {
         free_outputs(outs, q->n_outputs);
     if (rc < 0 && !err.msg[0])
         inferd_error_set(&err, rc, "model %s: run failed", q->name);
+
+    // A batch refused for its inputs (a token id outside the vocabulary, a sequence longer
+    // than the position table) is refused for some request's data, and the others must not
+    // fail with it: run each request alone, so only the guilty ones get the error. The same
+    // for a batch too large to plan, where each request alone may fit.
+    if ((rc == INFERD_EINVAL || rc == INFERD_ETOOLARGE) && b->n > 1) {
+        inferd_log_debug("model %s: a batch of %d requests failed on its inputs (%s); running "
+                         "each alone",
+                         q->name, b->n, err.msg);
+        for (int r = 0; r < b->n; r++)
+            run_alone(q, w->batch[r], b->start_ns, b->threads);
+        return;
+    }
 
     if (q->stats) {
         atomic_fetch_add_explicit(&q->stats->executions, 1, memory_order_relaxed);
@@ -995,12 +1037,16 @@ int inferd_sched_submit_all(inferd_sched_queue *q, inferd_sched_request *reqs, i
     }
     int64_t timeout_ns = reqs[n - 1].deadline_ns_ ? reqs[n - 1].deadline_ns_ - now : 0;
     if (timeout_ns > 0 && q->ewma_ns > 0) {
-        // Batches of work ahead of (and including) these requests, run `parallel` at a time.
+        // Batches of work up to and including these requests', run `parallel` at a time; the
+        // last of them waits in the queue for the waves before its own. Its own batch is not
+        // counted: with nothing ahead a request is always admitted, whatever the average says
+        // (one slow batch must not refuse everything from then on, as nothing would run to
+        // bring the average back down).
         int64_t mb = q->max_batch > 0 ? q->max_batch : 1;
         int64_t batches = (q->rows_pending + rows + mb - 1) / mb;
         int64_t parallel = min64(s->n_workers, s->budget);
         int64_t waves = (batches + parallel - 1) / max64(parallel, 1);
-        int64_t est = waves * q->ewma_ns;
+        int64_t est = (waves - 1) * q->ewma_ns;
         if (est > timeout_ns) {
             pthread_mutex_unlock(&s->lock);
             return inferd_error_set(err, INFERD_EUNAVAIL,

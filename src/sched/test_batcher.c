@@ -7,7 +7,8 @@
  *   seen INT64 [batch, 1]    the (padded) seq length the model saw
  *   nz   INT64 [batch, 1]    nonzero tokens in the row (tests use nonzero tokens, so this is
  *                            the row's own length exactly when padding is zeros)
- * It can be made to block on a gate, sleep, or fail, and it records the threads of every run
+ * It can be made to block on a gate, sleep, fail, or refuse negative tokens as a model refuses
+ * token ids outside its vocabulary, and it records the threads of every run
  * that is in progress, so the budget can be checked.
  */
 #include <pthread.h>
@@ -41,6 +42,7 @@ static struct {
     int gate_closed;
     int sleep_ms;
     int fail;
+    int reject_negative;
     int wrong_batch;
     int threads_now, threads_peak;
     int runs;
@@ -60,12 +62,18 @@ static int fake_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int 
     while (fake.gate_closed)
         pthread_cond_wait(&fake.cv, &fake.lock);
     int sleep_ms = fake.sleep_ms, fail = fake.fail, wrong = fake.wrong_batch;
+    int reject = fake.reject_negative;
     pthread_mutex_unlock(&fake.lock);
     if (sleep_ms)
         usleep((useconds_t)sleep_ms * 1000);
     int rc = 0;
+    int negative = 0;
+    for (int64_t i = 0; reject && i < in[0].dims[0] * in[0].dims[1]; i++)
+        negative |= ((const int64_t *)in[0].data)[i] < 0;
     if (fail) {
         rc = inferd_error_set(err, INFERD_EINTERNAL, "fake model failed on purpose");
+    } else if (negative) {
+        rc = inferd_error_set(err, INFERD_EINVAL, "token out of range");
     } else {
         int64_t b = in[0].dims[0], s = in[0].dims[1];
         const int64_t *x = in[0].data;
@@ -109,6 +117,7 @@ static void fake_reset(void) {
     fake.gate_closed = 0;
     fake.sleep_ms = 0;
     fake.fail = 0;
+    fake.reject_negative = 0;
     fake.wrong_batch = 0;
     fake.threads_now = fake.threads_peak = 0;
     fake.runs = 0;
@@ -683,20 +692,57 @@ static void test_queued_request_times_out(void **state) {
     env_stop(&e);
 }
 
+static int done_count(void) {
+    pthread_mutex_lock(&done_lock);
+    int n = n_done;
+    pthread_mutex_unlock(&done_lock);
+    return n;
+}
+
+/* Teaches the queue that a batch takes about ms milliseconds. */
+static void teach_batch_time(env *e, int ms) {
+    fake_set(&fake.sleep_ms, ms);
+    job a;
+    job_init(&a, 1, 2, 0);
+    a.req.timeout_us = 10000000; // its own timeout, so it surely runs
+    int before = done_count();
+    submit_ok(e, &a);
+    wait_done(before + 1);
+    assert_int_equal(a.status, 0);
+    wait_threads_free(e); // the average is updated when the batch gives its threads back
+    job_free(&a);
+}
+
+/* Blocks the only worker on one request and queues another behind it. */
+static void fill_queue(env *e, job *running, job *queued) {
+    int runs0;
+    pthread_mutex_lock(&fake.lock);
+    runs0 = fake.runs;
+    pthread_mutex_unlock(&fake.lock);
+    gate(1); // closed: the worker blocks in the model
+    job_init(running, 1, 2, 0);
+    submit_ok(e, running);
+    for (int i = 0; i < 5000; i++) { // until the worker holds it
+        pthread_mutex_lock(&fake.lock);
+        int runs = fake.runs;
+        pthread_mutex_unlock(&fake.lock);
+        if (runs > runs0)
+            break;
+        usleep(1000);
+    }
+    job_init(queued, 1, 2, 0);
+    submit_ok(e, queued);
+}
+
 static void test_deadline_that_cannot_be_met_is_refused_at_once(void **state) {
     (void)state;
     env e;
     inferd_sched_queue_options o = base_options(&e);
     o.max_batch = 1;
     env_start(&e, 1, 1, &o);
-    fake_set(&fake.sleep_ms, 30);
-    job a;
-    job_init(&a, 1, 2, 0);
-    submit_ok(&e, &a); // teaches the queue that a batch takes about 30 ms
-    wait_done(1);
-    wait_threads_free(&e); // the average is updated when the batch gives its threads back
-    job_free(&a);
-    job b;
+    teach_batch_time(&e, 30);
+    job running, queued, b;
+    fill_queue(&e, &running, &queued); // a 30 ms batch is queued ahead of the next request
     job_init(&b, 1, 2, 0);
     b.req.timeout_us = 1000;
     inferd_error err = {0};
@@ -704,20 +750,47 @@ static void test_deadline_that_cannot_be_met_is_refused_at_once(void **state) {
     assert_int_equal(inferd_sched_submit(e.q, &b.req, &err), INFERD_EUNAVAIL);
     assert_contains(err.msg, "cannot be served within the 1000 us timeout");
     assert_in_range(inferd_now_ns() - t0, 0, 1000000000LL); // refused at once, not queued
+    int before = done_count();
+    gate(0);
+    wait_done(before + 2);
+    job_free(&running);
+    job_free(&queued);
     // The queue default applies when the request has no timeout of its own.
     env_stop(&e);
     o.default_timeout_us = 1000;
     env_start(&e, 1, 1, &o);
-    fake_set(&fake.sleep_ms, 30);
-    job_init(&a, 1, 2, 0);
-    a.req.timeout_us = 10000000; // its own timeout, so it surely runs and teaches the average
-    submit_ok(&e, &a);
-    wait_done(1);
-    assert_int_equal(a.status, 0);
-    wait_threads_free(&e);
-    job_free(&a);
+    teach_batch_time(&e, 30);
+    fill_queue(&e, &running, &queued);
     job_init(&b, 1, 2, 0);
     assert_int_equal(inferd_sched_submit(e.q, &b.req, &err), INFERD_EUNAVAIL);
+    env_stop(&e); // opens the gate and drains
+    job_free(&running);
+    job_free(&queued);
+}
+
+/* With nothing queued ahead, a request is admitted however slow the last batches were: the
+ * timeout bounds the wait in the queue, and the average only moves when batches run. Refusing
+ * here once made one slow batch (a first plan, a preempted worker) refuse every request with a
+ * timeout for good, since no batch ever ran again to bring the average down. */
+static void test_empty_queue_admits_whatever_the_average(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_batch = 1;
+    o.default_timeout_us = 40000;
+    env_start(&e, 1, 1, &o);
+    teach_batch_time(&e, 120); // one slow batch: the average is now over the timeout
+    fake_set(&fake.sleep_ms, 0);
+    for (int i = 0; i < 3; i++) {
+        job b;
+        job_init(&b, 1, 2, 0);
+        int before = done_count();
+        submit_ok(&e, &b); // the queue is empty: admitted
+        wait_done(before + 1);
+        assert_int_equal(b.status, 0);
+        wait_threads_free(&e);
+        job_free(&b);
+    }
     env_stop(&e);
 }
 
@@ -894,6 +967,45 @@ static void test_model_failure_reaches_every_request(void **state) {
     env_stop(&e);
 }
 
+/* One request whose data the model refuses (INFERD_EINVAL) must not fail the requests it was
+ * batched with: the batch is rerun one request at a time and only the guilty one fails. */
+static void test_bad_input_fails_only_its_own_request(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_batch = 4;
+    o.max_delay_us = 2000000; // the four leave together, as one batch
+    env_start(&e, 1, 1, &o);
+    fake_set(&fake.reject_negative, 1);
+    job j[4];
+    for (int i = 0; i < 4; i++) {
+        job_init(&j[i], 1, 3, i == 2 ? -100 : 10 * i + 1);
+        submit_ok(&e, &j[i]);
+    }
+    wait_done(4);
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) {
+            assert_int_equal(j[i].status, INFERD_EINVAL);
+            assert_contains(j[i].msg, "token out of range");
+            assert_null(j[i].out[0].data);
+        } else {
+            check_own_output(&j[i]);
+            assert_int_equal(j[i].req.batch_size, 1);
+            assert_int_equal(rows_seen(&j[i]), 1);
+        }
+        job_free(&j[i]);
+    }
+    pthread_mutex_lock(&fake.lock);
+    int runs = fake.runs;
+    pthread_mutex_unlock(&fake.lock);
+    assert_int_equal(runs, 1 + 4); // the failed batch, then each request alone
+    // Metrics count the four runs that answered requests, not the refused batch.
+    assert_int_equal(atomic_load(&e.stats.executions), 4);
+    assert_int_equal(atomic_load(&e.stats.inferences), 4);
+    env_stop(&e);
+    assert_int_equal(atomic_load(&fake.retains), atomic_load(&fake.releases));
+}
+
 static void test_wrong_output_batch_is_internal_error(void **state) {
     (void)state;
     env e;
@@ -1012,11 +1124,13 @@ int main(void) {
         cmocka_unit_test(test_queue_full_is_busy),
         cmocka_unit_test(test_queued_request_times_out),
         cmocka_unit_test(test_deadline_that_cannot_be_met_is_refused_at_once),
+        cmocka_unit_test(test_empty_queue_admits_whatever_the_average),
         cmocka_unit_test(test_thread_budget_holds),
         cmocka_unit_test(test_borrowed_threads_leave_fewer_for_batches),
         cmocka_unit_test(test_instance_threads_cap),
         cmocka_unit_test(test_drain_runs_everything_then_refuses),
         cmocka_unit_test(test_model_failure_reaches_every_request),
+        cmocka_unit_test(test_bad_input_fails_only_its_own_request),
         cmocka_unit_test(test_wrong_output_batch_is_internal_error),
         cmocka_unit_test(test_invalid_requests_are_refused),
         cmocka_unit_test(test_queue_destroyed_on_last_release),

@@ -159,6 +159,12 @@ def metric_value(text: str, name: str, **labels) -> float:
     raise KeyError(f"{name}{{{want}}} not in metrics")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "asan: also run against the ASan+UBSan build (make "
+                                       "e2e-asan)")
+    config.addinivalue_line("markers", "slow: takes tens of seconds")
+
+
 @pytest.fixture(scope="session")
 def inferd_available():
     if not Path(inferd_bin()).exists():

@@ -1,0 +1,231 @@
+"""Broken models next to good ones (issue #6): truncated, corrupt, empty and unsupported ONNX
+files, model.onnx that is a folder, a FIFO or a dangling symlink, unreadable version folders,
+pipeline files that are missing. Each broken version is UNAVAILABLE with a clear reason in
+the index and the log, requests aimed at it get 503 with that reason, the good version of the
+same model keeps serving, and no request to a good model fails while the broken ones are
+tried.
+"""
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Server, fixture_model, make_repo
+
+sys.path.insert(0, str(ROOT / "tools"))
+import make_fuzz_onnx as onnx_writer  # noqa: E402  (a stdlib-only ONNX writer)
+
+GOOD = fixture_model("peer_bert_op14").read_bytes()
+REQUEST = {"inputs": [
+    {"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [101, 5, 102]},
+    {"name": "attention_mask", "shape": [1, 3], "datatype": "INT64", "data": [1, 1, 1]}]}
+
+
+def unknown_op_model() -> bytes:
+    g = onnx_writer.Graph(1)
+    x = g.input("input_ids", onnx_writer.INT64, ["batch", "seq"])
+    y = g.op("FrobnicateTokens", [x])
+    g.nodes.append(onnx_writer.f_bytes(1, y) + onnx_writer.f_bytes(2, "logits") +
+                   onnx_writer.f_bytes(4, "Identity"))
+    g.output("logits", onnx_writer.FLOAT, ["batch", 2])
+    return g.model(14)
+
+
+def dangling_input_model() -> bytes:
+    g = onnx_writer.Graph(2)
+    g.input("input_ids", onnx_writer.INT64, ["batch", "seq"])
+    y = g.op("Relu", ["no_such_value"])
+    g.nodes.append(onnx_writer.f_bytes(1, y) + onnx_writer.f_bytes(2, "logits") +
+                   onnx_writer.f_bytes(4, "Identity"))
+    g.output("logits", onnx_writer.FLOAT, ["batch", 2])
+    return g.model(14)
+
+
+# version -> (how to make it broken, words the reason must contain)
+BROKEN = {
+    2: ("truncated", ["not a valid ONNX file"]),
+    3: ("garbage", ["not a valid ONNX file"]),
+    4: ("empty", ["empty"]),
+    5: ("unknown op", ["FrobnicateTokens"]),
+    6: ("dangling input", ["no_such_value"]),
+    7: ("folder named model.onnx", ["no model file"]),
+    8: ("fifo named model.onnx", ["no model file"]),
+    9: ("dangling symlink", ["no model file"]),
+    10: ("no model file", ["no model file"]),
+}
+
+
+def break_version(vdir: Path, how: str):
+    vdir.mkdir(parents=True, exist_ok=True)
+    f = vdir / "model.onnx"
+    if how == "truncated":
+        f.write_bytes(GOOD[:len(GOOD) // 2])
+    elif how == "garbage":
+        f.write_bytes(os.urandom(4096))
+    elif how == "empty":
+        f.write_bytes(b"")
+    elif how == "unknown op":
+        f.write_bytes(unknown_op_model())
+    elif how == "dangling input":
+        f.write_bytes(dangling_input_model())
+    elif how == "folder named model.onnx":
+        f.mkdir()
+    elif how == "fifo named model.onnx":
+        os.mkfifo(f)  # opening it would block the loader forever
+    elif how == "dangling symlink":
+        f.symlink_to(vdir / "gone.onnx")
+    elif how == "no model file":
+        (vdir / "README").write_text("no model here")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, inferd_available):
+    root = tmp_path_factory.mktemp("broken")
+    repo = make_repo(root / "models", {
+        # Loaded first (names are loaded in order), then hammered while the rest load.
+        "aa_steady": {"case": "peer_bert_op14"},
+        "multi": {"case": "peer_bert_op14", "versions": [1],
+                  "config": {"version_policy": {"all": True}}},
+    })
+    for v, (how, _) in BROKEN.items():
+        break_version(repo / "multi" / str(v), how)
+    # Many broken versions of another model, so loading takes a while.
+    zz = repo / "zz_many_broken"
+    for v in range(1, 41):
+        break_version(zz / str(v), "truncated" if v % 2 else "unknown op")
+    (zz / "config.json").write_text(json.dumps({"version_policy": {"all": True}}))
+
+    srv = Server(repo, root / "inferd.log", threads=2).start()
+    # Hammer the steady model from the moment it is ready until every version was tried.
+    results = []
+    stop = threading.Event()
+
+    def hammer():
+        import requests
+        s = requests.Session()
+        url = srv.url("/v2/models/aa_steady/infer")
+        while not stop.is_set():
+            try:
+                r = s.post(url, json=REQUEST, timeout=10)
+            except requests.ConnectionError:
+                time.sleep(0.005)
+                continue
+            if r.status_code == 503 and "loading" in r.text.lower():
+                continue  # not ready yet: not a failure of a ready model
+            results.append(r.status_code)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        srv.wait_ready()
+        time.sleep(0.2)
+        stop.set()
+        t.join()
+        srv.hammer_results = results
+        yield srv
+    finally:
+        stop.set()
+        t.join()
+        code = srv.stop()
+        assert code == 0, srv.log()[-3000:]
+
+
+def test_no_request_to_a_good_model_fails_while_broken_ones_load(server):
+    server.require_ready("aa_steady")
+    got = server.hammer_results
+    assert len(got) > 0
+    assert set(got) == {200}, {s: got.count(s) for s in set(got)}
+
+
+def test_each_broken_version_has_a_clear_reason(server):
+    rows = {(r["name"], r["version"]): r for r in server.index()}
+    log = server.log()
+    for v, (how, words) in BROKEN.items():
+        row = rows[("multi", str(v))]
+        assert row["state"] == "UNAVAILABLE", (how, row)
+        for w in words:
+            assert w.lower() in row["reason"].lower(), (how, row["reason"])
+        assert f"model multi version {v} failed to load" in log, how
+    assert rows[("multi", "1")]["state"] == "READY"
+    many = [r for (name, _), r in rows.items() if name == "zz_many_broken"]
+    assert len(many) == 40 and all(r["state"] == "UNAVAILABLE" and r["reason"] for r in many)
+
+
+def test_the_good_version_keeps_serving(server):
+    r = server.post("/v2/models/multi/infer", json=REQUEST)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == "1"  # the newest READY version, not the broken 10
+    meta = server.get("/v2/models/multi").json()
+    assert meta["versions"] == ["1"]
+
+
+@pytest.mark.parametrize("version", sorted(BROKEN))
+def test_requests_aimed_at_a_broken_version_get_503_with_the_reason(server, version):
+    r = server.post(f"/v2/models/multi/versions/{version}/infer", json=REQUEST)
+    assert r.status_code == 503, r.text
+    for w in BROKEN[version][1]:
+        assert w.lower() in r.json()["error"].lower(), r.text
+    r = server.get(f"/v2/models/multi/versions/{version}/ready")
+    assert r.status_code == 400 and r.json()["ready"] is False
+
+
+def test_unreadable_version_folder(tmp_path, inferd_available):
+    if os.geteuid() == 0:
+        pytest.skip("runs as root, which reads folders whatever their mode (the FIFO, folder "
+                    "and dangling-symlink cases above cover files that cannot be read)")
+    repo = make_repo(tmp_path / "models", {"m": {"case": "peer_bert_op14", "versions": [1, 2],
+                                                 "config": {"version_policy": {"all": True}}}})
+    (repo / "m" / "2").chmod(0)
+    try:
+        srv = Server(repo, tmp_path / "inferd.log").start().wait_ready()
+        rows = {(r["name"], r["version"]): r for r in srv.index()}
+        assert rows[("m", "1")]["state"] == "READY"
+        assert rows[("m", "2")]["state"] == "UNAVAILABLE" and rows[("m", "2")]["reason"]
+        assert srv.stop() == 0
+    finally:
+        (repo / "m" / "2").chmod(0o755)
+
+
+def test_missing_tokenizer_files(tmp_path, inferd_available):
+    """A version whose pipeline.json names files that are missing is UNAVAILABLE with the
+    reason, and the version before it serves. Runs once the server reads pipeline.json."""
+    repo = make_repo(tmp_path / "models", {
+        "clf": {"case": "peer_bert_op14", "versions": [1, 2, 3],
+                "config": {"version_policy": {"all": True}}}})
+    good = {"tokenizer": {"type": "char", "vocab": None,
+                          "hash": {"kind": "fnv1a", "offset": 10, "buckets": 900}},
+            "max_length": 16, "inputs": {"input_ids": "input_ids",
+                                         "attention_mask": "attention_mask"},
+            "output": "logits"}
+    (repo / "clf" / "1" / "pipeline.json").write_text(json.dumps(good))
+    missing_vocab = dict(good, tokenizer={"type": "wordpiece", "vocab": "vocab.txt"})
+    (repo / "clf" / "2" / "pipeline.json").write_text(json.dumps(missing_vocab))
+    missing_labels = dict(good, postprocess={"labels": "labels.txt"})
+    (repo / "clf" / "3" / "pipeline.json").write_text(json.dumps(missing_labels))
+    srv = Server(repo, tmp_path / "inferd.log").start().wait_ready()
+    try:
+        rows = {(r["name"], r["version"]): r for r in srv.index()}
+        if rows[("clf", "2")]["state"] == "READY":
+            pytest.skip("this build does not read pipeline.json yet (text API, issue #4)")
+        assert rows[("clf", "1")]["state"] == "READY", rows
+        assert rows[("clf", "2")]["state"] == "UNAVAILABLE"
+        assert "vocab" in rows[("clf", "2")]["reason"], rows[("clf", "2")]
+        assert rows[("clf", "3")]["state"] == "UNAVAILABLE"
+        assert "labels" in rows[("clf", "3")]["reason"], rows[("clf", "3")]
+        r = srv.post("/v2/models/clf/infer", json=REQUEST)
+        assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+    finally:
+        assert srv.stop() == 0, srv.log()
+
+
+@pytest.mark.skip(reason="needs repository polling (issue #5): a version that appears or is "
+                         "replaced while serving; until then versions load only at start-up")
+def test_broken_new_version_while_the_previous_one_serves():
+    """Hook for #5: copy a truncated model.onnx into a new version folder of a served model,
+    wait for the poll, assert the new version is UNAVAILABLE with the reason, that the previous
+    version kept answering every request meanwhile (hammer it as above), and that the model's
+    default version is still the previous one."""
