@@ -317,7 +317,7 @@ def test_hostile_names_are_refused(server, path):
         err = assert_json_error(r)
         # Repository control is off: load/unload are refused whatever the name.
         if path == "/v2/repository/models/text/load":
-            assert "not supported" in err, err
+            assert "repository control is disabled" in err, err
     assert_ready(server)
 
 
