@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
             libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev)
-test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests python3-onnx
            clang libclang-rt-14-dev yamllint)
 bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado libopenblas0-pthread
             python3-flask gunicorn nodejs npm fortunes-zh)

@@ -78,10 +78,10 @@ static int fake_text_run(void *ctx, const inferd_tensor *in, inferd_tensor *out,
     return 0;
 }
 
-static int fake_load(void *user, const char *platform, const char *path, inferd_mem_account *acct,
-                     inferd_repo_model *out, inferd_error *err) {
+static int fake_load(void *user, const inferd_repo_load_args *a, inferd_repo_model *out,
+                     inferd_error *err) {
     (void)user;
-    (void)acct;
+    const char *platform = a->platform, *path = a->path;
     if (strstr(path, "/broken/"))
         return inferd_error_set(err, INFERD_EINVAL, "%s: not an ONNX file", path);
     if (strstr(path, "/text")) {
