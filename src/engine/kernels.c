@@ -67,6 +67,8 @@ struct eg_model_ctx {
     int n_packed;
     struct eg_cache *cache;
     conv_weight *conv_weights;
+    pthread_mutex_t dense_lock; /* guards denses */
+    struct eg_dense *denses;    /* dense layers in use, shared by the plans that need them */
 };
 
 struct eg_packed_weight {
@@ -88,6 +90,7 @@ int eg_model_ctx_create(inferd_mem_account *acct, eg_model_ctx **out, inferd_err
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     c->acct = acct;
     pthread_mutex_init(&c->pack_lock, NULL);
+    pthread_mutex_init(&c->dense_lock, NULL);
     *out = c;
     return 0;
 }
@@ -107,6 +110,7 @@ void eg_model_ctx_destroy(eg_model_ctx *c) {
         inferd_free(w);
     }
     pthread_mutex_destroy(&c->pack_lock);
+    pthread_mutex_destroy(&c->dense_lock);
     inferd_free(c);
 }
 
@@ -382,6 +386,12 @@ struct eg_dense {
     const eg_packed_weight *w;
     int64_t M;
     int has_bias, has_residual, residual_post_op;
+    /* Sharing: plans of different shapes often need the same layer with the same rows (row
+     * padding makes that the rule), so a dense layer is made once and counted. */
+    eg_model_ctx *ctx;
+    eg_act act;
+    int residual_first, threads, refs; /* refs: [ctx->dense_lock] */
+    struct eg_dense *next;
     dnnl_memory_desc_t src_md, dst_md, bias_md, res_md, scratch_md;
     dnnl_primitive_t prim;
     size_t scratch;
@@ -404,10 +414,62 @@ static dnnl_alg_kind_t act_alg(eg_act a) {
     }
 }
 
+/* The shared dense layer for these parameters, with a reference taken, or NULL. [dense_lock] */
+static eg_dense *find_dense(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
+                            eg_act act, int has_residual, int residual_first, int threads) {
+    for (eg_dense *d = c->denses; d; d = d->next)
+        if (d->w == w && d->M == M && d->has_bias == has_bias && d->act == act &&
+            d->has_residual == has_residual && d->residual_first == residual_first &&
+            d->threads == threads) {
+            d->refs++;
+            return d;
+        }
+    return NULL;
+}
+
+static int dense_make(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
+                      eg_act act, int has_residual, int residual_first, eg_dense **out,
+                      inferd_error *err);
+
 int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias, eg_act act,
                     int has_residual, int residual_first, int threads, eg_dense **out,
                     inferd_error *err) {
-    (void)threads; // the team size is the calling thread's omp_get_max_threads()
+    // oneDNN sizes the primitive for the calling thread's team (omp_get_max_threads()), which
+    // is the plan's thread count: part of the key.
+    pthread_mutex_lock(&c->dense_lock);
+    eg_dense *d = find_dense(c, w, M, has_bias, act, has_residual, residual_first, threads);
+    pthread_mutex_unlock(&c->dense_lock);
+    if (d) {
+        *out = d;
+        return 0;
+    }
+    int rc = dense_make(c, w, M, has_bias, act, has_residual, residual_first, &d, err);
+    if (rc < 0)
+        return rc;
+    d->ctx = c;
+    d->act = act;
+    d->residual_first = residual_first;
+    d->threads = threads;
+    pthread_mutex_lock(&c->dense_lock);
+    eg_dense *other = find_dense(c, w, M, has_bias, act, has_residual, residual_first, threads);
+    if (!other) {
+        d->refs = 1;
+        d->next = c->denses;
+        c->denses = d;
+    }
+    pthread_mutex_unlock(&c->dense_lock);
+    if (other) { // made meanwhile by another plan
+        dnnl_primitive_destroy(d->prim);
+        inferd_free(d);
+        d = other;
+    }
+    *out = d;
+    return 0;
+}
+
+static int dense_make(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
+                      eg_act act, int has_residual, int residual_first, eg_dense **out,
+                      inferd_error *err) {
     eg_dense *d = inferd_calloc(c->acct, 1, sizeof *d);
     if (!d)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
@@ -472,8 +534,20 @@ fail:
 void eg_dense_destroy(eg_dense *d) {
     if (!d)
         return;
-    dnnl_primitive_destroy(d->prim);
-    inferd_free(d);
+    eg_model_ctx *c = d->ctx;
+    pthread_mutex_lock(&c->dense_lock);
+    int last = --d->refs == 0;
+    if (last)
+        for (eg_dense **l = &c->denses; *l; l = &(*l)->next)
+            if (*l == d) {
+                *l = d->next;
+                break;
+            }
+    pthread_mutex_unlock(&c->dense_lock);
+    if (last) {
+        dnnl_primitive_destroy(d->prim);
+        inferd_free(d);
+    }
 }
 
 size_t eg_dense_scratch(const eg_dense *d) { return d->scratch; }

@@ -82,7 +82,10 @@ typedef enum eg_act {
 } eg_act;
 
 /* A dense layer for fixed M: y[M,N] = act(x[M,K] W + bias) (+ residual[M,N]), or with
- * residual_first, act(x W + bias + residual). */
+ * residual_first, act(x W + bias + residual). Layers are shared: a create with the same
+ * parameters (and thread count) as a live layer returns it with a reference taken, so plans
+ * for new shapes cost little; destroy drops the reference. Runs may share a layer from
+ * several threads at once (each run brings its own scratch). */
 typedef struct eg_dense eg_dense;
 int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias, eg_act act,
                     int has_residual, int residual_first, int threads, eg_dense **out,
