@@ -500,6 +500,8 @@ static void put_arena(inferd_engine_model *m, arena *a) {
 
 static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                      int threads, inferd_error *err);
+static int token_batch(const inferd_engine_model *m, const inferd_tensor *inputs, int64_t *B,
+                       int64_t *S);
 
 /* ---- length groups ----
  * A padded batch of token sequences with very different lengths wastes most of its work on
@@ -684,15 +686,10 @@ static int plan_groups(const int64_t *sorted_len, int n, int *ends) {
 static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                        int threads, inferd_error *err) {
     const inferd_tensor *mask = &inputs[m->mask_input];
-    int64_t B = mask->dims[0], S = mask->dims[1];
-    if (mask->rank != 2 || B < 1 || B > 256 || S < 16 || m->n_inputs > 16 || m->n_outputs > 16)
-        return 0;
+    int64_t B, S;
     // Anything unexpected is left to run_whole, which validates and reports it.
-    for (int i = 0; i < m->n_inputs; i++)
-        if (inputs[i].rank != 2 || inputs[i].dims[0] != B || inputs[i].dims[1] != S ||
-            inputs[i].dtype != m->inputs[i].dtype || !inputs[i].data ||
-            inputs[i].nbytes != (size_t)(B * S) * inferd_dtype_size(inputs[i].dtype))
-            return 0;
+    if (!token_batch(m, inputs, &B, &S) || B > 256 || S < 16)
+        return 0;
     int64_t len[256];
     int order[256];
     int64_t max_len = 0, padded = 0;
@@ -766,10 +763,70 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     return rc;
 }
 
+/* Whether inputs are the [B, S] integer batch that length groups and rounding work on. */
+static int token_batch(const inferd_engine_model *m, const inferd_tensor *inputs, int64_t *B,
+                       int64_t *S) {
+    const inferd_tensor *mask = &inputs[m->mask_input];
+    *B = mask->dims[0];
+    *S = mask->dims[1];
+    if (mask->rank != 2 || *B < 1 || *S < 1 || m->n_inputs > 16 || m->n_outputs > 16)
+        return 0;
+    for (int i = 0; i < m->n_inputs; i++)
+        if (inputs[i].rank != 2 || inputs[i].dims[0] != *B || inputs[i].dims[1] != *S ||
+            inputs[i].dtype != m->inputs[i].dtype || !inputs[i].data ||
+            inputs[i].nbytes != (size_t)(*B * *S) * inferd_dtype_size(inputs[i].dtype))
+            return 0;
+    return 1;
+}
+
+/* Sequence lengths rounded up (round_len: to 8 tokens, 16 above 64), padded with zeros
+ * (attention mask 0) for models whose outputs provably ignore padding: requests of every
+ * length then share a few plans instead of building one per length (a plan costs about a
+ * third of a short sequence's run, and a model's plan cache holds only so many). Returns 1
+ * after running, 0 when it does not apply, or a negative code. */
+static int run_rounded(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                       int threads, inferd_error *err) {
+    int64_t B, S;
+    if (!token_batch(m, inputs, &B, &S))
+        return 0;
+    int64_t L = round_len(S);
+    if (L == S)
+        return 0;
+    if (m->trim == TRIM_UNKNOWN)
+        m->trim = probe_trim(m);
+    if (m->trim != TRIM_SAFE)
+        return 0;
+    inferd_tensor padded[16];
+    memset(padded, 0, sizeof padded);
+    int rc = 1;
+    for (int i = 0; i < m->n_inputs && rc == 1; i++) {
+        const inferd_tensor *src = &inputs[i];
+        inferd_tensor *t = &padded[i];
+        *t = *src;
+        t->dims[1] = L;
+        size_t es = inferd_dtype_size(src->dtype);
+        t->nbytes = (size_t)(B * L) * es;
+        t->data = inferd_calloc(NULL, 1, t->nbytes);
+        if (!t->data) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
+        for (int64_t r = 0; r < B; r++)
+            memcpy((char *)t->data + (size_t)(r * L) * es,
+                   (const char *)src->data + (size_t)(r * S) * es, (size_t)S * es);
+    }
+    if (rc == 1 && (rc = run_whole(m, padded, outputs, threads, err)) == 0)
+        rc = 1;
+    free_tensors(padded, m->n_inputs);
+    return rc;
+}
+
 int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                       int threads, inferd_error *err) {
     if (!m->opts.disable_length_groups && m->trim != TRIM_UNSAFE && trim_candidate(m)) {
         int rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
+        if (rc == 0)
+            rc = run_rounded(m, inputs, outputs, threads < 1 ? 1 : threads, err);
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
