@@ -11,13 +11,14 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "engine/kernels.h"
 
 #define MAGIC "INFERDC1"
-#define FORMAT 1
+#define FORMAT 2
 #define HEADER_SIZE 4096
 #define ALIGN 256 /* entries start on hash-block boundaries */
 #define MAX_ENTRIES 1000000
@@ -35,6 +36,7 @@ typedef struct file_header {
     char cpu[64];
     uint32_t n_packed, n_consts;
     uint64_t table_off;
+    int64_t sealed_mtime_s; /* the mtime the writer gave the file; 0: none */
 } file_header;
 
 typedef struct packed_entry {
@@ -212,7 +214,13 @@ int eg_cache_open(const char *path, const eg_cache_key *key, eg_cache **out, inf
                       size) ||
              h.table_off % 8)
         why = "cache table is corrupt";
-    if (!why) {
+    // A file whose mtime is still the one its writer set has not been written to since (any
+    // write moves the mtime): its content is the content that was hashed when it was written.
+    // Any other file (modified, copied, restored) has its content hash checked in full, which
+    // costs a read of every byte (~13 ms for the peers' small model, ~100 ms for base here).
+    int sealed =
+        h.sealed_mtime_s > 0 && st.st_mtim.tv_sec == h.sealed_mtime_s && st.st_mtim.tv_nsec == 0;
+    if (!why && !sealed) {
         hash_state hs;
         hash_init(&hs, 0x696e6665726463ULL);
         hash_blocks(&hs, map + HEADER_SIZE, size - HEADER_SIZE);
@@ -454,9 +462,19 @@ int eg_cache_writer_write(eg_cache_writer *w, const char *path, const eg_cache_k
     h.n_packed = w->n_packed;
     h.n_consts = w->n_consts;
     h.table_off = table_off;
+    // Sealed: the file's mtime is set to a whole second recorded in the header, after the
+    // last write; a reader finding that mtime skips the content hash (eg_cache_open).
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    h.sealed_mtime_s = now.tv_sec > 0 ? now.tv_sec - 1 : 0;
     if (o.ok && (fseek(o.f, 0, SEEK_SET) != 0 || fwrite(&h, 1, sizeof h, o.f) != sizeof h))
         o.ok = 0;
-    if (fflush(o.f) != 0 || fsync(fileno(o.f)) != 0)
+    if (fflush(o.f) != 0)
+        o.ok = 0;
+    struct timespec times[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = h.sealed_mtime_s}};
+    if (o.ok && h.sealed_mtime_s > 0)
+        futimens(fileno(o.f), times); // without it the cache is still valid, just hashed
+    if (fsync(fileno(o.f)) != 0)
         o.ok = 0;
     int saved = errno;
     if (fclose(o.f) != 0)
