@@ -49,7 +49,8 @@ struct inferd_engine_model {
     inferd_tensor_desc *inputs, *outputs;
     int n_inputs, n_outputs;
     int mask_input;
-    _Atomic int trim; /* TRIM_*: whether length groups give the same outputs */
+    _Atomic int trim;       /* TRIM_*: whether length groups give the same outputs */
+    int64_t group_overhead; /* a group run's cost in tokens (group_overhead()) */
     double load_ms;
     eg_cache *cache;      /* mapped load cache the weights come from, or NULL */
     eg_mappings *maps;    /* external data files kept mapped for borrowed tables */
@@ -193,6 +194,8 @@ static int write_cache(inferd_engine_model *m, const eg_cache_key *key, const ui
 #define MADV_POPULATE_READ 22
 #endif
 
+static int64_t group_overhead(const inferd_engine_model *m);
+
 static int load_common(const void *data, size_t size, const char *path, int owns_mapping,
                        const struct stat *st, const inferd_engine_options *opts,
                        inferd_engine_model **out, inferd_error *err, int64_t t0) {
@@ -272,6 +275,7 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     owns_mapping = 0;
     if ((rc = build_descs(m, err)) < 0)
         goto fail;
+    m->group_overhead = group_overhead(m);
     if (m->opts.cache_path && !m->opts.disable_fusion && !m->cache_hit) {
         inferd_error werr = {0};
         size_t len = strlen(m->cache_status);
@@ -643,12 +647,31 @@ static int cmp_len(const void *a, const void *b, void *lens) {
     return l[x] < l[y] ? -1 : l[x] > l[y] ? 1 : x - y;
 }
 
-#define GROUP_OVERHEAD 48 /* a group run costs about this many tokens of work */
-#define MAX_GROUPS 4
+#define MAX_GROUPS 8
+
+/* What one more group run costs, in tokens of work: a run's fixed cost (about 5 us a node:
+ * dispatch, thread team, small ops) over a token's cost (its dense-layer FLOPs at ~150
+ * GFLOP/s). About 2 tokens for the peers' base model, 17 for small, the cap of 48 for tiny
+ * models, where splitting a batch saves little. */
+static int64_t group_overhead(const inferd_engine_model *m) {
+    double flops = 0;
+    for (int i = 0; i < eg_model_ctx_packed_count(m->ctx); i++) {
+        int64_t K, N;
+        int tr;
+        float sc;
+        const void *md, *data;
+        size_t md_size, bytes;
+        eg_model_ctx_packed_get(m->ctx, i, &K, &N, &tr, &sc, &md, &md_size, &data, &bytes);
+        flops += 2.0 * (double)K * (double)N;
+    }
+    double token_s = flops / 150e9, run_s = 5e-6 * (double)m->g->n_nodes;
+    double c = token_s > 0 ? run_s / token_s : 48;
+    return c < 2 ? 2 : c > 48 ? 48 : (int64_t)(c + 0.5);
+}
 
 /* Splits rows (sorted by length) into at most MAX_GROUPS groups minimising padded tokens plus
  * a per-group overhead. Returns the number of groups; ends[g] is one past group g's last. */
-static int plan_groups(const int64_t *sorted_len, int n, int *ends) {
+static int plan_groups(const int64_t *sorted_len, int n, int64_t overhead, int *ends) {
     // best[g][i]: cost of the first i rows in g groups.
     static const int64_t INF = INT64_MAX / 4;
     int64_t best[MAX_GROUPS + 1][257];
@@ -663,8 +686,7 @@ static int plan_groups(const int64_t *sorted_len, int n, int *ends) {
         for (int i = 1; i <= n; i++)
             for (int j = g - 1; j < i; j++)
                 if (best[g - 1][j] < INF) {
-                    int64_t c =
-                        best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) + GROUP_OVERHEAD;
+                    int64_t c = best[g - 1][j] + (i - j) * round_len(sorted_len[i - 1]) + overhead;
                     if (c < best[g][i]) {
                         best[g][i] = c;
                         from[g][i] = j;
@@ -707,13 +729,14 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     for (int64_t b = 0; b < B; b++)
         sorted[b] = len[order[b]];
     int ends[MAX_GROUPS];
-    int ng = plan_groups(sorted, (int)B, ends);
+    int64_t overhead = m->group_overhead;
+    int ng = plan_groups(sorted, (int)B, overhead, ends);
     if (ng == 0)
         return 0;
     for (int g = 0, start = 0; g < ng; start = ends[g++])
         padded += (ends[g] - start) * round_len(sorted[ends[g] - 1]);
     // Worth it only when it removes a real share of the padded work.
-    if (padded + GROUP_OVERHEAD * (ng - 1) > B * S * 92 / 100)
+    if (padded + overhead * (ng - 1) > B * S * 92 / 100)
         return 0;
     if (m->trim == TRIM_UNKNOWN)
         m->trim = probe_trim(m);
