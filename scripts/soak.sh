@@ -13,12 +13,13 @@
 # ~70% in all. Per minute: valid requests and their errors (must be none), p50/p99 of the
 # valid ones, the statuses of the invalid ones (must all be 4xx), the server's RSS and threads.
 # At the end: RSS growth from the first to the last minute and p99 drift (last / first).
-# Exits 1 if any valid request failed, an invalid one got anything but a 4xx, or the server
-# died. Output also goes to bench/out/soak-<date>.txt.
+# Exits 1 if any valid request failed, an invalid one got anything but a 4xx, a new version
+# was not switched to, or the server died. Output also goes to bench/out/soak-<date>.txt.
 #
-# Version swaps: once the repository is polled for changes (issue #5), swap_versions below
-# should copy a new version folder in every minute and remove the oldest, so the soak also
-# covers loading and unloading under traffic. Until then it does nothing.
+# Version swaps: the server polls the repository every second; at the start of every minute
+# a new version folder of the model is renamed in (loaded beside, warmed up, made the default)
+# and the one before the serving version is deleted (drained and unloaded), so the soak also
+# covers loads, switches and unloads under traffic. The log's switches are counted at the end.
 set -euo pipefail
 minutes=${1:-10}
 cd "$(dirname "$0")/.."
@@ -34,7 +35,8 @@ echo '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 1000}}' \
     >"$tmp/models/text/config.json"
 out=bench/out/soak-$(date -u +%Y%m%dT%H%M%SZ).txt
 
-"$inferd" serve --repo "$tmp/models" --http-port 0 --threads 2 2>"$tmp/inferd.log" &
+"$inferd" serve --repo "$tmp/models" --http-port 0 --threads 2 --poll-interval 1 \
+    2>"$tmp/inferd.log" &
 pid=$!
 cleanup() {
     kill "$pid" 2>/dev/null || true
@@ -65,9 +67,14 @@ json_field() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(ev
 rss_mib() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$pid/status"; }
 threads() { ls "/proc/$pid/task" | wc -l; }
 
-# HOOK (issue #5): swap model versions under traffic once the repository is polled.
+# Minute m: version m+1 comes in (made beside, renamed in whole), version m-1 goes.
 swap_versions() {
-    : # e.g. cp -r "$tmp/models/text/$((m))" "$tmp/models/text/$((m + 1))"; rm -rf the oldest
+    local m=$1 staging="$tmp/models/text/.staging"
+    mkdir -p "$staging"
+    ln -sf "$PWD/$model" "$staging/model.onnx"
+    mv "$staging" "$tmp/models/text/$((m + 1))"
+    [ "$m" -gt 1 ] && rm -rf "${tmp:?}/models/text/$((m - 1))"
+    return 0
 }
 
 "$inferd" bench --url "$url" --model text --concurrency 4 --duration 3 --quiet --json --seq 32 \
@@ -137,6 +144,9 @@ $py -c "
 r0, r1, p0, p1 = $first_rss, $last_rss, $first_p99, $last_p99
 print(f'# RSS {r0} -> {r1} MiB ({(r1 - r0) / r0 * 100:+.1f}%), p99 drift {p1 / p0:.2f}x '
       f'(minute 1 -> $minutes)')" | tee -a "$out"
+switches=$(grep -c "is now the default" "$tmp/inferd.log" || true)
+echo "# version switches under traffic: $switches (of $((minutes)) new versions)" | tee -a "$out"
+[ "$switches" -ge $((minutes - 1)) ] || fail=1
 [ "$fail" = 0 ] && echo "# PASS: no valid request failed, every invalid one got a 4xx" | tee -a "$out" \
     || echo "# FAIL" | tee -a "$out"
 exit $fail

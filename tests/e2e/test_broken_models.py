@@ -222,10 +222,48 @@ def test_missing_tokenizer_files(tmp_path, inferd_available):
         assert srv.stop() == 0, srv.log()
 
 
-@pytest.mark.skip(reason="needs repository polling (issue #5): a version that appears or is "
-                         "replaced while serving; until then versions load only at start-up")
-def test_broken_new_version_while_the_previous_one_serves():
-    """Hook for #5: copy a truncated model.onnx into a new version folder of a served model,
-    wait for the poll, assert the new version is UNAVAILABLE with the reason, that the previous
-    version kept answering every request meanwhile (hammer it as above), and that the model's
-    default version is still the previous one."""
+@pytest.mark.parametrize("how", ["truncated", "unknown op"])
+def test_broken_new_version_while_the_previous_one_serves(tmp_path, inferd_available, how):
+    """A broken version that appears while the model serves (found by polling) is UNAVAILABLE
+    with the reason; the previous version answered every request meanwhile and stays the
+    default."""
+    repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1]}})
+    srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").start().wait_ready()
+    try:
+        results, stop = [], threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                r = srv.post("/v2/models/clf/infer", json=REQUEST, timeout=30)
+                results.append((r.status_code, r.json().get("model_version")))
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        time.sleep(0.3)
+        # Made beside, then renamed in: the poll never sees a half-written folder.
+        staging = repo / "clf" / ".staging"
+        staging.mkdir()
+        break_version(staging, how)
+        staging.rename(repo / "clf" / "2")
+        reason, deadline = "", time.time() + 30
+        while time.time() < deadline:
+            rows = {(r["name"], r["version"]): r for r in srv.index()}
+            row = rows.get(("clf", "2"))
+            if row and row["state"] == "UNAVAILABLE" and row.get("reason"):
+                reason = row["reason"]
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # keep hammering after the failed load
+        stop.set()
+        t.join(timeout=60)
+        assert reason, f"version 2 never reported UNAVAILABLE: {srv.index()}"
+        for word in dict(BROKEN.values())[how]:
+            assert word in reason, reason
+        assert len(results) > 10 and all(r == (200, "1") for r in results), \
+            [r for r in results if r != (200, "1")][:5]
+        assert rows[("clf", "1")]["state"] == "READY"
+        r = srv.post("/v2/models/clf/infer", json=REQUEST)
+        assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+        assert reason in srv.log(), "the reason is logged"
+    finally:
+        assert srv.stop() == 0, srv.log()
