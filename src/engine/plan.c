@@ -480,6 +480,30 @@ int eg_plan_create(const eg_graph *src, const eg_tensor *inputs, const eg_plan_o
     }
     if ((rc = plan_memory(p, err)) < 0)
         goto fail;
+    // The graph copy no longer grows: give back its spare room (a model keeps dozens of plans).
+    if (g->cap_values > g->n_values) {
+        eg_value *v = inferd_realloc(acct, g->values, sizeof(eg_value) * (size_t)g->n_values);
+        if (v) {
+            g->values = v;
+            g->cap_values = g->n_values;
+        }
+    }
+    // Steps point into the nodes: they follow them (prepared kernel states hold no node).
+    int *at = g->cap_nodes > g->n_nodes
+                  ? inferd_malloc(NULL, sizeof(int) * (size_t)(p->n_steps ? p->n_steps : 1))
+                  : NULL;
+    if (at) {
+        for (int i = 0; i < p->n_steps; i++)
+            at[i] = (int)(p->steps[i].node - g->nodes);
+        eg_node *n = inferd_realloc(acct, g->nodes, sizeof(eg_node) * (size_t)g->n_nodes);
+        if (n) {
+            g->nodes = n;
+            g->cap_nodes = g->n_nodes;
+            for (int i = 0; i < p->n_steps; i++)
+                p->steps[i].node = &n[at[i]];
+        }
+        inferd_free(at);
+    }
     *out = p;
     return 0;
 fail:
