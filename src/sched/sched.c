@@ -712,7 +712,10 @@ static void *worker_main(void *arg) {
             int64_t ns = inferd_now_ns() - b.start_ns;
             q->ewma_ns = q->ewma_ns ? q->ewma_ns + (ns - q->ewma_ns) / 8 : ns;
             atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
-            pthread_cond_broadcast(&s->work_cv); // threads were freed
+            // Threads were freed: wake the workers only when there is work they may now start
+            // (an idle worker woken for nothing costs two context switches a batch).
+            if (s->borrow_waiting || any_pending(s) || s->draining || s->stopping)
+                pthread_cond_broadcast(&s->work_cv);
             pthread_cond_broadcast(&s->idle_cv);
             inferd_sched_model m = q->model;
             pthread_mutex_unlock(&s->lock);
