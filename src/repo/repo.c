@@ -1731,6 +1731,11 @@ static void *manager_main(void *arg) {
         for (control **p = &r->controls; *p;) {
             control *c = *p;
             if (run_control(r, c, &d)) {
+                // run_control drops the lock while it scans, and a load request may have been
+                // pushed in front of c meanwhile: unlink c from where it is now.
+                p = &r->controls;
+                while (*p != c)
+                    p = &(*p)->next;
                 *p = c->next;
                 inferd_free(c);
                 r->parked--;
