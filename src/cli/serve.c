@@ -498,9 +498,10 @@ int inferd_cli_serve(int argc, char **argv) {
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
         ;
+    // Not ready first: from the moment the log says "draining", probes see it.
+    inferd_api_set_draining(api);
     inferd_log_info("received %s: draining (%d requests in flight)",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT", inferd_http_server_active(http));
-    inferd_api_set_draining(api);
     inferd_http_server_quiesce(http);
     inferd_sched_drain(sched); // every queued request runs and is answered
     if (inferd_http_server_wait_idle(http, (int64_t)f.drain_timeout * 1000) < 0)
