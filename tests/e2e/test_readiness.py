@@ -200,7 +200,7 @@ def test_not_ready_while_draining(tmp_path, inferd_available):
     srv.session.close()
     srv.proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while "draining" not in srv.log():
+    while "received SIGTERM: draining" not in srv.log():
         assert time.monotonic() < deadline, srv.log()
         time.sleep(0.005)
     answers = {}
