@@ -18,6 +18,12 @@
  * slot arrays, every slot field marked [lock], the live list, the want FIFO, the job queue,
  * the controls, and the counters that are not atomics. A copy's refs, its draining flag, the
  * slot's refs and the repository's loading count are atomics, read without the lock.
+ *
+ * Routes and readiness: whatever changes what is served marks the routes dirty; the manager
+ * rebuilds the route list under the lock and publishes it to the lock-free table
+ * (repo/routes.h) with the lock dropped, since a publish waits for lookups in progress. The
+ * readiness counters are recomputed under the lock after every manager pass and every load,
+ * and read as atomics by HTTP threads.
  */
 #include "repo/repo.h"
 
