@@ -5,9 +5,9 @@
  * repository scan, the HTTP listener (so /v2/health/live answers while models load), and last
  * the loader thread. SIGTERM and SIGINT are blocked in every thread and taken by the main
  * thread with sigwait, so no handler runs in an arbitrary thread. On the first one: readiness
- * turns false (before anything else, so probes see it at once), the listening socket closes, every queued and running request finishes and is
- * answered (new infer requests on open connections get 503), the responses are sent, and the
- * process exits 0.
+ * turns false (before anything else, so probes see it at once), the listening socket closes, every
+ * queued and running request finishes and is answered (new infer requests on open connections get
+ * 503), the responses are sent, and the process exits 0.
  *
  * Threads (see docs/api.md for the bound): main + the residency manager + loader threads
  * (while they have work) + http-threads + workers + the workers' OpenMP team members. The default
