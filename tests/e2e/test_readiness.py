@@ -171,52 +171,57 @@ def test_not_ready_while_draining(tmp_path, inferd_available):
                  "config": {"max_batch_size": 128,
                             "dynamic_batching": {"max_queue_delay_us": 10000000}}}})
     srv = Server(repo, tmp_path / "inferd.log", "--workers", "1", threads=1).start().wait_ready()
-    srv.require_ready("slow")
-    # Connections opened before SIGTERM: the listening socket closes at the signal.
-    probes = {p: http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
-              for p in ("/ready", "/v2/health/ready", "/live")}
-    for c in probes.values():
-        c.connect()
-    results = []
+    try:
+        srv.require_ready("slow")
+        # Connections opened before SIGTERM: the listening socket closes at the signal.
+        probes = {p: http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+                  for p in ("/ready", "/v2/health/ready", "/live")}
+        for c in probes.values():
+            c.connect()
+        results = []
 
-    def one(i):
-        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-        c.request("POST", "/v2/models/slow/infer", body=json.dumps(big_request(i)),
-                  headers={"Content-Type": "application/json"})
-        results.append(c.getresponse().status)
-        c.close()
+        def one(i):
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+            c.request("POST", "/v2/models/slow/infer", body=json.dumps(big_request(i)),
+                      headers={"Content-Type": "application/json"})
+            results.append(c.getresponse().status)
+            c.close()
 
-    # 6 x 16 rows of 512 tokens wait for a fuller batch (a long queue delay); the drain runs
-    # them at once, which takes a while on one thread.
-    n = 6
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    deadline = time.monotonic() + 20
-    while metric_value(srv.metrics(), "inferd_pending_requests", model="slow", version="1") < n:
-        assert time.monotonic() < deadline, srv.log()
-        time.sleep(0.01)
-    assert srv.get("/ready").status_code == 200
-    srv.session.close()
-    srv.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while "received SIGTERM: draining" not in srv.log():
-        assert time.monotonic() < deadline, srv.log()
-        time.sleep(0.005)
-    answers = {}
-    for path, c in probes.items():
-        c.request("GET", path)
-        r = c.getresponse()
-        answers[path] = (r.status, r.read().decode())
-    in_flight = n - len(results)
-    for t in ts:
-        t.join()
-    code = srv.proc.wait(30)
-    srv.log_file.close()
-    assert code == 0, srv.log()
-    assert results == [200] * n, results
-    # The probes were answered while requests were still in flight (so, during the drain).
-    assert in_flight > 0, (results, answers)
-    assert answers["/ready"] == (503, "not ready: draining: the server is shutting down\n")
-    assert answers["/v2/health/ready"] == (400, '{"ready":false}'), answers
-    assert answers["/live"] == (200, "ok\n"), answers
+        # 6 x 16 rows of 512 tokens wait for a fuller batch (a long queue delay); the drain runs
+        # them at once, which takes a while on one thread.
+        n = 6
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        deadline = time.monotonic() + 20
+        while metric_value(srv.metrics(), "inferd_pending_requests", model="slow", version="1") < n:
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.01)
+        assert srv.get("/ready").status_code == 200
+        srv.session.close()
+        srv.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "received SIGTERM: draining" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.005)
+        answers = {}
+        for path, c in probes.items():
+            c.request("GET", path)
+            r = c.getresponse()
+            answers[path] = (r.status, r.read().decode())
+        in_flight = n - len(results)
+        for t in ts:
+            t.join()
+        code = srv.proc.wait(30)
+        srv.log_file.close()
+        assert code == 0, srv.log()
+        assert results == [200] * n, results
+        # The probes were answered while requests were still in flight (so, during the drain).
+        assert in_flight > 0, (results, answers)
+        assert answers["/ready"] == (503, "not ready: draining: the server is shutting down\n")
+        assert answers["/v2/health/ready"] == (400, '{"ready":false}'), answers
+        assert answers["/live"] == (200, "ok\n"), answers
+    finally:
+        if srv.proc.poll() is None:  # a failed assertion must not leave it running
+            srv.proc.kill()
+            srv.proc.wait()
