@@ -1,6 +1,7 @@
 /* fuzz_predict_request.c: the text API's request parsers and answer formatters: the /v1
  * predict body, texts from a KServe BYTES tensor, the JSON-path locator behind "instances[3]
- * is not valid UTF-8", and the predictions JSON (with made-up scores) for each parsed text. The
+ * is not valid UTF-8", and the predictions JSON (with made-up scores) for each parsed text; the
+ * same body through a one-text and a list per-team route, formatted in the route's shape. The
  * input is the request body as is. */
 #include <stdint.h>
 #include <string.h>
@@ -8,6 +9,33 @@
 #include "api/jsonpos.h"
 #include "api/textreq.h"
 #include "util/alloc.h"
+
+/* Parses the body through route rt and formats an answer for its texts. */
+static void route_case(const uint8_t *data, size_t size, const inferd_config_route *rt,
+                       const inferd_textreq_limits *lim) {
+    inferd_textreq_predict r;
+    inferd_error err;
+    if (inferd_textreq_parse_route(data, size, rt, lim, &r, &err) == 0) {
+        if (r.n_items == 0 || r.n_items > lim->max_items || (!rt->batch && r.n_items != 1))
+            __builtin_trap();
+        static inferd_text_result res[64];
+        static inferd_pipeline_score top[2];
+        for (size_t i = 0; i < r.n_items; i++) {
+            // Labels are given, so no pipeline is needed to name them.
+            res[i] = (inferd_text_result){.best = {.index = (int32_t)(r.items[i].len % 3),
+                                                   .score = (float)r.items[i].len / 7.0f,
+                                                   .label = i % 2 ? "a\"b" : "label"},
+                                          .top = top,
+                                          .n_top = i % 3};
+            top[0] = top[1] = res[i].best;
+        }
+        inferd_strbuf b;
+        inferd_strbuf_init(&b);
+        inferd_textreq_format_route(&b, rt, NULL, res, r.n_items);
+        inferd_strbuf_deinit(&b);
+    }
+    inferd_textreq_predict_deinit(&r);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const inferd_textreq_limits lim = {.max_items = 64, .max_bytes = 4096};
@@ -22,6 +50,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             __builtin_trap();
     }
     inferd_textreq_predict_deinit(&r);
+
+    static const inferd_config_route one = {
+        .path = "/p", .input = "text", .label = "category", .score = "confidence"};
+    static const inferd_config_route list = {.path = "/q",
+                                             .input = "texts",
+                                             .batch = 1,
+                                             .label = "label",
+                                             .top_k = "candidates",
+                                             .results = "predictions"};
+    route_case(data, size, &one, &lim);
+    route_case(data, size, &list, &lim);
 
     // The same bytes as a BYTES tensor of up to 8 elements.
     inferd_text_item items[64];

@@ -28,6 +28,7 @@ struct inferd_api {
     inferd_sched *sched;
     inferd_textreq_limits text_limits;
     int allow_repository_control;
+    int strict_readiness;
     _Atomic int draining;
 };
 
@@ -50,6 +51,8 @@ typedef struct text_call {
     int64_t waited_us;         /* parked until the version was loaded */
     inferd_textreq_predict pr; /* /v1: the parsed body, while parked */
     int has_pr;
+    inferd_route route; /* a per-team route's request: its shape and counters (has_route) */
+    int has_route;
     inferd_repo_waiter wait;
 } text_call;
 
@@ -87,6 +90,7 @@ int inferd_api_create(const inferd_api_options *o, inferd_api **out, inferd_erro
     a->sched = o->sched;
     a->text_limits = o->text_limits;
     a->allow_repository_control = o->allow_repository_control;
+    a->strict_readiness = o->strict_readiness;
     if (!a->text_limits.max_items)
         a->text_limits.max_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS;
     if (!a->text_limits.max_bytes)
@@ -198,8 +202,14 @@ static int acquire_or_wait(inferd_api *a, inferd_http_request *req, const char *
 
 /* ---- health, server metadata, index, metrics ---- */
 
-static int server_ready(inferd_api *a) {
-    return !atomic_load(&a->draining) && inferd_repo_loading(a->repo) == 0;
+/* Readiness for /ready and /v2/health/ready (repo.h, inferd_repo_ready); why says what is
+ * missing when not ready. */
+static int server_ready(inferd_api *a, char *why, size_t cap) {
+    if (atomic_load(&a->draining)) {
+        snprintf(why, cap, "draining: the server is shutting down");
+        return 0;
+    }
+    return inferd_repo_ready(a->repo, a->strict_readiness, why, cap);
 }
 
 static void handle_server_metadata(inferd_http_request *req) {
@@ -570,12 +580,16 @@ static long long header_length(inferd_http_request *req) {
 static void text_free(text_call *t) {
     if (t->has_pr)
         inferd_textreq_predict_deinit(&t->pr);
+    if (t->has_route)
+        inferd_route_stats_release(t->route.stats);
     inferd_kserve_request_deinit(&t->req);
     inferd_repo_release(t->v);
     inferd_free(t);
 }
 
 static void text_fail(text_call *t, int code, const char *msg) {
+    if (t->has_route)
+        atomic_fetch_add_explicit(&t->route.stats->failure, 1, memory_order_relaxed);
     inferd_stats *st = inferd_repo_version_stats(t->v);
     atomic_fetch_add_explicit(&st->failure, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->text_failure, 1, memory_order_relaxed);
@@ -614,8 +628,11 @@ static void on_text_done(void *user, int status, const inferd_error *terr,
     } else {
         inferd_strbuf b;
         inferd_strbuf_init(&b);
-        inferd_textreq_format_predictions(&b, inferd_repo_version_name(t->v),
-                                          inferd_repo_version_number(t->v), p, results, n);
+        if (t->has_route)
+            inferd_textreq_format_route(&b, &t->route.spec, p, results, n);
+        else
+            inferd_textreq_format_predictions(&b, inferd_repo_version_name(t->v),
+                                              inferd_repo_version_number(t->v), p, results, n);
         body = inferd_strbuf_take(&b, &len);
         if (!body) {
             text_fail(t, INFERD_EINTERNAL, "out of memory formatting predictions");
@@ -627,7 +644,15 @@ static void on_text_done(void *user, int status, const inferd_error *terr,
     atomic_fetch_add_explicit(&st->success, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->text_success, 1, memory_order_relaxed);
     inferd_hist_record(st->request_ns, inferd_now_ns() - t->arrival_ns);
-    if (json_len < len) {
+    if (t->has_route) {
+        // A route's answer has the team's shape; the version that computed it goes in headers.
+        atomic_fetch_add_explicit(&t->route.stats->success, 1, memory_order_relaxed);
+        char ver[24];
+        snprintf(ver, sizeof ver, "%ld", inferd_repo_version_number(t->v));
+        const char *headers[] = {"Inferd-Model", inferd_repo_version_name(t->v),
+                                 "Inferd-Model-Version", ver, NULL};
+        inferd_http_respond(t->http, 200, "application/json", body, len, headers);
+    } else if (json_len < len) {
         char hl[32];
         snprintf(hl, sizeof hl, "%zu", json_len);
         const char *headers[] = {"Inference-Header-Content-Length", hl, NULL};
@@ -677,6 +702,18 @@ static void text_submit(text_call *t, const inferd_text_item *items, size_t n, i
     // On success t belongs to on_text_done.
 }
 
+/* Parses t's body, as /v1 predict or as its route says, into t->pr. */
+static int parse_text_body(text_call *t, inferd_error *err) {
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(t->http, &len);
+    if (!body)
+        body = (const uint8_t *)"";
+    if (t->has_route)
+        return inferd_textreq_parse_route(body, len, &t->route.spec, &t->api->text_limits, &t->pr,
+                                          err);
+    return inferd_textreq_parse_predict(body, len, &t->api->text_limits, &t->pr, err);
+}
+
 /* Runs a /v1 predict whose version is referenced (at once, or after its load). */
 static void predict_continue(text_call *t) {
     if (!inferd_repo_version_pipeline(t->v)) {
@@ -690,11 +727,8 @@ static void predict_continue(text_call *t) {
         return;
     }
     if (!t->has_pr) {
-        size_t len;
-        const uint8_t *body = inferd_http_request_body(t->http, &len);
         inferd_error err = {0};
-        int rc = inferd_textreq_parse_predict(body ? body : (const uint8_t *)"", len,
-                                              &t->api->text_limits, &t->pr, &err);
+        int rc = parse_text_body(t, &err);
         t->has_pr = 1;
         if (rc < 0) {
             text_fail(t, rc, err.msg);
@@ -714,10 +748,10 @@ static void on_predict_version(void *user, inferd_repo_version *v, int status,
                                const inferd_error *err) {
     text_call *t = user;
     if (status < 0) {
+        if (t->has_route)
+            atomic_fetch_add_explicit(&t->route.stats->failure, 1, memory_order_relaxed);
         inferd_status_respond_error(t->http, status, err->msg);
-        if (t->has_pr)
-            inferd_textreq_predict_deinit(&t->pr);
-        inferd_free(t);
+        text_free(t); // no version: v is NULL
         return;
     }
     t->v = v;
@@ -729,11 +763,8 @@ static void on_predict_version(void *user, inferd_repo_version *v, int status,
  * does not depend on the version) and kept for later. */
 static int64_t predict_peek(void *user) {
     text_call *t = user;
-    size_t len;
-    const uint8_t *body = inferd_http_request_body(t->http, &len);
     inferd_error err = {0};
-    if (inferd_textreq_parse_predict(body ? body : (const uint8_t *)"", len, &t->api->text_limits,
-                                     &t->pr, &err) < 0) {
+    if (parse_text_body(t, &err) < 0) {
         // Reported once the version is loaded, with the version's counters.
         inferd_textreq_predict_deinit(&t->pr);
         memset(&t->pr, 0, sizeof t->pr);
@@ -743,31 +774,54 @@ static int64_t predict_peek(void *user) {
     return t->pr.timeout_us;
 }
 
-static void handle_predict(inferd_api *a, inferd_http_request *req, const char *model,
-                           long version) {
+/* /v1 predict, or a per-team route (route not NULL: its reference moves to the call). */
+static void handle_predict(inferd_api *a, inferd_http_request *req, const char *model, long version,
+                           inferd_route *route) {
     if (atomic_load(&a->draining)) {
+        if (route) {
+            atomic_fetch_add_explicit(&route->stats->failure, 1, memory_order_relaxed);
+            inferd_route_stats_release(route->stats);
+        }
         inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
         return;
     }
     text_call *t = inferd_calloc(NULL, 1, sizeof *t);
     if (!t) {
+        if (route)
+            inferd_route_stats_release(route->stats);
         inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
         return;
     }
     t->api = a;
     t->http = req;
     t->arrival_ns = inferd_http_request_arrival_ns(req);
+    if (route) {
+        t->route = *route;
+        t->has_route = 1;
+    }
     int rc = acquire_or_wait(a, req, model, version, t->arrival_ns, &t->wait, on_predict_version, t,
                              predict_peek, &t->v);
     if (rc == 0)
         return; // parked: on_predict_version goes on
     if (rc < 0) {
-        if (t->has_pr)
-            inferd_textreq_predict_deinit(&t->pr);
-        inferd_free(t);
+        if (t->has_route)
+            atomic_fetch_add_explicit(&t->route.stats->failure, 1, memory_order_relaxed);
+        text_free(t); // no version yet
         return;
     }
     predict_continue(t);
+}
+
+static void method_not_allowed(inferd_http_request *req, const char *want);
+
+/* A request through a per-team route: the same path as /v1 predict, with the route's shape. */
+static void handle_route(inferd_api *a, inferd_http_request *req, inferd_route *route) {
+    if (strcmp(inferd_http_request_method(req), "POST") != 0) {
+        inferd_route_stats_release(route->stats);
+        method_not_allowed(req, "POST");
+        return;
+    }
+    handle_predict(a, req, route->model, route->spec.version, route);
 }
 
 /* KServe infer with an input named "text" on a version with a pipeline. */
@@ -980,7 +1034,7 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
             inferd_status_respond_error(req, INFERD_ENOTFOUND, msg);
             return;
         }
-        post ? handle_predict(a, req, seg[2], version) : method_not_allowed(req, "POST");
+        post ? handle_predict(a, req, seg[2], version, NULL) : method_not_allowed(req, "POST");
         return;
     }
     if (n == 1 && (!strcmp(seg[0], "ready") || !strcmp(seg[0], "live"))) {
@@ -989,8 +1043,10 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
             method_not_allowed(req, "GET");
             return;
         }
-        int ok = !strcmp(seg[0], "live") || server_ready(a);
-        const char *text = ok ? "ok\n" : "not ready\n";
+        char why[200] = "";
+        int ok = !strcmp(seg[0], "live") || server_ready(a, why, sizeof why);
+        char text[240];
+        snprintf(text, sizeof text, ok ? "ok\n" : "not ready: %s\n", why);
         size_t len = strlen(text);
         char *body = inferd_malloc(NULL, len);
         if (body)
@@ -1010,7 +1066,7 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
             method_not_allowed(req, "GET");
         } else if (!strcmp(seg[2], "live")) {
             inferd_status_respond_json(req, 200, "{\"live\":true}");
-        } else if (server_ready(a)) {
+        } else if (server_ready(a, msg, sizeof msg)) {
             inferd_status_respond_json(req, 200, "{\"ready\":true}");
         } else {
             inferd_status_respond_json(req, INFERD_STATUS_NOT_READY, "{\"ready\":false}");
@@ -1057,7 +1113,14 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
             return;
         }
     }
-not_found:
+not_found:;
+    // Per-team routes never shadow the paths above (config.json refuses them), so they are
+    // looked up last: a lock-free table lookup.
+    inferd_route route;
+    if (inferd_repo_route(a->repo, path, &route)) {
+        handle_route(a, req, &route);
+        return;
+    }
     snprintf(msg, sizeof msg, "unknown path '%.200s'", path);
     inferd_status_respond_error(req, INFERD_ENOTFOUND, msg);
 }

@@ -3,6 +3,7 @@
  *
  *   GET  /v2/health/live                      200 {"live": true}
  *   GET  /v2/health/ready                     200 {"ready": true}, or 400 while loading/draining
+ *   GET  /live, GET /ready                    200 "ok", or 503 "not ready: <what is missing>"
  *   GET  /v2                                  server metadata: name, version, extensions
  *   GET  /v2/models/{m}[/versions/{v}]        model metadata (from the ONNX graph)
  *   GET  /v2/models/{m}[/versions/{v}]/ready  200, 400 (not ready, with the reason) or 404
@@ -14,6 +15,9 @@
  *   POST /v2/repository/models/{m}/load       rescan and load the model (403 unless allowed)
  *   POST /v2/repository/models/{m}/unload     drain and unload the model (403 unless allowed)
  *   GET  /metrics                             Prometheus text
+ *   POST <route path>                         a per-team route from a config.json "routes"
+ *                                             (repo/config.h): texts in, labels out, in the
+ *                                             route's own JSON shape
  *
  * DESIGN
  * Everything but infer is answered on the HTTP thread from atomics, lock-free lookups and
@@ -30,6 +34,17 @@
  * request continues on the loader thread that loaded it (parse, tokenize, submit) with what
  * is left of its timeout; if the load fails or the deadline passes it gets 503 with the
  * reason. Only a request that must wait pays for reading its timeout ahead of the parse.
+ *
+ * Readiness (/ready, /v2/health/ready) is inferd_repo_ready: the pinned models' default
+ * versions loaded (or, when none is pinned, every start-up load tried; with strict_readiness
+ * every model's default version loaded), and false from inferd_api_set_draining on.
+ *
+ * A per-team route is looked up (lock-free) only when no built-in path matches; its request
+ * then goes exactly the way of a /v1 predict to the route's model (and fixed version, if it
+ * names one): parked while the version loads, tokenized on the HTTP thread, texts to the
+ * batcher, the same errors (400 naming the route's field), counted in the version's metrics
+ * and in the route's own counters. The answer carries Inferd-Model and Inferd-Model-Version
+ * headers, since the team's JSON shape has no room for them.
  *
  * Text requests (/v1 predict, or KServe infer naming an input "text" on a version with a
  * pipeline) take the same reference on the version, so the texts are tokenized with that
@@ -53,6 +68,7 @@ typedef struct inferd_api_options {
     inferd_sched *sched;               /* borrowed; for /metrics; may be NULL */
     inferd_textreq_limits text_limits; /* texts per request, bytes per text; 0: defaults */
     int allow_repository_control;      /* load and unload through the API; else 403 */
+    int strict_readiness; /* ready once every model's default version is loaded (repo.h) */
 } inferd_api_options;
 
 /* On success *out is the caller's (inferd_api_destroy). Main thread. */

@@ -266,6 +266,32 @@ static void process_family(inferd_strbuf *b) {
     inferd_strbuf_appendf(b, "inferd_memory_bytes %lld\n", (long long)inferd_mem_total_bytes());
 }
 
+/* Per-team routes: requests through each route, by outcome. The same requests are also in
+ * their model version's request and text request counters. */
+static void route_families(inferd_strbuf *b, inferd_repo *repo) {
+    inferd_route *rs = NULL;
+    size_t n = 0;
+    inferd_error err = {0};
+    if (inferd_repo_routes(repo, &rs, &n, &err) < 0)
+        return;
+    header(b, "inferd_route_requests_total", "counter",
+           "Requests through a per-team route (config.json routes), by outcome.");
+    for (size_t i = 0; i < n; i++) {
+        for (int ok = 1; ok >= 0; ok--) {
+            inferd_strbuf_appends(b, "inferd_route_requests_total{route=\"");
+            inferd_strbuf_append_label(b, rs[i].spec.path);
+            inferd_strbuf_appends(b, "\",model=\"");
+            inferd_strbuf_append_label(b, rs[i].model);
+            inferd_strbuf_appendf(
+                b, "\",outcome=\"%s\"} %llu\n", ok ? "success" : "failure",
+                (unsigned long long)atomic_load_explicit(
+                    ok ? &rs[i].stats->success : &rs[i].stats->failure, memory_order_relaxed));
+        }
+        inferd_route_stats_release(rs[i].stats);
+    }
+    inferd_free(rs);
+}
+
 int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_strbuf *b,
                           inferd_error *err) {
     inferd_repo_version **vs = NULL;
@@ -340,6 +366,7 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
             inferd_strbuf_appends(b, text);
     }
     residency_families(b, repo);
+    route_families(b, repo);
     process_family(b);
     if (b->failed)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory formatting metrics");

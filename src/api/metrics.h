@@ -11,6 +11,7 @@
  * versions loaded and the --max-loaded bound, requests waiting for a load, loads, failures,
  * evictions, unloads, version switches, load cache hits and misses, and a histogram of load
  * times.
+ * Per-team routes (labels route, model, outcome): requests answered through each route.
  * Per process: CPU seconds, resident memory, thread count (from
  * /proc/self), and the compute thread budget and the threads in use.
  *

@@ -318,6 +318,119 @@ static void test_predictions_multi_label(void **state) {
     inferd_pipeline_destroy(p);
 }
 
+static inferd_config_route route(const char *input, int batch) {
+    inferd_config_route rt;
+    memset(&rt, 0, sizeof rt);
+    snprintf(rt.path, sizeof rt.path, "/p");
+    snprintf(rt.input, sizeof rt.input, "%s", input);
+    rt.batch = batch;
+    snprintf(rt.label, sizeof rt.label, "label");
+    snprintf(rt.score, sizeof rt.score, "score");
+    return rt;
+}
+
+static void expect_route_error(const inferd_config_route *rt, const char *body, int code,
+                               const char *msg) {
+    inferd_textreq_predict r;
+    inferd_error err = {0};
+    int rc = inferd_textreq_parse_route((const uint8_t *)body, strlen(body), rt, &limits, &r, &err);
+    inferd_textreq_predict_deinit(&r);
+    if (rc != code)
+        fail_msg("%s: rc %d (%s), expected %d", body, rc, err.msg, code);
+    if (!strstr(err.msg, msg))
+        fail_msg("%s: \"%s\" does not contain \"%s\"", body, err.msg, msg);
+}
+
+static void test_route_bodies(void **state) {
+    (void)state;
+    inferd_config_route one = route("text", 0), list = route("texts", 1);
+    inferd_textreq_predict r;
+    inferd_error err = {0};
+    const char *body = "{\"text\": \"abc\"}";
+    assert_int_equal(
+        inferd_textreq_parse_route((const uint8_t *)body, strlen(body), &one, &limits, &r, &err),
+        0);
+    assert_int_equal(r.n_items, 1);
+    assert_int_equal(r.items[0].len, 3);
+    assert_memory_equal(r.items[0].text, "abc", 3);
+    assert_int_equal(r.timeout_us, 0);
+    inferd_textreq_predict_deinit(&r);
+    body = "{\"texts\": [\"a\", \"bc\"]}";
+    assert_int_equal(
+        inferd_textreq_parse_route((const uint8_t *)body, strlen(body), &list, &limits, &r, &err),
+        0);
+    assert_int_equal(r.n_items, 2);
+    assert_memory_equal(r.items[1].text, "bc", 2);
+    inferd_textreq_predict_deinit(&r);
+    // Every error names the route's own field.
+    expect_route_error(&one, "{}", INFERD_EINVAL, "text: missing (the text)");
+    expect_route_error(&list, "{}", INFERD_EINVAL, "texts: missing (a list of texts)");
+    expect_route_error(&one, "{\"text\": \"a\", \"lang\": \"en\"}", INFERD_EINVAL,
+                       "request: unknown key 'lang' (expected text)");
+    expect_route_error(&one, "{\"instances\": [\"a\"]}", INFERD_EINVAL,
+                       "request: unknown key 'instances' (expected text)");
+    expect_route_error(&one, "{\"text\": [\"a\"]}", INFERD_EINVAL,
+                       "text: must be a string, got an array");
+    expect_route_error(&list, "{\"texts\": \"a\"}", INFERD_EINVAL,
+                       "texts: must be an array of strings, got a string");
+    expect_route_error(&list, "{\"texts\": []}", INFERD_EINVAL, "texts: must hold at least one");
+    expect_route_error(&list, "{\"texts\": [\"a\", 5]}", INFERD_EINVAL,
+                       "texts[1]: must be a string, got an integer");
+    expect_route_error(&list, "{\"texts\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", INFERD_ETOOLARGE,
+                       "texts: 5 texts, at most 4 per request");
+    expect_route_error(&one, "{\"text\": \"0123456789abcdefg\"}", INFERD_ETOOLARGE,
+                       "text: text item 0 has 17 bytes, at most 16");
+    expect_route_error(&one, "[\"a\"]", INFERD_EINVAL, "request body: must be a JSON object");
+    expect_route_error(&one, "{\"text\": ", INFERD_EINVAL, "request body: invalid JSON");
+    expect_route_error(&list, "{\"texts\": [\"ok\", \"\xff\"]}", INFERD_EINVAL,
+                       "texts[1]: text item 1 is not valid UTF-8");
+    expect_route_error(&one, "{\"text\": \"\xc3\"}", INFERD_EINVAL,
+                       "text: text item 0 is not valid UTF-8");
+}
+
+static char *format_route(const inferd_config_route *rt, const inferd_pipeline *p,
+                          const inferd_text_result *res, size_t n) {
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    inferd_textreq_format_route(&b, rt, p, res, n);
+    size_t len;
+    return inferd_strbuf_take(&b, &len);
+}
+
+static void test_route_answers(void **state) {
+    (void)state;
+    inferd_pipeline *p = load("{\"function\": \"none\", \"top_k\": 2, \"labels\": \"labels.txt\"}");
+    const float rows[2][3] = {{0.5f, 2.0f, -1.0f}, {3.0f, 1.0f, 2.0f}};
+    inferd_text_result res[2];
+    inferd_pipeline_score tops[2][3];
+    predict(p, rows, 2, res, tops);
+    // One text: one object with the route's names.
+    inferd_config_route rt = route("text", 0);
+    snprintf(rt.label, sizeof rt.label, "category");
+    snprintf(rt.score, sizeof rt.score, "confidence");
+    char *json = format_route(&rt, p, res, 1);
+    assert_string_equal(json, "{\"category\":\"green\",\"confidence\":2}");
+    inferd_free(json);
+    // A list, bare; the score left out and the top labels in, named as the route says.
+    rt = route("texts", 1);
+    rt.score[0] = 0;
+    snprintf(rt.top_k, sizeof rt.top_k, "alternatives");
+    json = format_route(&rt, p, res, 2);
+    assert_string_equal(json, "[{\"label\":\"green\",\"alternatives\":[{\"label\":\"green\","
+                              "\"score\":2},{\"label\":\"red\",\"score\":0.5}]},"
+                              "{\"label\":\"red\",\"alternatives\":[{\"label\":\"red\",\"score\":"
+                              "3},{\"label\":\"blue\",\"score\":2}]}]");
+    inferd_free(json);
+    // A list inside an object; names are JSON-escaped.
+    rt = route("texts", 1);
+    snprintf(rt.results, sizeof rt.results, "pre\"dictions");
+    json = format_route(&rt, p, res, 2);
+    assert_string_equal(json, "{\"pre\\\"dictions\":[{\"label\":\"green\",\"score\":2},"
+                              "{\"label\":\"red\",\"score\":3}]}");
+    inferd_free(json);
+    inferd_pipeline_destroy(p);
+}
+
 static void test_signature(void **state) {
     (void)state;
     inferd_tensor_desc in[1], out[4];
@@ -348,6 +461,8 @@ int main(void) {
         cmocka_unit_test(test_predictions_single_label),
         cmocka_unit_test(test_predictions_multi_label),
         cmocka_unit_test(test_signature),
+        cmocka_unit_test(test_route_bodies),
+        cmocka_unit_test(test_route_answers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

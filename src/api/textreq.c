@@ -29,25 +29,27 @@ static const char *type_name(const json_t *v) {
     }
 }
 
-/* The item a string path names in a predict body: "text" is item 0, "instances[k]" item k. */
-static long item_of_path(const char *path) {
-    if (!strcmp(path, "text"))
+/* The item a string path names in a text body: one is the field holding one text (item 0),
+ * list the one holding a list ("instances[k]" is item k). */
+static long item_of_path(const char *path, const char *one, const char *list) {
+    if (one && !strcmp(path, one))
         return 0;
-    if (strncmp(path, "instances[", 10) != 0)
+    size_t n = list ? strlen(list) : 0;
+    if (!list || strncmp(path, list, n) != 0 || path[n] != '[')
         return -1;
     char *end;
-    long k = strtol(path + 10, &end, 10);
+    long k = strtol(path + n + 1, &end, 10);
     return end[0] == ']' && end[1] == 0 ? k : -1;
 }
 
 /* A body jansson refused: name the text when the reason is its encoding. */
-static int json_failure(const uint8_t *body, size_t len, const json_error_t *jerr,
-                        inferd_error *err) {
+static int json_failure(const uint8_t *body, size_t len, const json_error_t *jerr, const char *one,
+                        const char *list, inferd_error *err) {
     char path[160];
     if (inferd_jsonpos_is_encoding_error(jerr->text) &&
         inferd_jsonpos_string_path((const char *)body, len, (size_t)jerr->position, path,
                                    sizeof path)) {
-        long item = item_of_path(path);
+        long item = item_of_path(path, one, list);
         if (item >= 0)
             return inferd_error_set(err, INFERD_EINVAL, "%s: text item %ld is not valid UTF-8 (%s)",
                                     path, item, jerr->text);
@@ -183,9 +185,79 @@ int inferd_textreq_parse_predict(const uint8_t *body, size_t len, const inferd_t
     json_t *root =
         json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root)
-        return json_failure(body, len, &jerr, err);
+        return json_failure(body, len, &jerr, "text", "instances", err);
     out->doc_ = root;
     return parse_root(root, lim, out, err);
+}
+
+/* A route's body: {field: "text"} or {field: ["text", ...]}, nothing else. */
+static int parse_route_root(json_t *root, const inferd_config_route *rt,
+                            const inferd_textreq_limits *lim, inferd_textreq_predict *out,
+                            inferd_error *err) {
+    if (!json_is_object(root))
+        return inferd_error_set(err, INFERD_EINVAL, "request body: must be a JSON object, got %s",
+                                type_name(root));
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, rt->input) != 0)
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "request: unknown key '%.64s' (expected %s)", key, rt->input);
+    }
+    const json_t *in = json_object_get(root, rt->input);
+    if (!in)
+        return inferd_error_set(err, INFERD_EINVAL, "%s: missing (%s)", rt->input,
+                                rt->batch ? "a list of texts" : "the text");
+    size_t n = 1;
+    if (rt->batch) {
+        if (!json_is_array(in))
+            return inferd_error_set(err, INFERD_EINVAL, "%s: must be an array of strings, got %s",
+                                    rt->input, type_name(in));
+        n = json_array_size(in);
+        if (n == 0)
+            return inferd_error_set(err, INFERD_EINVAL, "%s: must hold at least one text",
+                                    rt->input);
+        if (n > lim->max_items)
+            return inferd_error_set(err, INFERD_ETOOLARGE, "%s: %zu texts, at most %zu per request",
+                                    rt->input, n, lim->max_items);
+    }
+    out->items = inferd_calloc(NULL, n, sizeof *out->items);
+    if (!out->items)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = rt->batch ? json_array_get(in, i) : in;
+        char where[96];
+        if (rt->batch)
+            snprintf(where, sizeof where, "%s[%zu]", rt->input, i);
+        else
+            snprintf(where, sizeof where, "%s", rt->input);
+        int rc = check_text(t, where, i, lim, err);
+        if (rc < 0)
+            return rc;
+        out->items[i] = (inferd_text_item){json_string_value(t), json_string_length(t)};
+    }
+    out->n_items = n;
+    return 0;
+}
+
+int inferd_textreq_parse_route(const uint8_t *body, size_t len, const inferd_config_route *rt,
+                               const inferd_textreq_limits *lim, inferd_textreq_predict *out,
+                               inferd_error *err) {
+    memset(out, 0, sizeof *out);
+    size_t max_values = lim->max_items + 64;
+    if (count_values(body, len, max_values) > max_values)
+        return inferd_error_set(err, INFERD_ETOOLARGE,
+                                "request body: over %zu JSON values; a text request holds at "
+                                "most %zu texts",
+                                max_values, lim->max_items);
+    json_error_t jerr;
+    json_t *root =
+        json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!root)
+        return json_failure(body, len, &jerr, rt->batch ? NULL : rt->input,
+                            rt->batch ? rt->input : NULL, err);
+    out->doc_ = root;
+    return parse_route_root(root, rt, lim, out, err);
 }
 
 void inferd_textreq_predict_deinit(inferd_textreq_predict *r) {
@@ -296,6 +368,72 @@ void inferd_textreq_format_predictions(inferd_strbuf *b, const char *model, long
         inferd_strbuf_append(b, "}", 1);
     }
     inferd_strbuf_appends(b, "]}");
+}
+
+/* One text's object in a route's answer. */
+static void append_route_result(inferd_strbuf *b, const inferd_config_route *rt,
+                                const inferd_pipeline *p, const inferd_text_result *r) {
+    const char *sep = "{";
+    if (rt->label[0]) {
+        inferd_strbuf_appends(b, sep);
+        inferd_strbuf_append_json_string(b, rt->label, strlen(rt->label));
+        inferd_strbuf_append(b, ":", 1);
+        append_label(b, p, &r->best);
+        sep = ",";
+    }
+    if (rt->score[0]) {
+        inferd_strbuf_appends(b, sep);
+        inferd_strbuf_append_json_string(b, rt->score, strlen(rt->score));
+        inferd_strbuf_append(b, ":", 1);
+        append_score(b, r->best.score);
+        sep = ",";
+    }
+    if (rt->top_k[0]) {
+        // Its entries use the route's label and score names, or the plain ones when the route
+        // leaves those out of the answer.
+        const char *ln = rt->label[0] ? rt->label : "label";
+        const char *sn = rt->score[0] ? rt->score : "score";
+        inferd_strbuf_appends(b, sep);
+        inferd_strbuf_append_json_string(b, rt->top_k, strlen(rt->top_k));
+        inferd_strbuf_appends(b, ":[");
+        for (size_t j = 0; j < r->n_top; j++) {
+            inferd_strbuf_appends(b, j ? ",{" : "{");
+            inferd_strbuf_append_json_string(b, ln, strlen(ln));
+            inferd_strbuf_append(b, ":", 1);
+            append_label(b, p, &r->top[j]);
+            inferd_strbuf_append(b, ",", 1);
+            inferd_strbuf_append_json_string(b, sn, strlen(sn));
+            inferd_strbuf_append(b, ":", 1);
+            append_score(b, r->top[j].score);
+            inferd_strbuf_append(b, "}", 1);
+        }
+        inferd_strbuf_append(b, "]", 1);
+    }
+    inferd_strbuf_append(b, "}", 1);
+}
+
+void inferd_textreq_format_route(inferd_strbuf *b, const inferd_config_route *rt,
+                                 const inferd_pipeline *p, const inferd_text_result *results,
+                                 size_t n) {
+    if (!rt->batch) {
+        if (n > 0)
+            append_route_result(b, rt, p, &results[0]);
+        return;
+    }
+    if (rt->results[0]) {
+        inferd_strbuf_append(b, "{", 1);
+        inferd_strbuf_append_json_string(b, rt->results, strlen(rt->results));
+        inferd_strbuf_append(b, ":", 1);
+    }
+    inferd_strbuf_append(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            inferd_strbuf_append(b, ",", 1);
+        append_route_result(b, rt, p, &results[i]);
+    }
+    inferd_strbuf_append(b, "]", 1);
+    if (rt->results[0])
+        inferd_strbuf_append(b, "}", 1);
 }
 
 int64_t inferd_textreq_top_width(const inferd_pipeline *p, int64_t classes) {

@@ -7,6 +7,12 @@
  *   {"model_name", "model_version", "predictions": [{"label", "score", ...}, ...]}
  * with one prediction per text, in request order (see inferd_textreq_format_predictions).
  *
+ * A per-team route (config.json "routes", repo/config.h) takes {"<input>": "text"} or, for a
+ * batch route, {"<input>": ["text", ...]}, and answers with the route's field names: one
+ * object {"<label>": ..., "<score>": ..., "<top_k>": [{"<label>", "<score>"}, ...]} per text
+ * (fields the route leaves out are absent); a batch route answers with the list of them, bare
+ * or as {"<results>": [...]}.
+ *
  * KServe text signature: a version with a pipeline also accepts one BYTES input "text" of
  * shape [N] and answers with "label" (BYTES [N]) and "score" (FP32 [N]), plus "top_labels"
  * (BYTES [N, k]) and "top_scores" (FP32 [N, k]) when the pipeline returns more than one label
@@ -25,6 +31,7 @@
 
 #include "api/strbuf.h"
 #include "prep/pipeline.h"
+#include "repo/config.h"
 #include "util/error.h"
 #include "util/tensor.h"
 
@@ -60,6 +67,15 @@ int inferd_textreq_parse_predict(const uint8_t *body, size_t len, const inferd_t
                                  inferd_textreq_predict *out, inferd_error *err);
 void inferd_textreq_predict_deinit(inferd_textreq_predict *r);
 
+/* Parses the body of a request through route rt into out (as inferd_textreq_parse_predict,
+ * with its errors naming the route's field: "texts[2]: must be a string, got an integer",
+ * "request: unknown key 'txt' (expected text)", "text: missing (the text)"). timeout_us is 0:
+ * a route's requests use the model's default timeout. Release out with
+ * inferd_textreq_predict_deinit, also after a failure. Any thread. */
+int inferd_textreq_parse_route(const uint8_t *body, size_t len, const inferd_config_route *rt,
+                               const inferd_textreq_limits *lim, inferd_textreq_predict *out,
+                               inferd_error *err);
+
 /* Checks the texts of a KServe "text" input (a STRING tensor of shape [N], elements as 4-byte
  * lengths + bytes) against the limits and lists them in items (room for lim->max_items).
  * Does not check UTF-8 (tokenizing does, naming the item). Returns 0, INFERD_EINVAL (not a
@@ -86,6 +102,13 @@ typedef struct inferd_text_result {
 void inferd_textreq_format_predictions(inferd_strbuf *b, const char *model, long version,
                                        const inferd_pipeline *p, const inferd_text_result *results,
                                        size_t n);
+
+/* Appends route rt's answer for n results (see the top of this file). top_k lists what /v1 shows
+ * for the text: its top_k labels, or for a multi-label pipeline those at or above the
+ * threshold. Any thread. */
+void inferd_textreq_format_route(inferd_strbuf *b, const inferd_config_route *rt,
+                                 const inferd_pipeline *p, const inferd_text_result *results,
+                                 size_t n);
 
 /* Labels each text has in top_labels/top_scores: 0 when the signature has no such outputs
  * (one label per text), top_k, or for a multi-label pipeline without top_k the number of

@@ -5,9 +5,9 @@
  * repository scan, the HTTP listener (so /v2/health/live answers while models load), and last
  * the loader thread. SIGTERM and SIGINT are blocked in every thread and taken by the main
  * thread with sigwait, so no handler runs in an arbitrary thread. On the first one: readiness
- * turns false, the listening socket closes, every queued and running request finishes and is
- * answered (new infer requests on open connections get 503), the responses are sent, and the
- * process exits 0.
+ * turns false (before anything else, so probes see it at once), the listening socket closes, every
+ * queued and running request finishes and is answered (new infer requests on open connections get
+ * 503), the responses are sent, and the process exits 0.
  *
  * Threads (see docs/api.md for the bound): main + the residency manager + loader threads
  * (while they have work) + http-threads + workers + the workers' OpenMP team members. The default
@@ -56,6 +56,7 @@ typedef struct serve_flags {
     int loader_threads;
     int loader_nice; /* -1: as --worker-nice */
     int allow_repository_control;
+    int strict_readiness;
     inferd_log_format log_format;
     inferd_log_level log_level;
     inferd_cgroup_budget budget; /* the thread budget and its source, --threads applied */
@@ -108,6 +109,10 @@ static void usage(FILE *f, int cores) {
             "  --allow-repository-control\n"
             "                         serve POST /v2/repository/models/{m}/load and /unload\n"
             "                         (403 otherwise)\n"
+            "  --strict-readiness     /ready and /v2/health/ready wait until every model's\n"
+            "                         default version is loaded (default: the pinned models';\n"
+            "                         with none pinned, every start-up load tried). Not with\n"
+            "                         --memory-budget or --max-loaded\n"
             "  --log-format FMT       text or json (default text)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  --help                 this text\n",
@@ -185,6 +190,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_LOADER_THREADS,
         O_LOADER_NICE,
         O_ALLOW_CONTROL,
+        O_STRICT_READINESS,
         O_LOG_FORMAT,
         O_LOG_LEVEL,
         O_HELP,
@@ -212,6 +218,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"loader-threads", required_argument, 0, O_LOADER_THREADS},
         {"loader-nice", required_argument, 0, O_LOADER_NICE},
         {"allow-repository-control", no_argument, 0, O_ALLOW_CONTROL},
+        {"strict-readiness", no_argument, 0, O_STRICT_READINESS},
         {"log-format", required_argument, 0, O_LOG_FORMAT},
         {"log-level", required_argument, 0, O_LOG_LEVEL},
         {"help", no_argument, 0, O_HELP},
@@ -324,6 +331,9 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         case O_ALLOW_CONTROL:
             f->allow_repository_control = 1;
             break;
+        case O_STRICT_READINESS:
+            f->strict_readiness = 1;
+            break;
         case O_LOG_FORMAT:
             if (!strcmp(optarg, "text"))
                 f->log_format = INFERD_LOG_FORMAT_TEXT;
@@ -361,6 +371,17 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
     }
     if (optind < argc) {
         fprintf(stderr, "inferd serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (f->strict_readiness && (f->memory_budget > 0 || f->max_loaded > 0)) {
+        // Strict readiness waits for every model's default version, but with a budget or a
+        // count versions load on demand and need not all fit: the pod might never be ready.
+        fprintf(stderr,
+                "inferd serve: --strict-readiness cannot be combined with %s: with a "
+                "budget, models load on their first request and may not all fit at "
+                "once; mark the models readiness must wait for \"pinned\": true in "
+                "their config.json instead\n",
+                f->memory_budget > 0 ? "--memory-budget" : "--max-loaded");
         return 2;
     }
     if (!f->repo) {
@@ -436,6 +457,7 @@ int inferd_cli_serve(int argc, char **argv) {
         .text_limits = {.max_items = (size_t)f.max_text_items,
                         .max_bytes = (size_t)f.max_text_bytes},
         .allow_repository_control = f.allow_repository_control,
+        .strict_readiness = f.strict_readiness,
     };
     if (inferd_api_create(&ao, &api, &err) < 0) {
         inferd_log_error("%s", err.msg);
@@ -476,9 +498,10 @@ int inferd_cli_serve(int argc, char **argv) {
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
         ;
+    // Not ready first: from the moment the log says "draining", probes see it.
+    inferd_api_set_draining(api);
     inferd_log_info("received %s: draining (%d requests in flight)",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT", inferd_http_server_active(http));
-    inferd_api_set_draining(api);
     inferd_http_server_quiesce(http);
     inferd_sched_drain(sched); // every queued request runs and is answered
     if (inferd_http_server_wait_idle(http, (int64_t)f.drain_timeout * 1000) < 0)

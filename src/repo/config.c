@@ -191,6 +191,191 @@ static int parse_warmup(inferd_config *c, const json_t *w, inferd_error *err) {
     return 0;
 }
 
+/* The first segments of the server's own paths (api/api.h): a route may not shadow them. */
+static const char *const builtin_segments[] = {"v1", "v2", "metrics", "ready", "live"};
+
+int inferd_config_route_path_check(const char *path, inferd_error *err) {
+    size_t n = strlen(path);
+    if (n == 0 || path[0] != '/')
+        return inferd_error_set(err, INFERD_EINVAL, "must be an absolute path starting with '/'");
+    if (n >= INFERD_CONFIG_ROUTE_PATH)
+        return inferd_error_set(err, INFERD_EINVAL, "at most %d bytes, got %zu",
+                                INFERD_CONFIG_ROUTE_PATH - 1, n);
+    const char *seg = path + 1;
+    for (;;) {
+        const char *end = strchr(seg, '/');
+        size_t len = end ? (size_t)(end - seg) : strlen(seg);
+        if (len == 0)
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "'%s' has an empty segment (a '//' or a trailing '/')", path);
+        if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+            return inferd_error_set(err, INFERD_EINVAL, "'%s' has a '.' or '..' segment", path);
+        for (size_t i = 0; i < len; i++) {
+            char c = seg[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == '~' || c == ':'))
+                return inferd_error_set(err, INFERD_EINVAL,
+                                        "'%s': character '%c' is not allowed (letters, digits "
+                                        "and -._~: only; no percent-escapes)",
+                                        path, c >= 0x20 && c < 0x7f ? c : '?');
+        }
+        if (seg == path + 1)
+            for (size_t i = 0; i < sizeof builtin_segments / sizeof *builtin_segments; i++)
+                if (strlen(builtin_segments[i]) == len && !strncmp(seg, builtin_segments[i], len))
+                    return inferd_error_set(err, INFERD_EINVAL,
+                                            "'%s' is under the built-in path /%s", path,
+                                            builtin_segments[i]);
+        if (!end)
+            return 0;
+        seg = end + 1;
+    }
+}
+
+/* Copies a JSON field name (a non-empty string of at most 63 bytes) into out; null gives "". */
+static int get_field(const json_t *v, const char *key, int nullable, char *out, inferd_error *err) {
+    if (nullable && json_is_null(v)) {
+        out[0] = 0;
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        json_string_length(v) >= INFERD_CONFIG_ROUTE_FIELD ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s: must be a field name (a non-empty string of at "
+                                "most %d bytes)%s, got %s",
+                                key, INFERD_CONFIG_ROUTE_FIELD - 1, nullable ? " or null" : "",
+                                json_type_name(v));
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+static int parse_route_output(inferd_config_route *rt, const json_t *o, const char *where,
+                              inferd_error *err) {
+    char key[96];
+    if (!json_is_object(o))
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s.output: must be an object, got %s", where,
+                                json_type_name(o));
+    const char *k;
+    json_t *v;
+    int rc;
+    json_object_foreach((json_t *)o, k, v) {
+        snprintf(key, sizeof key, "%s.output.%s", where, k);
+        if (!strcmp(k, "label"))
+            rc = get_field(v, key, 1, rt->label, err);
+        else if (!strcmp(k, "score"))
+            rc = get_field(v, key, 1, rt->score, err);
+        else if (!strcmp(k, "top_k"))
+            rc = get_field(v, key, 1, rt->top_k, err);
+        else if (!strcmp(k, "results"))
+            rc = get_field(v, key, 1, rt->results, err);
+        else
+            rc = inferd_error_set(err, INFERD_EINVAL,
+                                  "config.json: %s.output: unknown key '%.64s' (expected label, "
+                                  "score, top_k or results)",
+                                  where, k);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_route(inferd_config_route *rt, const json_t *r, const char *where,
+                       inferd_error *err) {
+    char key[96];
+    if (!json_is_object(r))
+        return inferd_error_set(err, INFERD_EINVAL, "config.json: %s: must be an object, got %s",
+                                where, json_type_name(r));
+    memset(rt, 0, sizeof *rt);
+    snprintf(rt->label, sizeof rt->label, "label");
+    snprintf(rt->score, sizeof rt->score, "score");
+    const char *k;
+    json_t *v;
+    int rc = 0;
+    int64_t x;
+    const json_t *output = NULL;
+    json_object_foreach((json_t *)r, k, v) {
+        snprintf(key, sizeof key, "%s.%s", where, k);
+        if (!strcmp(k, "path")) {
+            if (!json_is_string(v))
+                return bad(err, key, "must be a string, got %s", json_type_name(v));
+            if (strlen(json_string_value(v)) != json_string_length(v))
+                return bad(err, key, "must not hold a NUL byte%s", "");
+            inferd_error why = {0};
+            if (inferd_config_route_path_check(json_string_value(v), &why) < 0)
+                return inferd_error_set(err, INFERD_EINVAL, "config.json: %s: %.200s", key,
+                                        why.msg);
+            snprintf(rt->path, sizeof rt->path, "%s", json_string_value(v));
+        } else if (!strcmp(k, "input")) {
+            rc = get_field(v, key, 0, rt->input, err);
+        } else if (!strcmp(k, "batch")) {
+            rc = get_bool(v, key, &rt->batch, err);
+        } else if (!strcmp(k, "version")) {
+            if ((rc = get_int(v, key, 1, 2147483647LL, &x, err)) == 0)
+                rt->version = (long)x;
+        } else if (!strcmp(k, "output")) {
+            output = v; // after the loop: its checks depend on batch
+        } else {
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "config.json: %s: unknown key '%.64s' (expected path, input, "
+                                    "batch, version or output)",
+                                    where, k);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (!rt->path[0])
+        return inferd_error_set(err, INFERD_EINVAL, "config.json: %s.path: missing", where);
+    if (!rt->input[0])
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s.input: missing (the request's field holding "
+                                "the text%s)",
+                                where, rt->batch ? "s" : "");
+    if (output && (rc = parse_route_output(rt, output, where, err)) < 0)
+        return rc;
+    if (rt->results[0] && !rt->batch)
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s.output.results: only for a route with \"batch\": "
+                                "true (a single text gets a single object)",
+                                where);
+    if (!rt->label[0] && !rt->score[0] && !rt->top_k[0])
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "config.json: %s.output: names no field (label, score or top_k)",
+                                where);
+    const char *names[3] = {rt->label, rt->score, rt->top_k};
+    static const char *const which[3] = {"label", "score", "top_k"};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (names[i][0] && !strcmp(names[i], names[j]))
+                return inferd_error_set(err, INFERD_EINVAL,
+                                        "config.json: %s.output.%s: '%s' is also the %s field",
+                                        where, which[j], names[j], which[i]);
+    return 0;
+}
+
+static int parse_routes(inferd_config *c, const json_t *rs, inferd_error *err) {
+    if (!json_is_array(rs))
+        return bad(err, "routes", "must be an array of objects, got %s", json_type_name(rs));
+    size_t n = json_array_size(rs);
+    if (n > INFERD_CONFIG_MAX_ROUTES)
+        return inferd_error_set(err, INFERD_EINVAL, "config.json: routes: at most %d, got %zu",
+                                INFERD_CONFIG_MAX_ROUTES, n);
+    for (size_t i = 0; i < n; i++) {
+        char where[32];
+        snprintf(where, sizeof where, "routes[%zu]", i);
+        int rc = parse_route(&c->routes[i], json_array_get(rs, i), where, err);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(c->routes[j].path, c->routes[i].path))
+                return inferd_error_set(err, INFERD_EINVAL,
+                                        "config.json: routes[%zu].path: '%s' is also routes[%zu]",
+                                        i, c->routes[i].path, j);
+    }
+    c->n_routes = (int)n;
+    return 0;
+}
+
 static int parse_policy(inferd_config *c, const json_t *vp, inferd_error *err) {
     if (!json_is_object(vp) || json_object_size(vp) != 1)
         return bad(err, "version_policy",
@@ -287,6 +472,9 @@ int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_e
                 goto out;
         } else if (!strcmp(key, "warmup")) {
             if ((rc = parse_warmup(c, v, err)) < 0)
+                goto out;
+        } else if (!strcmp(key, "routes")) {
+            if ((rc = parse_routes(c, v, err)) < 0)
                 goto out;
         } else {
             rc = inferd_error_set(err, INFERD_EINVAL, "config.json: unknown key '%s'", key);

@@ -21,6 +21,9 @@
 #define INFERD_CONFIG_MAX_BATCH 1024
 #define INFERD_CONFIG_DEFAULT_MAX_BATCH 8
 #define INFERD_CONFIG_MAX_WARMUP_TEXT 1024
+#define INFERD_CONFIG_MAX_ROUTES 8
+#define INFERD_CONFIG_ROUTE_PATH 128 /* bytes of a route's path, with its NUL */
+#define INFERD_CONFIG_ROUTE_FIELD 64 /* bytes of a JSON field name in a route, with its NUL */
 
 /* When a version is run once before it serves (config.json "warmup"). */
 typedef enum inferd_config_warmup {
@@ -34,6 +37,21 @@ typedef enum inferd_config_policy {
     INFERD_CONFIG_POLICY_ALL = 1,      /* every version folder */
     INFERD_CONFIG_POLICY_SPECIFIC = 2, /* exactly the listed versions */
 } inferd_config_policy;
+
+/* One extra HTTP route of the model (config.json "routes"): POST path with a small JSON body
+ * maps onto the text API (the same work as /v1 predict), so a team keeps its own request and
+ * response shape. Field names are JSON object keys; "" means the field is left out. */
+typedef struct inferd_config_route {
+    char path[INFERD_CONFIG_ROUTE_PATH];   /* absolute: "/category_predict" */
+    char input[INFERD_CONFIG_ROUTE_FIELD]; /* the request's field holding the text(s) */
+    int batch;    /* the input is a list of texts and the answer a list; else one and one */
+    long version; /* a fixed version; 0: the model's default version */
+    char label[INFERD_CONFIG_ROUTE_FIELD];   /* the best label; default "label" */
+    char score[INFERD_CONFIG_ROUTE_FIELD];   /* its score; default "score" */
+    char top_k[INFERD_CONFIG_ROUTE_FIELD];   /* [{label, score}, ...] best first; default "" */
+    char results[INFERD_CONFIG_ROUTE_FIELD]; /* batch: the answer's field holding the list;
+                                                "": the answer is the bare list */
+} inferd_config_route;
 
 typedef struct inferd_config {
     char name[128];             /* "name" if given (must equal the folder name), else "" */
@@ -56,9 +74,11 @@ typedef struct inferd_config {
     int instance_threads; /* cap on threads per batch of this model; 0: no cap */
     int pinned;           /* load the selected versions at start and never evict them */
     inferd_config_warmup warmup;
-    int warmup_batch;                                /* rows of the warm-up run; 0: 1 */
-    int warmup_seq;                                  /* its dynamic non-batch dims; 0: 8 */
-    char warmup_text[INFERD_CONFIG_MAX_WARMUP_TEXT]; /* text for a pipeline; "" : generated */
+    int warmup_batch;                                     /* rows of the warm-up run; 0: 1 */
+    int warmup_seq;                                       /* its dynamic non-batch dims; 0: 8 */
+    char warmup_text[INFERD_CONFIG_MAX_WARMUP_TEXT];      /* text for a pipeline; "" : generated */
+    inferd_config_route routes[INFERD_CONFIG_MAX_ROUTES]; /* paths unique within the model */
+    int n_routes;
 } inferd_config;
 
 /* Fills c with the defaults. The caller owns c; inferd_config_deinit releases nothing today
@@ -74,6 +94,12 @@ int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_e
 /* Reads and parses the file at path (at most 1 MiB). A missing file is INFERD_ENOTFOUND,
  * leaving c untouched; an unreadable one INFERD_EINTERNAL. Any thread. */
 int inferd_config_load_file(inferd_config *c, const char *path, inferd_error *err);
+
+/* Whether path can be a route's path: absolute, at most 127 bytes, segments of letters, digits
+ * and "-._~:" (no empty, "." or ".." segment, no percent-escape, no trailing slash), and not
+ * under a built-in path (/v1, /v2, /metrics, /ready, /live). Returns 0, or INFERD_EINVAL with
+ * why (without a key prefix) in err. Any thread. */
+int inferd_config_route_path_check(const char *path, inferd_error *err);
 
 /* Applies the version policy to the version numbers found on disk (available, ascending).
  * Writes the versions to serve, ascending, to out (room for cap) and returns their count.

@@ -18,6 +18,12 @@
  * slot arrays, every slot field marked [lock], the live list, the want FIFO, the job queue,
  * the controls, and the counters that are not atomics. A copy's refs, its draining flag, the
  * slot's refs and the repository's loading count are atomics, read without the lock.
+ *
+ * Routes and readiness: whatever changes what is served marks the routes dirty; the manager
+ * rebuilds the route list under the lock and publishes it to the lock-free table
+ * (repo/routes.h) with the lock dropped, since a publish waits for lookups in progress. The
+ * readiness counters are recomputed under the lock after every manager pass and every load,
+ * and read as atomics by HTTP threads.
  */
 #include "repo/repo.h"
 
@@ -35,6 +41,7 @@
 
 #include "repo/copy.h"
 #include "repo/residency.h"
+#include "repo/routes.h"
 #include "repo/scan.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -94,6 +101,7 @@ struct slot {
     int initial;               /* counted in the repository's loading count until tried */
     int unloading;             /* copies detached from this slot and not yet freed */
     int has_pipeline;
+    int pipeline_file; /* its folder holds a pipeline.json (from the last scan) */
     int64_t last_used_ns;
     int64_t last_bytes; /* what the last copy held at its peak (the next load's estimate) */
     int64_t file_bytes;
@@ -109,9 +117,11 @@ struct model_entry {
     inferd_config cfg;
     uint64_t cfg_stamp;
     int config_ok;
-    char reason[256];   /* model-level problem (shown when it has no slots) */
-    char cfg_note[256]; /* a changed config.json that was refused: the previous one stays */
-    slot **slots;       /* ascending by number */
+    char reason[256];          /* model-level problem (shown when it has no slots) */
+    char cfg_note[256];        /* a changed config.json that was refused: the previous one stays */
+    char route_note[256];      /* routes of its config.json that were refused, and why */
+    char route_note_next[256]; /* [build_routes] the note being written */
+    slot **slots;              /* ascending by number */
     int n_slots, cap_slots;
     int gone; /* the folder is gone: removed once it has no slots */
 };
@@ -141,6 +151,11 @@ struct inferd_repo {
     _Atomic int loading;   /* loads queued at start and not tried yet */
     _Atomic int want_idle; /* a load waits for a busy version to become idle */
     inferd_hist *load_ns;
+    /* Readiness (update_readiness), read without the lock. */
+    _Atomic int pinned_models;  /* models with "pinned": true (not unloaded by request) */
+    _Atomic int pinned_waiting; /* of those, models whose default version is not loaded */
+    _Atomic int models_waiting; /* models whose default version is not loaded */
+    inferd_routes *routes;      /* the route table HTTP threads read (repo/routes.h) */
 
     pthread_mutex_t lock;
     pthread_cond_t manager_cv; /* the manager's wake-up */
@@ -157,6 +172,9 @@ struct inferd_repo {
     int64_t next_poll_ns;
     int parked;
     uint64_t loads, load_failures, evictions, unloads, switches, cache_hits, cache_misses;
+    int routes_dirty;        /* what serves may have changed: the manager rebuilds the routes */
+    inferd_route *published; /* the routes last published (stats NULL), for comparisons */
+    size_t n_published;
 
     pthread_t manager;
     int manager_started;
@@ -171,6 +189,7 @@ typedef struct deliveries {
 } deliveries;
 
 static void want_load(inferd_repo *r, slot *s);
+static void update_readiness(inferd_repo *r);
 
 /* ---- slots and copies ---- */
 
@@ -801,6 +820,9 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
     }
     tried(r, s);
     settle_waiters(r, s, 0, NULL, d);
+    if (switching)
+        r->routes_dirty = 1; // a new default: its pipeline decides whether routes can serve
+    update_readiness(r);
     kick_locked(r); // retirements (a switch), trims and admissions may follow
     return 0;
 }
@@ -1206,6 +1228,8 @@ static int serving_config_differs(const inferd_config *a, const inferd_config *b
     x.warmup_batch = y.warmup_batch;
     x.warmup_seq = y.warmup_seq;
     memcpy(x.warmup_text, y.warmup_text, sizeof x.warmup_text);
+    memcpy(x.routes, y.routes, sizeof x.routes); // routes change the route table, not a copy
+    x.n_routes = y.n_routes;
     return memcmp(&x, &y, sizeof x) != 0;
 }
 
@@ -1272,6 +1296,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
                 return; // out of memory: the next scan tries again
             s->file_bytes = sv->model_bytes + 3 * sv->other_bytes;
             s->stamp = sv->stamp;
+            s->pipeline_file = sv->has_pipeline;
             if (!sv->present) {
                 s->failed = 1;
                 if (sv->outside)
@@ -1310,6 +1335,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
             continue;
         }
         s->file_bytes = sv->model_bytes + 3 * sv->other_bytes;
+        s->pipeline_file = sv->has_pipeline;
         if (sv->stamp == s->stamp)
             continue;
         s->stamp = sv->stamp;
@@ -1349,6 +1375,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
 
 /* Applies a scan of the whole repository (full) or of the models it lists. [lock] */
 static void apply_scan(inferd_repo *r, const inferd_scan_model *sms, int n, int full) {
+    r->routes_dirty = 1;
     for (int i = 0; i < n; i++) {
         model_entry *m = find_model(r, sms[i].name);
         if (!m && !(m = add_model(r, sms[i].name)))
@@ -1438,6 +1465,189 @@ static void poll_repo(inferd_repo *r) {
     inferd_free(sms);
 }
 
+/* ---- routes and readiness ---- */
+
+/* Appends a refusal to m's next route note (shown in the index; logged when it changes). */
+static void route_refused(model_entry *m, const char *path, const char *why) {
+    char *note = m->route_note_next;
+    size_t len = strlen(note);
+    if (len + 4 >= sizeof m->route_note_next)
+        return;
+    snprintf(note + len, sizeof m->route_note_next - len, "%sroute %s refused: %s", len ? "; " : "",
+             path, why);
+}
+
+/* Why a route of m cannot serve, or "" when it can. A route needs a text pipeline: its version
+ * (the fixed one, else the model's default) must have a pipeline.json. [lock] */
+static void route_target_check(const model_entry *m, const inferd_config_route *rt, char *why,
+                               size_t cap) {
+    why[0] = 0;
+    const slot *s;
+    if (rt->version > 0) {
+        s = find_slot(m, rt->version);
+        if (!s || s->retired) {
+            snprintf(why, cap, "version %ld is not served (version_policy does not select it)",
+                     rt->version);
+            return;
+        }
+    } else {
+        s = default_slot(m);
+        if (!s && m->n_slots > 0)
+            s = m->slots[m->n_slots - 1];
+    }
+    if (s && s->stamp && !s->pipeline_file)
+        snprintf(why, cap,
+                 "model '%.64s' version %ld has no pipeline.json (a route sends texts through "
+                 "the version's text pipeline)",
+                 m->name, s->number);
+}
+
+static const inferd_route *find_published(const inferd_repo *r, const char *path) {
+    for (size_t i = 0; i < r->n_published; i++)
+        if (!strcmp(r->published[i].spec.path, path))
+            return &r->published[i];
+    return NULL;
+}
+
+/* The routes every model's config.json declares, clashes and unservable ones left out (and
+ * noted on their model). A path keeps the model that already serves it; among new claims the
+ * first model by name wins. Returns the count, or -1 when out of memory. [lock] */
+static long build_routes(inferd_repo *r, inferd_route **out) {
+    size_t cap = 0;
+    for (int i = 0; i < r->n_models; i++) {
+        r->models[i]->route_note_next[0] = 0;
+        if (!r->models[i]->gone)
+            cap += (size_t)r->models[i]->cfg.n_routes;
+    }
+    inferd_route *list = inferd_calloc(NULL, cap ? cap : 1, sizeof *list);
+    if (!list)
+        return -1;
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < r->n_models; i++) {
+            model_entry *m = r->models[i];
+            for (int k = 0; k < m->cfg.n_routes && !m->gone; k++) {
+                const inferd_config_route *rt = &m->cfg.routes[k];
+                const inferd_route *was = find_published(r, rt->path);
+                int incumbent = was && !strcmp(was->model, m->name);
+                if (incumbent != (pass == 0))
+                    continue;
+                char why[256];
+                route_target_check(m, rt, why, sizeof why);
+                for (size_t j = 0; j < n && !why[0]; j++)
+                    if (!strcmp(list[j].spec.path, rt->path))
+                        snprintf(why, sizeof why,
+                                 "model '%.100s' already serves this path (paths are unique "
+                                 "across models)",
+                                 list[j].model);
+                if (why[0]) {
+                    route_refused(m, rt->path, why);
+                    continue;
+                }
+                inferd_route *x = &list[n++];
+                snprintf(x->model, sizeof x->model, "%s", m->name);
+                x->spec = *rt;
+            }
+        }
+    }
+    *out = list;
+    return (long)n;
+}
+
+/* Rebuilds the route table and publishes it when it changed; logs what changed. Called with
+ * the lock held, which it drops while publishing (the publish waits for lookups in progress).
+ * [lock] */
+static void refresh_routes(inferd_repo *r) {
+    r->routes_dirty = 0;
+    inferd_route *list;
+    long n = build_routes(r, &list);
+    if (n < 0) {
+        r->routes_dirty = 1; // out of memory: try again on the next pass
+        return;
+    }
+    for (int i = 0; i < r->n_models; i++) {
+        model_entry *m = r->models[i];
+        if (strcmp(m->route_note, m->route_note_next) != 0 && m->route_note_next[0])
+            inferd_log_error("model %s: %s", m->name, m->route_note_next);
+        snprintf(m->route_note, sizeof m->route_note, "%s", m->route_note_next);
+    }
+    int same = (size_t)n == r->n_published &&
+               (n == 0 || memcmp(list, r->published, (size_t)n * sizeof *list) == 0);
+    if (same) {
+        inferd_free(list);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        const inferd_route *was = find_published(r, list[i].spec.path);
+        if (!was || memcmp(was, &list[i], sizeof *was) != 0) {
+            char ver[48] = "";
+            if (list[i].spec.version > 0)
+                snprintf(ver, sizeof ver, ", version %ld", list[i].spec.version);
+            inferd_log_info("model %s: route POST %s (%s '%s'%s)", list[i].model, list[i].spec.path,
+                            list[i].spec.batch ? "texts in" : "one text in", list[i].spec.input,
+                            ver);
+        }
+    }
+    for (size_t i = 0; i < r->n_published; i++) {
+        int kept = 0;
+        for (long j = 0; j < n && !kept; j++)
+            kept = !strcmp(list[j].spec.path, r->published[i].spec.path);
+        if (!kept)
+            inferd_log_info("model %s: route %s removed", r->published[i].model,
+                            r->published[i].spec.path);
+    }
+    inferd_free(r->published);
+    r->published = list;
+    r->n_published = (size_t)n;
+    // The table gets its own copy; publishing waits for lookups, so not under the lock.
+    inferd_route *copy = inferd_malloc(NULL, (n ? (size_t)n : 1) * sizeof *copy);
+    if (!copy) {
+        r->n_published = 0; // publish again on the next pass
+        r->routes_dirty = 1;
+        return;
+    }
+    if (n)
+        memcpy(copy, list, (size_t)n * sizeof *copy);
+    pthread_mutex_unlock(&r->lock);
+    inferd_error err = {0};
+    int rc = inferd_routes_publish(r->routes, copy, (size_t)n, &err);
+    inferd_free(copy);
+    pthread_mutex_lock(&r->lock);
+    if (rc < 0) {
+        inferd_log_error("routes: %s", err.msg);
+        r->n_published = 0;
+        r->routes_dirty = 1;
+    }
+}
+
+/* Whether every version of m is unloaded by request: it is then not waited for. [lock] */
+static int model_held(const model_entry *m) {
+    for (int j = 0; j < m->n_slots; j++)
+        if (!m->slots[j]->held)
+            return 0;
+    return m->n_slots > 0;
+}
+
+/* Recomputes what readiness reads: per model, whether its default version is loaded. [lock] */
+static void update_readiness(inferd_repo *r) {
+    int pinned = 0, pinned_waiting = 0, waiting = 0;
+    for (int i = 0; i < r->n_models; i++) {
+        const model_entry *m = r->models[i];
+        if (m->gone || model_held(m))
+            continue;
+        const slot *d = default_slot(m);
+        int up = d && d->cur;
+        if (m->cfg.pinned) {
+            pinned++;
+            pinned_waiting += !up;
+        }
+        waiting += !up;
+    }
+    atomic_store(&r->pinned_models, pinned);
+    atomic_store(&r->pinned_waiting, pinned_waiting);
+    atomic_store(&r->models_waiting, waiting);
+}
+
 /* ---- the load API ---- */
 
 /* Scans the control's model, then waits for its selected versions. [lock] Returns whether the
@@ -1470,6 +1680,7 @@ static int run_control(inferd_repo *r, control *c, deliveries *d) {
         for (int j = 0; j < m->n_slots; j++)
             m->slots[j]->held = 0;
         apply_model(r, m, sm);
+        r->routes_dirty = 1;
         for (int i = 0; i < sm->n_versions; i++) {
             slot *s = sm->versions[i].selected ? find_slot(m, sm->versions[i].number) : NULL;
             if (!s || s->retired)
@@ -1526,6 +1737,11 @@ static void *manager_main(void *arg) {
         for (control **p = &r->controls; *p;) {
             control *c = *p;
             if (run_control(r, c, &d)) {
+                // run_control drops the lock while it scans, and a load request may have been
+                // pushed in front of c meanwhile: unlink c from where it is now.
+                p = &r->controls;
+                while (*p != c)
+                    p = &(*p)->next;
                 *p = c->next;
                 inferd_free(c);
                 r->parked--;
@@ -1533,9 +1749,12 @@ static void *manager_main(void *arg) {
                 p = &c->next;
             }
         }
+        if (r->routes_dirty)
+            refresh_routes(r); // drops the lock while it publishes
         retire(r, &d);
         trim(r);
         admit(r, &d);
+        update_readiness(r);
         if (r->jobs_head)
             spawn_loader(r); // a thread that could not be started before
         int64_t next = expire(r, inferd_now_ns(), &d);
@@ -1590,6 +1809,8 @@ static void repo_free(inferd_repo *r) {
         inferd_free(j);
     }
     inferd_hist_destroy(r->load_ns);
+    inferd_routes_destroy(r->routes);
+    inferd_free(r->published);
     pthread_cond_destroy(&r->manager_cv);
     pthread_cond_destroy(&r->job_cv);
     pthread_cond_destroy(&r->done_cv);
@@ -1607,7 +1828,9 @@ int inferd_repo_create(const inferd_repo_options *opts, inferd_repo **out, infer
     if (rc < 0)
         return rc;
     inferd_repo *r = inferd_calloc(NULL, 1, sizeof *r);
-    if (!r || !(r->load_ns = inferd_hist_create())) {
+    if (!r || !(r->load_ns = inferd_hist_create()) || inferd_routes_create(&r->routes, err) < 0) {
+        if (r)
+            inferd_hist_destroy(r->load_ns);
         inferd_free(r);
         inferd_free(sms);
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
@@ -1636,22 +1859,26 @@ int inferd_repo_create(const inferd_repo_options *opts, inferd_repo **out, infer
 
     pthread_mutex_lock(&r->lock);
     apply_scan(r, sms, n, 1);
-    // The initial loads, newest version of each model first: requests without a version use
-    // it. apply_scan queued them in version order; reorder the FIFO per model.
+    // The initial loads, pinned models first (readiness waits for them), and the newest
+    // version of each model first: requests without a version use it. apply_scan queued them
+    // in version order; reorder the FIFO (built back to front).
     slot *order = NULL;
     int total = 0;
-    for (int i = r->n_models - 1; i >= 0; i--) {
-        model_entry *m = r->models[i];
-        for (int j = 0; j < m->n_slots; j++) {
-            slot *s = m->slots[j];
-            if (!s->want)
+    for (int pinned = 0; pinned < 2; pinned++)
+        for (int i = r->n_models - 1; i >= 0; i--) {
+            model_entry *m = r->models[i];
+            if (!m->cfg.pinned != !pinned)
                 continue;
-            s->want_next = order;
-            order = s;
-            s->initial = 1;
-            total++;
+            for (int j = 0; j < m->n_slots; j++) {
+                slot *s = m->slots[j];
+                if (!s->want)
+                    continue;
+                s->want_next = order;
+                order = s;
+                s->initial = 1;
+                total++;
+            }
         }
-    }
     r->want_head = order;
     r->want_tail = NULL;
     for (slot *s = order; s; s = s->want_next)
@@ -1660,6 +1887,8 @@ int inferd_repo_create(const inferd_repo_options *opts, inferd_repo **out, infer
     int versions = 0;
     for (int i = 0; i < r->n_models; i++)
         versions += r->models[i]->n_slots;
+    update_readiness(r);
+    refresh_routes(r); // no other thread yet: dropping the lock there is harmless
     pthread_mutex_unlock(&r->lock);
     inferd_free(sms);
     inferd_log_info("repository %s: %d models, %d versions, %d to load at start%s", r->dir,
@@ -1683,6 +1912,32 @@ int inferd_repo_start(inferd_repo *r, inferd_error *err) {
 }
 
 int inferd_repo_loading(const inferd_repo *r) { return atomic_load(&r->loading); }
+
+int inferd_repo_ready(inferd_repo *r, int strict, char *why, size_t cap) {
+    int n;
+    const char *what;
+    if (strict) {
+        n = atomic_load(&r->models_waiting);
+        what = "model(s) without their default version loaded (--strict-readiness)";
+    } else if (atomic_load(&r->pinned_models) > 0) {
+        n = atomic_load(&r->pinned_waiting);
+        what = "pinned model(s) without their default version loaded";
+    } else {
+        n = atomic_load(&r->loading);
+        what = "version(s) to load at start not tried yet";
+    }
+    if (n > 0 && why && cap > 0)
+        snprintf(why, cap, "%d %s", n, what);
+    return n == 0;
+}
+
+int inferd_repo_route(inferd_repo *r, const char *path, inferd_route *out) {
+    return inferd_routes_lookup(r->routes, path, out);
+}
+
+int inferd_repo_routes(inferd_repo *r, inferd_route **out, size_t *n, inferd_error *err) {
+    return inferd_routes_list(r->routes, out, n, err);
+}
 
 int inferd_repo_wait_loaded(inferd_repo *r, int64_t timeout_ms, inferd_error *err) {
     int64_t until = inferd_now_ns() + timeout_ms * 1000000;
@@ -1885,6 +2140,7 @@ int inferd_repo_request_unload(inferd_repo *r, const char *model, inferd_error *
         settle_waiters(r, s, INFERD_EUNAVAIL, &e, &d);
     }
     inferd_log_info("model %s: unloaded by request", m->name);
+    update_readiness(r);
     pthread_mutex_unlock(&r->lock);
     fire(&d);
     return 0;
@@ -1941,6 +2197,8 @@ int inferd_repo_index(inferd_repo *r, inferd_repo_entry **out, size_t *n, inferd
                 snprintf(x->reason, sizeof x->reason, "%s", s->reason);
             if (x->state == INFERD_REPO_STATE_READY && !s->reason[0] && m->cfg_note[0])
                 snprintf(x->reason, sizeof x->reason, "%s", m->cfg_note);
+            else if (x->state == INFERD_REPO_STATE_READY && !s->reason[0] && m->route_note[0])
+                snprintf(x->reason, sizeof x->reason, "%s", m->route_note);
             x->resident_bytes = slot_resident(r, s);
             x->pinned = s->cfg.pinned;
             x->is_default = s == def;

@@ -66,6 +66,7 @@
 
 #include "prep/pipeline.h"
 #include "repo/config.h"
+#include "repo/routes.h"
 #include "sched/sched.h"
 #include "sched/stats.h"
 #include "util/alloc.h"
@@ -175,6 +176,25 @@ int inferd_repo_start(inferd_repo *r, inferd_error *err);
 /* Versions queued at start that have not been tried yet. Zero once each has loaded or failed:
  * the server is ready. Lock-free; any thread. */
 int inferd_repo_loading(const inferd_repo *r);
+
+/* Readiness, lock-free (any thread; the manager and loaders keep what it reads up to date).
+ * strict: every model (not unloaded by request) has its default version loaded. Otherwise,
+ * when some models are pinned: every pinned model has its default version loaded (unpinned
+ * ones may still be loading); when none is: inferd_repo_loading is 0. A model counts as loaded
+ * while a new version of it loads beside the serving one. When not ready and why is not NULL,
+ * writes what is missing there ("1 pinned model(s) without ..."). */
+int inferd_repo_ready(inferd_repo *r, int strict, char *why, size_t cap);
+
+/* Per-team routes (config.json "routes"): the route for a request path, or 0 when there is
+ * none. Rebuilt whenever a scan or a load request changes what a model's config.json declares
+ * or which version serves: paths are unique across models (the model that served a path first
+ * keeps it; at start the first by name), and a route whose version has no pipeline.json is
+ * left out. Each refusal is logged and shown as the reason of the model's ready versions in
+ * the index. Lock-free (repo/routes.h); any thread. out->stats is a reference to release. */
+int inferd_repo_route(inferd_repo *r, const char *path, inferd_route *out);
+
+/* Every route now served, as inferd_routes_list. Any thread. */
+int inferd_repo_routes(inferd_repo *r, inferd_route **out, size_t *n, inferd_error *err);
 
 /* Waits until inferd_repo_loading is 0 or timeout_ms passes; returns 0 or INFERD_EUNAVAIL.
  * For tests and tools; never call it from an HTTP thread. */

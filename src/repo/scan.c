@@ -82,7 +82,7 @@ static void stamp_version(const char *mdir, const inferd_config *cfg, inferd_sca
         has_model = stamp_file(&h, path, &v->model_bytes);
     }
     snprintf(path, sizeof path, "%s/pipeline.json", vdir);
-    stamp_file(&h, path, NULL);
+    v->has_pipeline = stamp_file(&h, path, NULL);
     v->stamp = has_model ? (h ? h : 1) : 0;
     // The other files become tokenizer tables and labels in memory: count them toward the
     // version's first estimate.

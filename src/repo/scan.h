@@ -37,6 +37,7 @@ typedef struct inferd_scan_version {
     int64_t model_bytes; /* size of the model file; 0 when there is none */
     int64_t other_bytes; /* size of the folder's other files (vocabularies, labels...) */
     uint64_t stamp;      /* identity of the model file and pipeline.json; 0: no model file */
+    int has_pipeline;    /* the folder holds a pipeline.json (a text model) */
 } inferd_scan_version;
 
 typedef struct inferd_scan_model {

@@ -215,6 +215,157 @@ static void test_policy_all_and_specific(void **state) {
     assert_int_equal(inferd_config_select_versions(&c, avail, 3, out, 2), 2);
 }
 
+static void test_routes(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    const char *text =
+        "{\"routes\": [{\"path\": \"/category_predict\", \"input\": \"text\","
+        " \"output\": {\"label\": \"category\", \"score\": \"confidence\"}},"
+        " {\"path\": \"/teams/nlp/category_predict_nlp\", \"input\": \"texts\", \"batch\": true,"
+        " \"version\": 2, \"output\": {\"score\": null, \"top_k\": \"candidates\","
+        " \"results\": \"predictions\"}},"
+        " {\"path\": \"/a-b_c.d~e:f\", \"input\": \"q\"}]}";
+    int rc = parse(&c, text, &err);
+    if (rc != 0)
+        fail_msg("rc %d: %s", rc, err.msg);
+    assert_int_equal(c.n_routes, 3);
+    const inferd_config_route *r = &c.routes[0];
+    assert_string_equal(r->path, "/category_predict");
+    assert_string_equal(r->input, "text");
+    assert_int_equal(r->batch, 0);
+    assert_int_equal(r->version, 0);
+    assert_string_equal(r->label, "category");
+    assert_string_equal(r->score, "confidence");
+    assert_string_equal(r->top_k, "");
+    assert_string_equal(r->results, "");
+    r = &c.routes[1];
+    assert_string_equal(r->path, "/teams/nlp/category_predict_nlp");
+    assert_string_equal(r->input, "texts");
+    assert_int_equal(r->batch, 1);
+    assert_int_equal(r->version, 2);
+    assert_string_equal(r->label, "label"); // the default
+    assert_string_equal(r->score, "");      // null: left out
+    assert_string_equal(r->top_k, "candidates");
+    assert_string_equal(r->results, "predictions");
+    r = &c.routes[2];
+    assert_string_equal(r->label, "label");
+    assert_string_equal(r->score, "score");
+    // No routes key: none.
+    assert_int_equal(parse(&c, "{}", &err), 0);
+    assert_int_equal(c.n_routes, 0);
+    assert_int_equal(parse(&c, "{\"routes\": []}", &err), 0);
+    assert_int_equal(c.n_routes, 0);
+}
+
+static const struct {
+    const char *text, *msg;
+} bad_routes[] = {
+    {"{\"routes\": {}}", "config.json: routes: must be an array of objects, got an object"},
+    {"{\"routes\": [3]}", "config.json: routes[0]: must be an object, got an integer"},
+    {"{\"routes\": [{\"input\": \"t\"}]}", "config.json: routes[0].path: missing"},
+    {"{\"routes\": [{\"path\": \"/p\"}]}", "config.json: routes[0].input: missing"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"method\": \"GET\"}]}",
+     "config.json: routes[0]: unknown key 'method'"},
+    {"{\"routes\": [{\"path\": 7, \"input\": \"t\"}]}",
+     "config.json: routes[0].path: must be a string"},
+    {"{\"routes\": [{\"path\": \"p\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: must be an absolute path"},
+    {"{\"routes\": [{\"path\": \"/a/../b\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a/../b' has a '.' or '..' segment"},
+    {"{\"routes\": [{\"path\": \"/a/./b\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a/./b' has a '.' or '..' segment"},
+    {"{\"routes\": [{\"path\": \"/a%2Fb\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a%2Fb': character '%' is not allowed"},
+    {"{\"routes\": [{\"path\": \"/a b\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a b': character ' ' is not allowed"},
+    {"{\"routes\": [{\"path\": \"/a?x=1\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a?x=1': character '?' is not allowed"},
+    {"{\"routes\": [{\"path\": \"/a//b\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a//b' has an empty segment"},
+    {"{\"routes\": [{\"path\": \"/a/\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/a/' has an empty segment"},
+    {"{\"routes\": [{\"path\": \"/\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/' has an empty segment"},
+    {"{\"routes\": [{\"path\": \"/v1/models/m:predict\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/v1/models/m:predict' is under the built-in path /v1"},
+    {"{\"routes\": [{\"path\": \"/v2\", \"input\": \"t\"}]}",
+     "config.json: routes[0].path: '/v2' is under the built-in path /v2"},
+    {"{\"routes\": [{\"path\": \"/metrics\", \"input\": \"t\"}]}",
+     "is under the built-in path /metrics"},
+    {"{\"routes\": [{\"path\": \"/ready\", \"input\": \"t\"}]}",
+     "is under the built-in path /ready"},
+    {"{\"routes\": [{\"path\": \"/live/x\", \"input\": \"t\"}]}",
+     "is under the built-in path /live"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"\"}]}",
+     "config.json: routes[0].input: must be a field name"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": null}]}",
+     "config.json: routes[0].input: must be a field name"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"batch\": \"yes\"}]}",
+     "config.json: routes[0].batch: must be true or false"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"version\": 0}]}",
+     "config.json: routes[0].version: must be from 1"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"version\": \"2\"}]}",
+     "config.json: routes[0].version: must be an integer"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"output\": []}]}",
+     "config.json: routes[0].output: must be an object"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"output\": {\"prob\": \"p\"}}]}",
+     "config.json: routes[0].output: unknown key 'prob'"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"output\": {\"label\": 1}}]}",
+     "config.json: routes[0].output.label: must be a field name"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"output\": {\"results\": \"r\"}}]}",
+     "config.json: routes[0].output.results: only for a route with \"batch\": true"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"output\": {\"label\": null, "
+     "\"score\": null}}]}",
+     "config.json: routes[0].output: names no field"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\", \"output\": {\"score\": \"label\"}}]}",
+     "config.json: routes[0].output.score: 'label' is also the label field"},
+    {"{\"routes\": [{\"path\": \"/p\", \"input\": \"t\"}, {\"path\": \"/q\", \"input\": \"t\"},"
+     " {\"path\": \"/p\", \"input\": \"u\"}]}",
+     "config.json: routes[2].path: '/p' is also routes[0]"},
+    {"{\"routes\": [{\"path\": \"/1\", \"input\": \"t\"}, {\"path\": \"/2\", \"input\": \"t\"},"
+     " {\"path\": \"/3\", \"input\": \"t\"}, {\"path\": \"/4\", \"input\": \"t\"},"
+     " {\"path\": \"/5\", \"input\": \"t\"}, {\"path\": \"/6\", \"input\": \"t\"},"
+     " {\"path\": \"/7\", \"input\": \"t\"}, {\"path\": \"/8\", \"input\": \"t\"},"
+     " {\"path\": \"/9\", \"input\": \"t\"}]}",
+     "config.json: routes: at most 8, got 9"},
+};
+
+static void test_every_route_error_names_the_key(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_routes / sizeof bad_routes[0]; i++) {
+        inferd_config c;
+        inferd_error err;
+        int rc = parse(&c, bad_routes[i].text, &err);
+        if (rc != INFERD_EINVAL)
+            fail_msg("case %zu (%s): rc %d, expected %d", i, bad_routes[i].text, rc, INFERD_EINVAL);
+        assert_int_equal(err.code, INFERD_EINVAL);
+        assert_contains(err.msg, bad_routes[i].msg);
+    }
+}
+
+static void test_route_path_check(void **state) {
+    (void)state;
+    inferd_error err = {0};
+    assert_int_equal(inferd_config_route_path_check("/category_predict", &err), 0);
+    assert_int_equal(inferd_config_route_path_check("/a/b/c", &err), 0);
+    // Only the first segment is reserved, and only whole: these are not built-in paths.
+    assert_int_equal(inferd_config_route_path_check("/v3", &err), 0);
+    assert_int_equal(inferd_config_route_path_check("/metrics2", &err), 0);
+    assert_int_equal(inferd_config_route_path_check("/team/v1", &err), 0);
+    assert_int_equal(inferd_config_route_path_check("/..a", &err), 0);
+    assert_int_equal(inferd_config_route_path_check("/..", &err), INFERD_EINVAL);
+    assert_int_equal(inferd_config_route_path_check("", &err), INFERD_EINVAL);
+    char long_path[200];
+    memset(long_path, 'a', sizeof long_path);
+    long_path[0] = '/';
+    long_path[128] = 0;
+    assert_int_equal(inferd_config_route_path_check(long_path, &err), INFERD_EINVAL);
+    assert_contains(err.msg, "at most 127 bytes, got 128");
+    long_path[127] = 0;
+    assert_int_equal(inferd_config_route_path_check(long_path, &err), 0);
+}
+
 static void test_missing_file_is_not_found(void **state) {
     (void)state;
     inferd_config c;
@@ -235,6 +386,9 @@ int main(void) {
         cmocka_unit_test(test_policy_latest),
         cmocka_unit_test(test_policy_all_and_specific),
         cmocka_unit_test(test_missing_file_is_not_found),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_every_route_error_names_the_key),
+        cmocka_unit_test(test_route_path_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

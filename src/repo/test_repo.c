@@ -582,6 +582,144 @@ static void test_text_queue_pads_with_the_pad_id(void **state) {
 }
 
 /* Model and version folders may be symlinks inside the repository, not out of it. */
+/* A text model version folder with a pipeline (for the fake loader's "text" models). */
+static void put_text_version(const char *model, int version) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "%s/%d/model.onnx", model, version);
+    put(rel, "x");
+    snprintf(rel, sizeof rel, "%s/%d/chars.txt", model, version);
+    put(rel, "a\nb\nc\n");
+    snprintf(rel, sizeof rel, "%s/%d/labels.txt", model, version);
+    put(rel, "one\ntwo\nthree\n");
+    snprintf(rel, sizeof rel, "%s/%d/pipeline.json", model, version);
+    put(rel, CHAR_PIPELINE("labels.txt", MASK));
+}
+
+/* Which model serves path ("" for none). */
+static const char *route_model(inferd_repo *r, const char *path, char *buf) {
+    inferd_route rt;
+    buf[0] = 0;
+    if (inferd_repo_route(r, path, &rt)) {
+        snprintf(buf, 128, "%s", rt.model);
+        inferd_route_stats_release(rt.stats);
+    }
+    return buf;
+}
+
+static void test_routes_from_config(void **state) {
+    (void)state;
+    char saved[256], buf[128];
+    snprintf(saved, sizeof saved, "%s", root);
+    snprintf(root, sizeof root, "/tmp/inferd-test-routes-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    put_text_version("texta", 1);
+    put("texta/config.json", "{\"routes\": [{\"path\": \"/a\", \"input\": \"text\"},"
+                             " {\"path\": \"/shared\", \"input\": \"text\"}]}");
+    put_text_version("textb", 1);
+    put("textb/config.json", "{\"routes\": [{\"path\": \"/shared\", \"input\": \"q\"},"
+                             " {\"path\": \"/b\", \"input\": \"q\", \"batch\": true}]}");
+    put("plain/1/model.onnx", "x"); // no pipeline.json
+    put("plain/config.json", "{\"routes\": [{\"path\": \"/plain\", \"input\": \"text\"}]}");
+    put_text_version("textfix", 1);
+    put("textfix/config.json", "{\"routes\": [{\"path\": \"/fix1\", \"input\": \"t\", "
+                               "\"version\": 1}, {\"path\": \"/fix9\", \"input\": \"t\", "
+                               "\"version\": 9}]}");
+    inferd_repo_options o = {.dir = root, .load = fake_load, .poll_interval_ms = 20};
+    inferd_repo *r = NULL;
+    inferd_error err = {0};
+    assert_int_equal(inferd_repo_create(&o, &r, &err), 0);
+    // The table exists from create on, before anything loads.
+    assert_string_equal(route_model(r, "/a", buf), "texta");
+    assert_string_equal(route_model(r, "/shared", buf), "texta"); // the first by name wins
+    assert_string_equal(route_model(r, "/b", buf), "textb");
+    assert_string_equal(route_model(r, "/plain", buf), ""); // no pipeline
+    assert_string_equal(route_model(r, "/fix1", buf), "textfix");
+    assert_string_equal(route_model(r, "/fix9", buf), ""); // no such version
+    assert_string_equal(route_model(r, "/nope", buf), "");
+    inferd_route rt;
+    assert_int_equal(inferd_repo_route(r, "/b", &rt), 1);
+    assert_string_equal(rt.spec.input, "q");
+    assert_int_equal(rt.spec.batch, 1);
+    inferd_route_stats_release(rt.stats);
+
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    inferd_repo_entry *e;
+    size_t n;
+    assert_int_equal(inferd_repo_index(r, &e, &n, &err), 0);
+    // The refusals are the reasons of the models' ready versions, naming both models.
+    assert_int_equal(find(e, n, "textb", 1)->state, INFERD_REPO_STATE_READY);
+    assert_contains(find(e, n, "textb", 1)->reason,
+                    "route /shared refused: model 'texta' already serves this path");
+    assert_contains(find(e, n, "plain", 1)->reason,
+                    "route /plain refused: model 'plain' version 1 has no pipeline.json");
+    assert_contains(find(e, n, "textfix", 1)->reason,
+                    "route /fix9 refused: version 9 is not served");
+    assert_string_equal(find(e, n, "texta", 1)->reason, "");
+    inferd_free(e);
+
+    // Routes follow config.json: texta gives up /shared, textb takes it on a later poll; a new
+    // model with routes appears; a route that clashes with a served one never takes it over.
+    put("texta/config.json", "{\"routes\": [{\"path\": \"/a2\", \"input\": \"text\"}]}");
+    put_text_version("textc", 1);
+    put("textc/config.json", "{\"routes\": [{\"path\": \"/b\", \"input\": \"x\"}, "
+                             "{\"path\": \"/c\", \"input\": \"x\"}]}");
+    int64_t until = inferd_now_ns() + 5000000000LL;
+    while (inferd_now_ns() < until && strcmp(route_model(r, "/c", buf), "textc") != 0)
+        usleep(10000);
+    assert_string_equal(route_model(r, "/c", buf), "textc");
+    assert_string_equal(route_model(r, "/a", buf), "");
+    assert_string_equal(route_model(r, "/a2", buf), "texta");
+    assert_string_equal(route_model(r, "/shared", buf), "textb");
+    assert_string_equal(route_model(r, "/b", buf), "textb"); // textc's claim is refused
+    // A model folder that goes away takes its routes along.
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/textb", root);
+    assert_int_equal(system(cmd), 0);
+    until = inferd_now_ns() + 5000000000LL;
+    while (inferd_now_ns() < until && route_model(r, "/shared", buf)[0])
+        usleep(10000);
+    assert_string_equal(route_model(r, "/shared", buf), "");
+    inferd_repo_destroy(r);
+    remove_text_repo(saved);
+}
+
+static void test_readiness_waits_for_pinned_models(void **state) {
+    (void)state;
+    char saved[256], why[200];
+    snprintf(saved, sizeof saved, "%s", root);
+    snprintf(root, sizeof root, "/tmp/inferd-test-ready-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    put_text_version("textpinned", 1);
+    put("textpinned/config.json", "{\"pinned\": true}");
+    put_text_version("textother", 1);
+    put("broken/1/model.onnx", "x"); // never loads
+    inferd_repo_options o = {.dir = root, .load = fake_load};
+    inferd_repo *r = NULL;
+    inferd_error err = {0};
+    assert_int_equal(inferd_repo_create(&o, &r, &err), 0);
+    assert_int_equal(inferd_repo_ready(r, 0, why, sizeof why), 0);
+    assert_contains(why, "1 pinned model(s) without their default version loaded");
+    assert_int_equal(inferd_repo_ready(r, 1, why, sizeof why), 0);
+    assert_contains(why, "3 model(s) without their default version loaded");
+    assert_int_equal(inferd_repo_start(r, &err), 0);
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    why[0] = 0;
+    assert_int_equal(inferd_repo_ready(r, 0, why, sizeof why), 1);
+    assert_string_equal(why, "");
+    // Strict readiness waits for every model: the broken one keeps it false.
+    assert_int_equal(inferd_repo_ready(r, 1, why, sizeof why), 0);
+    assert_contains(why, "1 model(s) without their default version loaded");
+    // A model unloaded by request is not waited for.
+    assert_int_equal(inferd_repo_request_unload(r, "broken", &err), 0);
+    assert_int_equal(inferd_repo_ready(r, 1, why, sizeof why), 1);
+    // Unloading the pinned model by request does not take the server out of service either.
+    assert_int_equal(inferd_repo_request_unload(r, "textpinned", &err), 0);
+    assert_int_equal(inferd_repo_ready(r, 0, why, sizeof why), 1);
+    inferd_repo_destroy(r);
+    remove_text_repo(saved);
+}
+
 static void test_symlinks_leaving_the_repository_are_refused(void **state) {
     (void)state;
     char outside[64], repo[64], path[256], target[256];
@@ -663,6 +801,8 @@ int main(void) {
         cmocka_unit_test(test_pipeline_loads_with_its_version),
         cmocka_unit_test(test_default_version_switches_model_and_pipeline_together),
         cmocka_unit_test(test_text_queue_pads_with_the_pad_id),
+        cmocka_unit_test(test_routes_from_config),
+        cmocka_unit_test(test_readiness_waits_for_pinned_models),
         cmocka_unit_test(test_symlinks_leaving_the_repository_are_refused),
         cmocka_unit_test(test_missing_repository),
     };

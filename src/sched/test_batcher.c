@@ -839,7 +839,8 @@ static void run_budget_case(int threads, int workers) {
     pthread_mutex_unlock(&fake.lock);
     if (peak > threads)
         fail_msg("peak compute threads %d exceeds the budget %d", peak, threads);
-    assert_int_equal(inferd_sched_threads_in_use(e.s), 0);
+    // The last request's callback may run before its worker hands its threads back.
+    wait_threads_free(&e);
     // A deep queue runs more batches at fewer threads each.
     if (workers > 1 && min_threads != 1)
         fail_msg("smallest team under load %d, expected %d", min_threads, 1);
