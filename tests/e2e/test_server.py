@@ -439,19 +439,26 @@ def test_padding_batches_different_lengths(server):
         return r.json()
 
     alone = [infer(ids) for ids in seqs]  # one at a time: each its own batch
-    before = server.metrics()
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        together = list(pool.map(infer, seqs))
-    after = server.metrics()
     labels = {"model": "token", "version": "1"}
-    new_batches = metric_value(after, "inferd_batch_size_count", **labels) - \
-        metric_value(before, "inferd_batch_size_count", **labels)
-    assert new_batches < 3  # at least two lengths shared a padded batch
-    for n, a, t in zip(lengths, alone, together):
-        for name in ("logits", "last_hidden_state"):
-            got, want = output(t, name), output(a, name)
-            assert got.shape[:2] == (1, n)  # cut back to the request's own length
-            np.testing.assert_allclose(got, want, atol=1e-4)
+    # The three must reach the server within the batch delay to share a batch; on a loaded
+    # machine a client thread can be late, so a round where none shared is tried again. Every
+    # round's answers must match.
+    batches_per_round = []
+    for _ in range(5):
+        before = server.metrics()
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            together = list(pool.map(infer, seqs))
+        after = server.metrics()
+        batches_per_round.append(metric_value(after, "inferd_batch_size_count", **labels) -
+                                 metric_value(before, "inferd_batch_size_count", **labels))
+        for n, a, t in zip(lengths, alone, together):
+            for name in ("logits", "last_hidden_state"):
+                got, want = output(t, name), output(a, name)
+                assert got.shape[:2] == (1, n)  # cut back to the request's own length
+                np.testing.assert_allclose(got, want, atol=1e-4)
+        if batches_per_round[-1] < 3:
+            break
+    assert min(batches_per_round) < 3, batches_per_round  # two lengths shared a padded batch
 
 
 # ---- admission control ----
