@@ -157,16 +157,21 @@ static void backend_destroy(void *ctx) {
 
 static int64_t backend_memory(void *ctx) { return inferd_backend_memory(((backend_ctx *)ctx)->m); }
 
-static int backend_load(void *user, const char *platform, const char *path,
+/* cfg: the model's config.json, whose declared inputs and outputs the backend needs. */
+static int backend_load(const inferd_config *cfg, const char *platform, const char *path,
                         inferd_mem_account *acct, inferd_repo_model *out, inferd_error *err) {
-    (void)user;
     const inferd_backend_platform *p = inferd_backend_find_platform(platform);
     if (!p)
         return inferd_error_set(err, INFERD_EINVAL, "unknown platform '%s'", platform);
     backend_ctx *b = inferd_calloc(NULL, 1, sizeof *b);
     if (!b)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-    inferd_backend_options bo = {.acct = acct};
+    inferd_tensor_desc din[INFERD_CONFIG_MAX_TENSORS], dout[INFERD_CONFIG_MAX_TENSORS];
+    inferd_backend_options bo = {.acct = acct,
+                                 .inputs = din,
+                                 .n_inputs = inferd_config_tensor_descs(cfg, 0, din),
+                                 .outputs = dout,
+                                 .n_outputs = inferd_config_tensor_descs(cfg, 1, dout)};
     int rc = inferd_backend_load(p, path, &bo, &b->m, err);
     if (rc < 0) {
         inferd_free(b);
@@ -276,7 +281,8 @@ static void load_version(inferd_repo *r, inferd_repo_version *v) {
     char path[4200];
     int rc;
     if (!p) {
-        rc = inferd_error_set(&err, INFERD_ENOTFOUND, "no model file (model.onnx) in %s", v->dir);
+        rc = inferd_error_set(&err, INFERD_ENOTFOUND,
+                              "no model file (model.onnx or model.pt) in %s", v->dir);
         goto fail;
     }
     snprintf(path, sizeof path, "%s/%s", v->dir, p->file_name);
@@ -285,9 +291,11 @@ static void load_version(inferd_repo *r, inferd_repo_version *v) {
         rc = inferd_error_set(&err, INFERD_ENOTFOUND, "no model file %s", path);
         goto fail;
     }
-    inferd_repo_load_fn load = r->opts.load ? r->opts.load : backend_load;
     inferd_repo_model m = {0};
-    rc = load(r->opts.load_user, p->name, path, &v->acct, &m, &err);
+    if (r->opts.load)
+        rc = r->opts.load(r->opts.load_user, p->name, path, &v->acct, &m, &err);
+    else
+        rc = backend_load(&v->cfg, p->name, path, &v->acct, &m, &err);
     if (rc < 0)
         goto fail;
     v->model = m;
