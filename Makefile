@@ -76,8 +76,8 @@ FUZZ_REPLAY_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 HDRS := $(wildcard src/*/*.h src/*/*/*.h)
 
 .PHONY: all build-only deps test unit unit-asan unit-tsan tsan-bins e2e e2e-asan fuzz fuzz-replay run \
-        bench bench-engine bench-server bench-text bench-load bench-overload soak format format-check \
-        clean help fixtures models
+        bench bench-engine bench-server bench-text bench-load bench-residency bench-overload soak \
+        format format-check clean help fixtures models
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -95,7 +95,8 @@ help:
 	@echo "make            build build/inferd (installs missing Debian packages first)"
 	@echo "make run        build, make the example models if needed, serve them on 127.0.0.1:8000"
 	@echo "make test       unit tests, the same under ASan+UBSan, fuzz corpora replay, end-to-end tests"
-	@echo "make bench      every benchmark (bench-engine, bench-server, bench-text); writes bench/RESULTS.md"
+	@echo "make bench      every benchmark (bench-engine, bench-server, bench-text, bench-load,"
+	@echo "                bench-residency); writes bench/RESULTS.md"
 	@echo "make SANITIZE=address|thread   build into build-asan/ or build-tsan/"
 	@echo "make fuzz FUZZ_SECONDS=N       run each libFuzzer target (clang) for N seconds"
 	@echo "make e2e-asan   a short end-to-end run against the ASan+UBSan server (part of make test)"
@@ -218,7 +219,7 @@ fuzz:
 run: all
 	@scripts/run.sh
 
-bench: bench-engine bench-server bench-text
+bench: bench-engine bench-server bench-text bench-load bench-residency
 
 bench-engine: all
 	@scripts/deps.sh bench
@@ -245,6 +246,16 @@ bench-text: all
 bench-models100: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_models100.py $(BENCH_ARGS)
+
+# Issue #5: reloads from the load cache vs ONNX Runtime and TorchScript; a busy model's latency
+# while other models load and evict.
+bench-load: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_load.py
+
+bench-residency: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_residency.py
 
 CXX_SRCS := $(wildcard src/*/*/*.cpp)
 

@@ -6,6 +6,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ struct inferd_api {
     inferd_repo *repo;
     inferd_sched *sched;
     inferd_textreq_limits text_limits;
+    int allow_repository_control;
     _Atomic int draining;
 };
 
@@ -45,6 +47,10 @@ typedef struct text_call {
     text_signature sig;        /* kserve: the signature req was parsed against */
     inferd_kserve_request req; /* kserve: id and output selection */
     int64_t arrival_ns;
+    int64_t waited_us;         /* parked until the version was loaded */
+    inferd_textreq_predict pr; /* /v1: the parsed body, while parked */
+    int has_pr;
+    inferd_repo_waiter wait;
 } text_call;
 
 /* One infer request from parse to response. */
@@ -57,7 +63,18 @@ typedef struct infer_call {
     inferd_sched_request sreq;
     inferd_tensor outputs[INFERD_KSERVE_MAX_TENSORS];
     int64_t arrival_ns;
+    int64_t waited_us; /* parked until the version was loaded */
+    long long hl;      /* Inference-Header-Content-Length, read in the handler */
+    inferd_repo_waiter wait;
 } infer_call;
+
+/* A request answered from a version's metadata once it is loaded. */
+typedef struct meta_call {
+    inferd_api *api;
+    inferd_http_request *http;
+    long version;
+    inferd_repo_waiter wait;
+} meta_call;
 
 int inferd_api_create(const inferd_api_options *o, inferd_api **out, inferd_error *err) {
     *out = NULL;
@@ -69,6 +86,7 @@ int inferd_api_create(const inferd_api_options *o, inferd_api **out, inferd_erro
     a->repo = o->repo;
     a->sched = o->sched;
     a->text_limits = o->text_limits;
+    a->allow_repository_control = o->allow_repository_control;
     if (!a->text_limits.max_items)
         a->text_limits.max_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS;
     if (!a->text_limits.max_bytes)
@@ -132,6 +150,52 @@ static int fill_text_signature(text_signature *sig, const inferd_repo_version *v
     return 1;
 }
 
+/* The time a request may still wait in its queue after waiting waited_us for its version to
+ * load: what it asked for (or the model's default) less the wait. Sets *expired when nothing
+ * is left. */
+static int64_t remaining_timeout(int64_t asked_us, const inferd_repo_version *v, int64_t waited_us,
+                                 int *expired) {
+    *expired = 0;
+    int64_t t = asked_us > 0 ? asked_us : inferd_repo_version_config(v)->default_timeout_us;
+    if (waited_us <= 0 || t <= 0)
+        return asked_us;
+    if (waited_us >= t) {
+        *expired = 1;
+        return 0;
+    }
+    return t - waited_us;
+}
+
+/* Takes a reference on model/version into *out. Returns 1 when it was READY; 0 when the request
+ * was parked until the version is loaded (cb then runs once with the version or the reason, on
+ * a loader or the manager thread, and owns user from now on); -1 when it was answered with an
+ * error (the caller still owns user). peek(user) gives the request's timeout in microseconds
+ * (0: the model's default), which bounds the wait; the fast path never calls it. */
+static int acquire_or_wait(inferd_api *a, inferd_http_request *req, const char *model, long version,
+                           int64_t arrival_ns, inferd_repo_waiter *w, inferd_repo_ready_fn cb,
+                           void *user, int64_t (*peek)(void *), inferd_repo_version **out) {
+    inferd_error err = {0};
+    int rc = inferd_repo_acquire(a->repo, model, version, out, &err);
+    if (rc == 0)
+        return 1;
+    if (rc == INFERD_EUNAVAIL) {
+        int64_t timeout_us = peek ? peek(user) : 0;
+        *w = (inferd_repo_waiter){
+            .done = cb,
+            .user = user,
+            .deadline_ns = timeout_us > 0 ? arrival_ns + timeout_us * 1000 : 0,
+        };
+        memset(&err, 0, sizeof err);
+        rc = inferd_repo_acquire_or_park(a->repo, model, version, w, out, &err);
+        if (rc == 0)
+            return 1;
+        if (rc == INFERD_REPO_PARKED)
+            return 0;
+    }
+    inferd_status_respond_error(req, rc, err.msg);
+    return -1;
+}
+
 /* ---- health, server metadata, index, metrics ---- */
 
 static int server_ready(inferd_api *a) {
@@ -145,12 +209,68 @@ static void handle_server_metadata(inferd_http_request *req) {
 }
 
 static const char *state_name(inferd_repo_state s) {
-    return s == INFERD_REPO_STATE_READY     ? "READY"
-           : s == INFERD_REPO_STATE_LOADING ? "LOADING"
-                                            : "UNAVAILABLE";
+    switch (s) {
+    case INFERD_REPO_STATE_READY:
+        return "READY";
+    case INFERD_REPO_STATE_LOADING:
+        return "LOADING";
+    case INFERD_REPO_STATE_UNLOADED:
+        return "UNLOADED";
+    case INFERD_REPO_STATE_UNLOADING:
+        return "UNLOADING";
+    default:
+        return "UNAVAILABLE";
+    }
+}
+
+/* Reads an optional JSON object body with the boolean key `key` (and no other): *value is
+ * 0 when the body is empty. Returns 0 or answers 400 and returns -1. */
+static int optional_bool_body(inferd_http_request *req, const char *key, const char *other,
+                              int *value) {
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(req, &len);
+    *value = 0;
+    size_t i = 0;
+    while (body && i < len &&
+           (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+        i++;
+    if (!body || i == len)
+        return 0;
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[300];
+    const char *k;
+    json_t *v;
+    if (!root || !json_is_object(root)) {
+        snprintf(msg, sizeof msg, "the body must be a JSON object%s%s", root ? "" : ": ",
+                 root ? "" : jerr.text);
+        json_decref(root);
+        inferd_status_respond_error(req, INFERD_EINVAL, msg);
+        return -1;
+    }
+    json_object_foreach(root, k, v) {
+        if (!strcmp(k, key) && json_is_boolean(v)) {
+            *value = json_is_true(v);
+        } else if (!strcmp(k, key)) {
+            snprintf(msg, sizeof msg, "%s: must be true or false", key);
+            json_decref(root);
+            inferd_status_respond_error(req, INFERD_EINVAL, msg);
+            return -1;
+        } else if (!other || strcmp(k, other) != 0) {
+            snprintf(msg, sizeof msg, "unknown key '%.64s'", k);
+            json_decref(root);
+            inferd_status_respond_error(req, INFERD_EINVAL, msg);
+            return -1;
+        }
+    }
+    json_decref(root);
+    return 0;
 }
 
 static void handle_index(inferd_api *a, inferd_http_request *req) {
+    int ready_only;
+    if (optional_bool_body(req, "ready", NULL, &ready_only) < 0)
+        return;
     inferd_repo_entry *e;
     size_t n;
     inferd_error err = {0};
@@ -161,8 +281,12 @@ static void handle_index(inferd_api *a, inferd_http_request *req) {
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     inferd_strbuf_append(&b, "[", 1);
+    int first = 1;
     for (size_t i = 0; i < n; i++) {
-        inferd_strbuf_appends(&b, i ? ",{\"name\":" : "{\"name\":");
+        if (ready_only && e[i].state != INFERD_REPO_STATE_READY)
+            continue;
+        inferd_strbuf_appends(&b, first ? "{\"name\":" : ",{\"name\":");
+        first = 0;
         inferd_strbuf_append_json_string(&b, e[i].name, strlen(e[i].name));
         if (e[i].version > 0)
             inferd_strbuf_appendf(&b, ",\"version\":\"%ld\"", e[i].version);
@@ -170,11 +294,101 @@ static void handle_index(inferd_api *a, inferd_http_request *req) {
             inferd_strbuf_appends(&b, ",\"version\":\"\"");
         inferd_strbuf_appendf(&b, ",\"state\":\"%s\",\"reason\":", state_name(e[i].state));
         inferd_strbuf_append_json_string(&b, e[i].reason, strlen(e[i].reason));
+        if (e[i].version > 0)
+            inferd_strbuf_appendf(&b, ",\"resident_bytes\":%lld", (long long)e[i].resident_bytes);
         inferd_strbuf_append(&b, "}", 1);
     }
     inferd_strbuf_append(&b, "]", 1);
     inferd_free(e);
     respond_buf(req, 200, &b);
+}
+
+/* ---- the repository extension: load and unload ---- */
+
+typedef struct control_call {
+    inferd_http_request *http;
+    char model[128];
+    inferd_repo_waiter wait;
+} control_call;
+
+/* A loader or the manager thread: the load request finished. As Triton, a load that fails
+ * is a 400 with the reason (404 when there is no such model folder). */
+static void on_model_loaded(void *user, inferd_repo_version *v, int status,
+                            const inferd_error *err) {
+    control_call *c = user;
+    (void)v;
+    if (status < 0) {
+        int code =
+            status == INFERD_ENOTFOUND || status == INFERD_EINTERNAL ? status : INFERD_EINVAL;
+        inferd_log_info("model %s: load request failed: %s", c->model, err->msg);
+        inferd_status_respond_error(c->http, code, err->msg);
+    } else {
+        inferd_log_info("model %s: loaded by request", c->model);
+        inferd_http_respond(c->http, 200, "application/json", NULL, 0, NULL);
+    }
+    inferd_free(c);
+}
+
+static void handle_repository_control(inferd_api *a, inferd_http_request *req, const char *model,
+                                      int load) {
+    if (!a->allow_repository_control) {
+        inferd_status_respond_json(req, INFERD_STATUS_FORBIDDEN,
+                                   "{\"error\":\"repository control is disabled: start inferd "
+                                   "with --allow-repository-control to load and unload models "
+                                   "through the API\"}");
+        return;
+    }
+    // {"parameters": {...}}: Triton's "config" override and file uploads are not supported;
+    // "unload_dependents" means nothing here (there are no ensembles) and is accepted.
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(req, &len);
+    if (body && len > 0) {
+        json_error_t jerr;
+        json_t *root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+        const json_t *params = root ? json_object_get(root, "parameters") : NULL;
+        char msg[300] = "";
+        if (!root || !json_is_object(root) || json_object_size(root) > (params ? 1u : 0u))
+            snprintf(msg, sizeof msg, "the body must be {\"parameters\": {...}} or empty");
+        else if (params && !json_is_object(params))
+            snprintf(msg, sizeof msg, "parameters: must be an object");
+        const char *k;
+        json_t *v;
+        if (!msg[0] && params)
+            json_object_foreach((json_t *)params, k, v) {
+                if (!load && !strcmp(k, "unload_dependents") && json_is_boolean(v))
+                    continue;
+                snprintf(msg, sizeof msg, "parameters.%.64s: not supported%s", k,
+                         !strcmp(k, "config") ? " (edit config.json in the model's folder)" : "");
+                break;
+            }
+        json_decref(root);
+        if (msg[0]) {
+            inferd_status_respond_error(req, INFERD_EINVAL, msg);
+            return;
+        }
+    }
+    inferd_error err = {0};
+    if (!load) {
+        if (inferd_repo_request_unload(a->repo, model, &err) < 0)
+            inferd_status_respond_error(req, err.code, err.msg);
+        else
+            inferd_http_respond(req, 200, "application/json", NULL, 0, NULL);
+        return;
+    }
+    control_call *c = inferd_calloc(NULL, 1, sizeof *c);
+    if (!c) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    c->http = req;
+    snprintf(c->model, sizeof c->model, "%s", model);
+    c->wait = (inferd_repo_waiter){.done = on_model_loaded, .user = c};
+    int rc = inferd_repo_request_load(a->repo, model, &c->wait, &err);
+    if (rc < 0) {
+        inferd_free(c);
+        inferd_status_respond_error(req, rc, err.msg);
+    }
+    // Parked: on_model_loaded answers.
 }
 
 static void handle_metrics(inferd_api *a, inferd_http_request *req) {
@@ -197,14 +411,8 @@ static void handle_metrics(inferd_api *a, inferd_http_request *req) {
 
 /* ---- model metadata and readiness ---- */
 
-static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const char *model,
-                                  long version) {
-    inferd_repo_version *v;
-    inferd_error err = {0};
-    if (inferd_repo_acquire(a->repo, model, version, &v, &err) < 0) {
-        inferd_status_respond_error(req, err.code, err.msg);
-        return;
-    }
+static void respond_metadata(inferd_api *a, inferd_http_request *req, inferd_repo_version *v,
+                             long version) {
     inferd_kserve_model m;
     fill_model(&m, v);
     long versions[64];
@@ -212,12 +420,14 @@ static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const
     if (version > 0) {
         versions[nv++] = version;
     } else {
-        // Every READY version of the model, from the lock-free index copy.
+        // Every version requests may name: READY ones, and with on-demand loading the ones
+        // that would load.
         inferd_repo_entry *e;
         size_t n;
+        inferd_error err = {0};
         if (inferd_repo_index(a->repo, &e, &n, &err) == 0) {
             for (size_t i = 0; i < n && nv < 64; i++)
-                if (!strcmp(e[i].name, model) && e[i].state == INFERD_REPO_STATE_READY)
+                if (!strcmp(e[i].name, inferd_repo_version_name(v)) && e[i].servable)
                     versions[nv++] = e[i].version;
             inferd_free(e);
         }
@@ -233,15 +443,44 @@ static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const
     respond_buf(req, 200, &b);
 }
 
+/* A loader thread: the version a metadata request waited for is loaded (or failed). */
+static void on_metadata_version(void *user, inferd_repo_version *v, int status,
+                                const inferd_error *err) {
+    meta_call *c = user;
+    if (status < 0)
+        inferd_status_respond_error(c->http, status, err->msg);
+    else
+        respond_metadata(c->api, c->http, v, c->version);
+    inferd_free(c);
+}
+
+static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const char *model,
+                                  long version) {
+    meta_call *c = inferd_calloc(NULL, 1, sizeof *c);
+    if (!c) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    *c = (meta_call){.api = a, .http = req, .version = version};
+    inferd_repo_version *v;
+    int rc = acquire_or_wait(a, req, model, version, inferd_http_request_arrival_ns(req), &c->wait,
+                             on_metadata_version, c, NULL, &v);
+    if (rc == 0)
+        return; // parked: on_metadata_version answers
+    inferd_free(c);
+    if (rc > 0)
+        respond_metadata(a, req, v, version);
+}
+
 static void handle_model_ready(inferd_api *a, inferd_http_request *req, const char *model,
                                long version) {
-    inferd_repo_version *v;
     inferd_error err = {0};
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     inferd_strbuf_appends(&b, "{\"name\":");
     inferd_strbuf_append_json_string(&b, model, strlen(model));
-    int rc = inferd_repo_acquire(a->repo, model, version, &v, &err);
+    long number;
+    int rc = inferd_repo_probe(a->repo, model, version, &number, &err);
     if (rc == INFERD_ENOTFOUND) {
         inferd_strbuf_deinit(&b);
         inferd_status_respond_error(req, rc, err.msg);
@@ -254,9 +493,7 @@ static void handle_model_ready(inferd_api *a, inferd_http_request *req, const ch
         respond_buf(req, INFERD_STATUS_NOT_READY, &b);
         return;
     }
-    inferd_strbuf_appendf(&b, ",\"version\":\"%ld\",\"ready\":true}",
-                          inferd_repo_version_number(v));
-    inferd_repo_release(v);
+    inferd_strbuf_appendf(&b, ",\"version\":\"%ld\",\"ready\":true}", number);
     respond_buf(req, 200, &b);
 }
 
@@ -331,6 +568,8 @@ static long long header_length(inferd_http_request *req) {
 /* ---- text: /v1 predict and the KServe text signature ---- */
 
 static void text_free(text_call *t) {
+    if (t->has_pr)
+        inferd_textreq_predict_deinit(&t->pr);
     inferd_kserve_request_deinit(&t->req);
     inferd_repo_release(t->v);
     inferd_free(t);
@@ -409,6 +648,12 @@ static void text_submit(text_call *t, const inferd_text_item *items, size_t n, i
         text_fail(t, INFERD_EUNAVAIL, "the model has no queue");
         return;
     }
+    int expired;
+    timeout_us = remaining_timeout(timeout_us, t->v, t->waited_us, &expired);
+    if (expired) {
+        text_fail(t, INFERD_EUNAVAIL, "the request's timeout passed while its model loaded");
+        return;
+    }
     inferd_textcall_options o = {
         .pipeline = inferd_repo_version_pipeline(t->v),
         .queue = q,
@@ -432,37 +677,11 @@ static void text_submit(text_call *t, const inferd_text_item *items, size_t n, i
     // On success t belongs to on_text_done.
 }
 
-/* Looks up the version and starts a text call; NULL when it answered already. */
-static text_call *text_begin(inferd_api *a, inferd_http_request *req, const char *model,
-                             long version) {
-    if (atomic_load(&a->draining)) {
-        inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
-        return NULL;
-    }
-    text_call *t = inferd_calloc(NULL, 1, sizeof *t);
-    if (!t) {
-        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
-        return NULL;
-    }
-    t->api = a;
-    t->http = req;
-    t->arrival_ns = inferd_http_request_arrival_ns(req);
-    inferd_error err = {0};
-    if (inferd_repo_acquire(a->repo, model, version, &t->v, &err) < 0) {
-        inferd_free(t);
-        inferd_status_respond_error(req, err.code, err.msg);
-        return NULL;
-    }
-    return t;
-}
-
-static void handle_predict(inferd_api *a, inferd_http_request *req, const char *model,
-                           long version) {
-    text_call *t = text_begin(a, req, model, version);
-    if (!t)
-        return;
+/* Runs a /v1 predict whose version is referenced (at once, or after its load). */
+static void predict_continue(text_call *t) {
     if (!inferd_repo_version_pipeline(t->v)) {
         char msg[400];
+        const char *model = inferd_repo_version_name(t->v);
         snprintf(msg, sizeof msg,
                  "model '%.128s' version %ld has no text pipeline (pipeline.json); send tensors "
                  "to /v2/models/%.128s/infer",
@@ -470,20 +689,85 @@ static void handle_predict(inferd_api *a, inferd_http_request *req, const char *
         text_fail(t, INFERD_EUNSUPPORTED, msg);
         return;
     }
-    size_t len;
-    const uint8_t *body = inferd_http_request_body(req, &len);
-    inferd_textreq_predict pr;
-    inferd_error err = {0};
-    int rc = inferd_textreq_parse_predict(body ? body : (const uint8_t *)"", len, &a->text_limits,
-                                          &pr, &err);
-    if (rc < 0) {
-        inferd_textreq_predict_deinit(&pr);
-        text_fail(t, rc, err.msg);
-        return;
+    if (!t->has_pr) {
+        size_t len;
+        const uint8_t *body = inferd_http_request_body(t->http, &len);
+        inferd_error err = {0};
+        int rc = inferd_textreq_parse_predict(body ? body : (const uint8_t *)"", len,
+                                              &t->api->text_limits, &t->pr, &err);
+        t->has_pr = 1;
+        if (rc < 0) {
+            text_fail(t, rc, err.msg);
+            return;
+        }
     }
-    // The texts are tokenized before submit returns, so the parsed body can go right after.
+    // The texts are tokenized before submit returns, so the parsed body can go right after;
+    // it leaves t first, since a successful submit hands t to the worker that answers.
+    inferd_textreq_predict pr = t->pr;
+    t->has_pr = 0;
     text_submit(t, pr.items, pr.n_items, pr.timeout_us, NULL);
     inferd_textreq_predict_deinit(&pr);
+}
+
+/* A loader thread: the version a /v1 predict waited for is loaded (or failed). */
+static void on_predict_version(void *user, inferd_repo_version *v, int status,
+                               const inferd_error *err) {
+    text_call *t = user;
+    if (status < 0) {
+        inferd_status_respond_error(t->http, status, err->msg);
+        if (t->has_pr)
+            inferd_textreq_predict_deinit(&t->pr);
+        inferd_free(t);
+        return;
+    }
+    t->v = v;
+    t->waited_us = (inferd_now_ns() - t->arrival_ns) / 1000;
+    predict_continue(t);
+}
+
+/* The timeout of a /v1 predict that must wait for its version: the body is parsed now (it
+ * does not depend on the version) and kept for later. */
+static int64_t predict_peek(void *user) {
+    text_call *t = user;
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(t->http, &len);
+    inferd_error err = {0};
+    if (inferd_textreq_parse_predict(body ? body : (const uint8_t *)"", len, &t->api->text_limits,
+                                     &t->pr, &err) < 0) {
+        // Reported once the version is loaded, with the version's counters.
+        inferd_textreq_predict_deinit(&t->pr);
+        memset(&t->pr, 0, sizeof t->pr);
+        return 0;
+    }
+    t->has_pr = 1;
+    return t->pr.timeout_us;
+}
+
+static void handle_predict(inferd_api *a, inferd_http_request *req, const char *model,
+                           long version) {
+    if (atomic_load(&a->draining)) {
+        inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
+        return;
+    }
+    text_call *t = inferd_calloc(NULL, 1, sizeof *t);
+    if (!t) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    t->api = a;
+    t->http = req;
+    t->arrival_ns = inferd_http_request_arrival_ns(req);
+    int rc = acquire_or_wait(a, req, model, version, t->arrival_ns, &t->wait, on_predict_version, t,
+                             predict_peek, &t->v);
+    if (rc == 0)
+        return; // parked: on_predict_version goes on
+    if (rc < 0) {
+        if (t->has_pr)
+            inferd_textreq_predict_deinit(&t->pr);
+        inferd_free(t);
+        return;
+    }
+    predict_continue(t);
 }
 
 /* KServe infer with an input named "text" on a version with a pipeline. */
@@ -512,34 +796,19 @@ static void handle_text_infer(text_call *t, const uint8_t *body, size_t len, lon
     inferd_free(items);
 }
 
-static void handle_infer(inferd_api *a, inferd_http_request *req, const char *model, long version) {
-    if (atomic_load(&a->draining)) {
-        inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
-        return;
-    }
+/* Runs an infer whose version is referenced (at once, or after its load). */
+static void infer_continue(infer_call *c) {
+    inferd_api *a = c->api;
     inferd_error err = {0};
-    infer_call *c = inferd_calloc(NULL, 1, sizeof *c);
-    if (!c) {
-        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
-        return;
-    }
-    c->api = a;
-    c->http = req;
-    c->arrival_ns = inferd_http_request_arrival_ns(req);
-    if (inferd_repo_acquire(a->repo, model, version, &c->v, &err) < 0) {
-        inferd_free(c);
-        inferd_status_respond_error(req, err.code, err.msg);
-        return;
-    }
     fill_model(&c->model, c->v);
-    long long hl = header_length(req);
+    long long hl = c->hl;
     if (hl == -2) {
         infer_fail(c, INFERD_EINVAL,
                    "Inference-Header-Content-Length: must be a non-negative integer");
         return;
     }
     size_t len;
-    const uint8_t *body = inferd_http_request_body(req, &len);
+    const uint8_t *body = inferd_http_request_body(c->http, &len);
     // A version with a pipeline also takes texts: an input named "text" (unless the model
     // itself has one) selects its text signature; anything else is the raw tensor signature.
     if (inferd_repo_version_pipeline(c->v) && find_model_input(&c->model, "text") < 0 &&
@@ -549,7 +818,11 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
             infer_fail(c, INFERD_EINTERNAL, "out of memory");
             return;
         }
-        *t = (text_call){.api = a, .http = req, .v = c->v, .arrival_ns = c->arrival_ns};
+        *t = (text_call){.api = a,
+                         .http = c->http,
+                         .v = c->v,
+                         .arrival_ns = c->arrival_ns,
+                         .waited_us = c->waited_us};
         c->v = NULL; // the text call holds the reference now
         inferd_free(c);
         handle_text_infer(t, body ? body : (const uint8_t *)"", len, hl);
@@ -561,10 +834,16 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
         infer_fail(c, rc, err.msg);
         return;
     }
+    int expired;
+    int64_t timeout_us = remaining_timeout(c->req.timeout_us, c->v, c->waited_us, &expired);
+    if (expired) {
+        infer_fail(c, INFERD_EUNAVAIL, "the request's timeout passed while its model loaded");
+        return;
+    }
     c->sreq = (inferd_sched_request){
         .inputs = c->req.inputs,
         .outputs = c->outputs,
-        .timeout_us = c->req.timeout_us,
+        .timeout_us = timeout_us,
         .done = on_infer_done,
         .user = c,
     };
@@ -578,6 +857,52 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
         return;
     }
     // From here the worker answers; c belongs to on_infer_done.
+}
+
+/* A loader thread: the version an infer waited for is loaded (or failed). */
+static void on_infer_version(void *user, inferd_repo_version *v, int status,
+                             const inferd_error *err) {
+    infer_call *c = user;
+    if (status < 0) {
+        inferd_status_respond_error(c->http, status, err->msg);
+        inferd_free(c);
+        return;
+    }
+    c->v = v;
+    c->waited_us = (inferd_now_ns() - c->arrival_ns) / 1000;
+    infer_continue(c);
+}
+
+static int64_t infer_peek(void *user) {
+    infer_call *c = user;
+    size_t len;
+    const uint8_t *body = inferd_http_request_body(c->http, &len);
+    return body ? inferd_kserve_peek_timeout(body, len, c->hl) : 0;
+}
+
+static void handle_infer(inferd_api *a, inferd_http_request *req, const char *model, long version) {
+    if (atomic_load(&a->draining)) {
+        inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
+        return;
+    }
+    infer_call *c = inferd_calloc(NULL, 1, sizeof *c);
+    if (!c) {
+        inferd_status_respond_error(req, INFERD_EINTERNAL, "out of memory");
+        return;
+    }
+    c->api = a;
+    c->http = req;
+    c->arrival_ns = inferd_http_request_arrival_ns(req);
+    c->hl = header_length(req); // headers can be read only here, in the handler
+    int rc = acquire_or_wait(a, req, model, version, c->arrival_ns, &c->wait, on_infer_version, c,
+                             infer_peek, &c->v);
+    if (rc == 0)
+        return; // parked: on_infer_version goes on
+    if (rc < 0) {
+        inferd_free(c);
+        return;
+    }
+    infer_continue(c);
 }
 
 /* ---- routing ---- */
@@ -699,10 +1024,8 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
         }
         if (n == 5 && !strcmp(seg[2], "models") &&
             (!strcmp(seg[4], "load") || !strcmp(seg[4], "unload"))) {
-            snprintf(msg, sizeof msg,
-                     "explicit model %s is not supported: the repository is loaded at startup",
-                     seg[4]);
-            inferd_status_respond_error(req, INFERD_EUNSUPPORTED, msg);
+            post ? handle_repository_control(a, req, seg[3], !strcmp(seg[4], "load"))
+                 : method_not_allowed(req, "POST");
             return;
         }
         goto not_found;

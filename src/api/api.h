@@ -9,7 +9,10 @@
  *   POST /v2/models/{m}[/versions/{v}]/infer  inference (JSON or binary tensors; with a
  *                                             pipeline, also the text signature)
  *   POST /v1/models/{m}[/versions/{v}]:predict  texts in, labels out (textreq.h)
- *   POST /v2/repository/index                 [{"name", "version", "state", "reason"}]
+ *   POST /v2/repository/index                 [{"name", "version", "state", "reason",
+ *                                              "resident_bytes"}]; {"ready": true} filters
+ *   POST /v2/repository/models/{m}/load       rescan and load the model (403 unless allowed)
+ *   POST /v2/repository/models/{m}/unload     drain and unload the model (403 unless allowed)
  *   GET  /metrics                             Prometheus text
  *
  * DESIGN
@@ -20,6 +23,13 @@
  * connection is then suspended. The worker that runs the batch formats the response and
  * answers through inferd_http_respond, then drops the reference. Admission refusals (429,
  * 503) are answered at once, from the HTTP thread. Error statuses come from api/status.c only.
+ *
+ * A request for a version that is not in memory (on-demand loading, after an eviction) is
+ * parked in the repository with its deadline (parameters.timeout, else the model's default
+ * timeout): the connection stays suspended and no thread waits. When the version is READY the
+ * request continues on the loader thread that loaded it (parse, tokenize, submit) with what
+ * is left of its timeout; if the load fails or the deadline passes it gets 503 with the
+ * reason. Only a request that must wait pays for reading its timeout ahead of the parse.
  *
  * Text requests (/v1 predict, or KServe infer naming an input "text" on a version with a
  * pipeline) take the same reference on the version, so the texts are tokenized with that
@@ -42,6 +52,7 @@ typedef struct inferd_api_options {
     inferd_repo *repo;                 /* borrowed; outlives the api */
     inferd_sched *sched;               /* borrowed; for /metrics; may be NULL */
     inferd_textreq_limits text_limits; /* texts per request, bytes per text; 0: defaults */
+    int allow_repository_control;      /* load and unload through the API; else 403 */
 } inferd_api_options;
 
 /* On success *out is the caller's (inferd_api_destroy). Main thread. */

@@ -904,6 +904,17 @@ int inferd_kserve_names_input(const uint8_t *body, size_t len, long long header_
     return found;
 }
 
+int64_t inferd_kserve_peek_timeout(const uint8_t *body, size_t len, long long header_len) {
+    size_t json_len = header_len >= 0 && header_len <= (long long)len ? (size_t)header_len : len;
+    json_t *root =
+        json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    const json_t *params = root ? json_object_get(root, "parameters") : NULL;
+    const json_t *t = json_is_object(params) ? json_object_get(params, "timeout") : NULL;
+    int64_t us = json_is_integer(t) && json_integer_value(t) > 0 ? json_integer_value(t) : 0;
+    json_decref(root);
+    return us;
+}
+
 void inferd_kserve_format_metadata(inferd_strbuf *b, const inferd_kserve_model *m,
                                    const long *versions, int n_versions, const char *platform,
                                    const inferd_kserve_model *text) {

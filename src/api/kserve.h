@@ -89,4 +89,10 @@ void inferd_kserve_format_metadata(inferd_strbuf *b, const inferd_kserve_model *
 int inferd_kserve_names_input(const uint8_t *body, size_t len, long long header_len,
                               const char *name);
 
+/* parameters.timeout of the request's JSON (header) in microseconds; 0 when absent, not a
+ * non-negative integer, or the JSON is not valid (the full parse then reports why). A request
+ * for a version that is not in memory waits for its load at most this long, before it can be
+ * parsed against the model. */
+int64_t inferd_kserve_peek_timeout(const uint8_t *body, size_t len, long long header_len);
+
 #endif

@@ -145,6 +145,91 @@ static void batch_family(inferd_strbuf *b, inferd_repo_version **vs, size_t n) {
     }
 }
 
+/* Load durations run from a tiny model mapped from its cache (a millisecond) to a large one
+ * read from ONNX (seconds). */
+static const double load_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+/* Residency: per version from the index (every known version, resident or not), then the
+ * totals. */
+static void residency_families(inferd_strbuf *b, inferd_repo *repo) {
+    inferd_repo_entry *e = NULL;
+    size_t n = 0;
+    inferd_error err = {0};
+    if (inferd_repo_index(repo, &e, &n, &err) == 0) {
+        static const struct {
+            const char *name, *type, *help;
+        } fams[] = {
+            {"inferd_model_resident_bytes", "gauge",
+             "Bytes the version holds in memory now (every copy: serving, loading, draining); 0 "
+             "when not loaded."},
+            {"inferd_model_loads_total", "counter", "Successful loads of the version."},
+            {"inferd_model_load_failures_total", "counter",
+             "Loads of the version that failed (or were refused)."},
+            {"inferd_model_evictions_total", "counter",
+             "Times the version was unloaded to make room for another."},
+        };
+        for (size_t f = 0; f < N_OF(fams); f++) {
+            header(b, fams[f].name, fams[f].type, fams[f].help);
+            for (size_t i = 0; i < n; i++) {
+                if (e[i].version <= 0)
+                    continue;
+                long long v = f == 0   ? (long long)e[i].resident_bytes
+                              : f == 1 ? (long long)e[i].loads
+                              : f == 2 ? (long long)e[i].load_failures
+                                       : (long long)e[i].evictions;
+                inferd_strbuf_appendf(b, "%s{model=\"", fams[f].name);
+                inferd_strbuf_append_label(b, e[i].name);
+                inferd_strbuf_appendf(b, "\",version=\"%ld\"} %lld\n", e[i].version, v);
+            }
+        }
+        inferd_free(e);
+    }
+    inferd_repo_residency st;
+    inferd_repo_residency_stats(repo, &st);
+    header(b, "inferd_memory_budget_bytes", "gauge",
+           "The memory budget of loaded versions (--memory-budget); 0: none.");
+    inferd_strbuf_appendf(b, "inferd_memory_budget_bytes %lld\n", (long long)st.budget);
+    header(b, "inferd_memory_used_bytes", "gauge",
+           "Bytes held by every loaded version, the sum the budget bounds.");
+    inferd_strbuf_appendf(b, "inferd_memory_used_bytes %lld\n", (long long)st.used);
+    header(b, "inferd_loaded_versions", "gauge", "Versions READY in memory.");
+    inferd_strbuf_appendf(b, "inferd_loaded_versions %d\n", st.loaded);
+    header(b, "inferd_max_loaded_versions", "gauge", "--max-loaded; 0: no limit.");
+    inferd_strbuf_appendf(b, "inferd_max_loaded_versions %d\n", st.max_loaded);
+    header(b, "inferd_parked_requests", "gauge", "Requests waiting for their version to load.");
+    inferd_strbuf_appendf(b, "inferd_parked_requests %d\n", st.parked);
+    static const struct {
+        const char *name, *help;
+    } counters[] = {
+        {"inferd_loads_total", "Successful version loads (start-up, on demand, reloads)."},
+        {"inferd_load_failures_total", "Version loads that failed or were refused."},
+        {"inferd_evictions_total", "Versions unloaded to make room (least recently used)."},
+        {"inferd_unloads_total", "Versions unloaded for any reason (evictions included)."},
+        {"inferd_version_switches_total",
+         "Times a newly loaded version became its model's default."},
+        {"inferd_load_cache_hits_total", "Loads that mapped the packed weights from the cache."},
+        {"inferd_load_cache_misses_total", "Loads that read ONNX and (re)wrote the cache."},
+    };
+    uint64_t values[] = {st.loads,    st.load_failures, st.evictions,   st.unloads,
+                         st.switches, st.cache_hits,    st.cache_misses};
+    for (size_t i = 0; i < N_OF(counters); i++) {
+        header(b, counters[i].name, "counter", counters[i].help);
+        inferd_strbuf_appendf(b, "%s %llu\n", counters[i].name, (unsigned long long)values[i]);
+    }
+    const char *name = "inferd_model_load_duration_seconds";
+    header(b, name, "histogram", "Time to load a version (and warm it up), on a loader thread.");
+    uint64_t count = inferd_hist_count(st.load_ns);
+    for (size_t k = 0; k < N_OF(load_le); k++) {
+        uint64_t c = inferd_hist_count_le(st.load_ns, (int64_t)(load_le[k] * 1e9 + 0.5));
+        inferd_strbuf_appendf(b, "%s_bucket{le=\"%g\"} %llu\n", name, load_le[k],
+                              (unsigned long long)(c < count ? c : count));
+    }
+    inferd_strbuf_appendf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)count);
+    inferd_strbuf_appendf(b, "%s_sum %.9f\n", name, (double)inferd_hist_sum(st.load_ns) / 1e9);
+    inferd_strbuf_appendf(b, "%s_count %llu\n", name, (unsigned long long)count);
+}
+
 /* CPU seconds and thread count from /proc/self/stat, resident bytes from /proc/self/statm. */
 static void process_family(inferd_strbuf *b) {
     double cpu = 0;
@@ -243,7 +328,7 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
         header(b, "inferd_compute_threads", "gauge", "The compute thread budget (--threads).");
         inferd_strbuf_appendf(b, "inferd_compute_threads %d\n", inferd_sched_threads(sched));
         header(b, "inferd_compute_threads_in_use", "gauge",
-               "Compute threads held by running batches.");
+               "Compute threads held by running batches and model loads.");
         inferd_strbuf_appendf(b, "inferd_compute_threads_in_use %d\n",
                               inferd_sched_threads_in_use(sched));
         header(b, "inferd_workers", "gauge", "Worker threads that run batches.");
@@ -254,6 +339,7 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
         if (cb && inferd_cgroup_budget_format_metrics(cb, text, sizeof text) > 0)
             inferd_strbuf_appends(b, text);
     }
+    residency_families(b, repo);
     process_family(b);
     if (b->failed)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory formatting metrics");

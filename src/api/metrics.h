@@ -6,11 +6,17 @@
  * requests; memory held. For versions with a text pipeline also: text request success and
  * failure counts, texts queued and texts truncated, and a histogram of the time spent
  * tokenizing each text request (on its HTTP thread, apart from queue and compute time).
+ * Residency, per version (every version the repository knows, resident or not): bytes held
+ * now, loads, failed loads, evictions. In total: the memory budget and the bytes used,
+ * versions loaded and the --max-loaded bound, requests waiting for a load, loads, failures,
+ * evictions, unloads, version switches, load cache hits and misses, and a histogram of load
+ * times.
  * Per process: CPU seconds, resident memory, thread count (from
  * /proc/self), and the compute thread budget and the threads in use.
  *
- * Reads only atomics, lock-free histograms and /proc: it never waits for a queue, a batch or
- * a load, so it is answered on the HTTP thread.
+ * Reads atomics, lock-free histograms, /proc and copies the repository makes under its lock
+ * (held for list operations only): it never waits for a queue, a batch or a load, so it is
+ * answered on the HTTP thread.
  */
 #ifndef INFERD_API_METRICS_H
 #define INFERD_API_METRICS_H

@@ -13,6 +13,9 @@
 
 /* KServe v2: readiness endpoints answer 200 for true and a 4xx (400, as Triton) for false. */
 #define INFERD_STATUS_NOT_READY 400
+/* A feature the operator has turned off (repository control without
+ * --allow-repository-control). */
+#define INFERD_STATUS_FORBIDDEN 403
 /* The path exists but not for this method. */
 #define INFERD_STATUS_METHOD_NOT_ALLOWED 405
 

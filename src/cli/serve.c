@@ -9,10 +9,11 @@
  * answered (new infer requests on open connections get 503), the responses are sent, and the
  * process exits 0.
  *
- * Threads (see docs/api.md for the bound): main + loader + http-threads + workers + the
- * workers' OpenMP team members. The default --threads is the CPU the process may really use:
- * the smallest of the host's cores, the affinity mask and the cgroup's CPU quota
- * (util/cgroup.h); it is logged with its source at start and published for /metrics.
+ * Threads (see docs/api.md for the bound): main + the residency manager + loader threads
+ * (while they have work) + http-threads + workers + the workers' OpenMP team members. The default
+ * --threads is the CPU the process may really use: the smallest of the host's cores, the affinity
+ * mask and the cgroup's CPU quota (util/cgroup.h); it is logged with its source at start and
+ * published for /metrics.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +49,13 @@ typedef struct serve_flags {
     int worker_nice;
     int max_text_items;
     long long max_text_bytes;
+    long long memory_budget;
+    int max_loaded;
+    double poll_interval;
+    const char *cache_dir;
+    int loader_threads;
+    int loader_nice; /* -1: as --worker-nice */
+    int allow_repository_control;
     inferd_log_format log_format;
     inferd_log_level log_level;
     inferd_cgroup_budget budget; /* the thread budget and its source, --threads applied */
@@ -58,8 +66,9 @@ static void usage(FILE *f, int cores) {
     fprintf(f,
             "usage: inferd serve --repo DIR [options]\n"
             "\n"
-            "Serves the ONNX models in DIR/<model>/<version>/model.onnx over HTTP (KServe v2;\n"
-            "text in, labels out for versions with a pipeline.json).\n"
+            "Serves the models in DIR/<model>/<version>/model.onnx (ONNX) or model.pt\n"
+            "(TorchScript) over HTTP (KServe v2; text in, labels out for versions with a\n"
+            "pipeline.json).\n"
             "\n"
             "  --repo DIR             model repository (required)\n"
             "  --host ADDR            address to listen on (default 127.0.0.1)\n"
@@ -85,6 +94,21 @@ static void usage(FILE *f, int cores) {
             "                         (default 256)\n"
             "  --max-text-bytes BYTES bytes per text before tokenizing, 413 above it; K/M\n"
             "                         suffixes (default 64K)\n"
+            "  --memory-budget BYTES  bytes loaded versions may hold; least recently used\n"
+            "                         ones are unloaded to make room (K/M/G; default: none)\n"
+            "  --max-loaded N         versions loaded at once, at most (default: no limit)\n"
+            "                         With either, versions load on their first request\n"
+            "                         (and pinned ones at start); without, all at start.\n"
+            "  --poll-interval SEC    rescan the repository this often, loading new and changed\n"
+            "                         versions beside the serving ones (default 0: never)\n"
+            "  --cache-dir DIR        load caches (packed weights) go here, one file per version\n"
+            "                         (default DIR/.inferd-cache of --repo; 'off': none)\n"
+            "  --loader-threads N     threads that load and unload versions (default 1)\n"
+            "  --loader-nice N        nice increment of the loader threads, 0..19 (default:\n"
+            "                         --worker-nice)\n"
+            "  --allow-repository-control\n"
+            "                         serve POST /v2/repository/models/{m}/load and /unload\n"
+            "                         (403 otherwise)\n"
             "  --log-format FMT       text or json (default text)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  --help                 this text\n",
@@ -155,6 +179,13 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_NICE,
         O_MAX_TEXT_ITEMS,
         O_MAX_TEXT_BYTES,
+        O_MEMORY_BUDGET,
+        O_MAX_LOADED,
+        O_POLL_INTERVAL,
+        O_CACHE_DIR,
+        O_LOADER_THREADS,
+        O_LOADER_NICE,
+        O_ALLOW_CONTROL,
         O_LOG_FORMAT,
         O_LOG_LEVEL,
         O_HELP,
@@ -175,6 +206,13 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"worker-nice", required_argument, 0, O_NICE},
         {"max-text-items", required_argument, 0, O_MAX_TEXT_ITEMS},
         {"max-text-bytes", required_argument, 0, O_MAX_TEXT_BYTES},
+        {"memory-budget", required_argument, 0, O_MEMORY_BUDGET},
+        {"max-loaded", required_argument, 0, O_MAX_LOADED},
+        {"poll-interval", required_argument, 0, O_POLL_INTERVAL},
+        {"cache-dir", required_argument, 0, O_CACHE_DIR},
+        {"loader-threads", required_argument, 0, O_LOADER_THREADS},
+        {"loader-nice", required_argument, 0, O_LOADER_NICE},
+        {"allow-repository-control", no_argument, 0, O_ALLOW_CONTROL},
         {"log-format", required_argument, 0, O_LOG_FORMAT},
         {"log-level", required_argument, 0, O_LOG_LEVEL},
         {"help", no_argument, 0, O_HELP},
@@ -200,6 +238,8 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         .worker_nice = 10,
         .max_text_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS,
         .max_text_bytes = INFERD_TEXTREQ_DEFAULT_MAX_BYTES,
+        .loader_threads = 1,
+        .loader_nice = -1,
         .log_format = INFERD_LOG_FORMAT_TEXT,
         .log_level = INFERD_LOG_LEVEL_INFO,
     };
@@ -257,6 +297,33 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         case O_MAX_TEXT_BYTES:
             bad = parse_size(optarg, &f->max_text_bytes) || f->max_text_bytes < 1 ||
                   f->max_text_bytes > (1LL << 30);
+            break;
+        case O_MEMORY_BUDGET:
+            bad = parse_size(optarg, &f->memory_budget) || f->memory_budget < 1;
+            break;
+        case O_MAX_LOADED:
+            bad = parse_int(optarg, 1, 1000000, &f->max_loaded);
+            break;
+        case O_POLL_INTERVAL: {
+            char *end;
+            errno = 0;
+            f->poll_interval = strtod(optarg, &end);
+            bad = errno || end == optarg || *end || !(f->poll_interval >= 0) ||
+                  f->poll_interval > 86400;
+            break;
+        }
+        case O_CACHE_DIR:
+            f->cache_dir = optarg;
+            bad = !optarg[0];
+            break;
+        case O_LOADER_THREADS:
+            bad = parse_int(optarg, 1, 8, &f->loader_threads);
+            break;
+        case O_LOADER_NICE:
+            bad = parse_int(optarg, 0, 19, &f->loader_nice);
+            break;
+        case O_ALLOW_CONTROL:
+            f->allow_repository_control = 1;
             break;
         case O_LOG_FORMAT:
             if (!strcmp(optarg, "text"))
@@ -343,7 +410,23 @@ int inferd_cli_serve(int argc, char **argv) {
         inferd_log_error("%s", err.msg);
         goto out;
     }
-    inferd_repo_options ro = {.dir = f.repo, .sched = sched, .loader_nice = f.worker_nice};
+    // The load cache lives in a dot folder of the repository by default: the scanner ignores
+    // dot folders, and the caches travel with the models they were built from.
+    char cache_dir[4200];
+    if (!f.cache_dir)
+        snprintf(cache_dir, sizeof cache_dir, "%s/.inferd-cache", f.repo);
+    else
+        snprintf(cache_dir, sizeof cache_dir, "%s", f.cache_dir);
+    inferd_repo_options ro = {
+        .dir = f.repo,
+        .sched = sched,
+        .loader_nice = f.loader_nice >= 0 ? f.loader_nice : f.worker_nice,
+        .loader_threads = f.loader_threads,
+        .memory_budget = f.memory_budget,
+        .max_loaded = f.max_loaded,
+        .poll_interval_ms = (int64_t)(f.poll_interval * 1000 + 0.5),
+        .cache_dir = strcmp(cache_dir, "off") ? cache_dir : NULL,
+    };
     if (inferd_repo_create(&ro, &repo, &err) < 0) {
         inferd_log_error("%s", err.msg);
         goto out;
@@ -353,6 +436,7 @@ int inferd_cli_serve(int argc, char **argv) {
         .sched = sched,
         .text_limits = {.max_items = (size_t)f.max_text_items,
                         .max_bytes = (size_t)f.max_text_bytes},
+        .allow_repository_control = f.allow_repository_control,
     };
     if (inferd_api_create(&ao, &api, &err) < 0) {
         inferd_log_error("%s", err.msg);
@@ -380,6 +464,11 @@ int inferd_cli_serve(int argc, char **argv) {
                     INFERD_VERSION, v6 ? "[" : "", f.host, v6 ? "]" : "",
                     inferd_http_server_port(http), f.threads, inferd_sched_workers(sched),
                     f.http_threads, (int)getpid());
+    if (f.memory_budget > 0 || f.max_loaded > 0 || f.poll_interval > 0)
+        inferd_log_info("residency: memory budget %s%.1f MiB, max loaded %d, poll every %.3g s, "
+                        "load cache %s",
+                        f.memory_budget > 0 ? "" : "none ", (double)f.memory_budget / 1048576.0,
+                        f.max_loaded, f.poll_interval, ro.cache_dir ? ro.cache_dir : "off");
     if (inferd_repo_start(repo, &err) < 0) {
         inferd_log_error("%s", err.msg);
         goto out;

@@ -51,7 +51,11 @@ struct inferd_engine_model {
     int mask_input;
     _Atomic int trim; /* TRIM_*: whether length groups give the same outputs */
     double load_ms;
-    eg_cache *cache; /* mapped load cache the weights come from, or NULL */
+    eg_cache *cache;      /* mapped load cache the weights come from, or NULL */
+    eg_mappings *maps;    /* external data files kept mapped for borrowed tables */
+    const void *map_data; /* the ONNX file, kept mapped for borrowed tables, or NULL */
+    size_t map_size;
+    int64_t borrowed; /* bytes of constants read in place from those mappings */
     int cache_hit;
     char cache_status[300];
 
@@ -100,9 +104,32 @@ static int build_descs(inferd_engine_model *m, inferd_error *err) {
 
 /* Copies the constants that live nodes still read out of the mapped file into aligned memory
  * (weights that were packed are no longer read and are not copied). */
-static int materialize_constants(eg_graph *g, const eg_cache *cache, int *misses,
-                                 inferd_error *err) {
+/* Constants read only as the table of a Gather (embeddings: the largest tensors a BERT does
+ * not pack) are copied row by row with memcpy, so they need no alignment: they stay in the
+ * mapped file instead of being copied. */
+static char *gather_tables(const eg_graph *g) {
+    char *only = inferd_calloc(NULL, (size_t)g->n_values + 1, 1);
+    if (!only)
+        return NULL;
+    for (int v = 0; v < g->n_values; v++)
+        only[v] = g->values[v].is_const && !g->values[v].is_output;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const eg_node *n = &g->nodes[i];
+        if (n->dead)
+            continue;
+        for (int j = 0; j < n->n_in; j++)
+            if (n->in[j] >= 0 && !(n->op == EG_OP_Gather && j == 0))
+                only[n->in[j]] = 0;
+    }
+    return only;
+}
+
+static int materialize_constants(eg_graph *g, const eg_cache *cache, int *misses, int64_t *borrowed,
+                                 int may_borrow, inferd_error *err) {
     eg_graph_recount(g);
+    char *tables = gather_tables(g);
+    if (!tables)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     for (int v = 0; v < g->n_values; v++) {
         eg_value *val = &g->values[v];
         if (val->is_const && (val->n_consumers > 0 || val->is_output)) {
@@ -112,16 +139,22 @@ static int materialize_constants(eg_graph *g, const eg_cache *cache, int *misses
                                      : NULL;
             if (cached) {
                 val->t.data = (void *)cached;
+            } else if (may_borrow && !val->t.data && val->file_data && tables[v]) {
+                val->t.data = (void *)val->file_data; // stays in the mapping, see gather_tables
+                *borrowed += nb;
             } else {
                 if (cache && !val->t.data && val->file_data)
                     (*misses)++;
                 int rc = eg_value_materialize(g, val, err);
-                if (rc < 0)
+                if (rc < 0) {
+                    inferd_free(tables);
                     return rc;
+                }
             }
         }
         val->file_data = NULL;
     }
+    inferd_free(tables);
     return 0;
 }
 
@@ -212,7 +245,9 @@ static int load_common(const void *data, size_t size, const char *path, int owns
         from_file[v] =
             m->g->values[v].is_const && !m->g->values[v].t.data && m->g->values[v].file_data;
     int misses = 0;
-    if ((rc = materialize_constants(m->g, m->cache, &misses, err)) < 0)
+    int64_t borrowed = 0;
+    // Only files we map ourselves are kept: a caller's buffer may go away after the load.
+    if ((rc = materialize_constants(m->g, m->cache, &misses, &borrowed, owns_mapping, err)) < 0)
         goto fail;
     if (m->cache) {
         // A cache that served only part of the model is rewritten below.
@@ -221,10 +256,19 @@ static int load_common(const void *data, size_t size, const char *path, int owns
         inferd_mem_account_charge(acct, (int64_t)eg_cache_size(m->cache));
     }
 
-    eg_mappings_release(maps);
+    if (borrowed > 0) {
+        // Embedding tables are read from the mapped files for the model's lifetime.
+        m->maps = maps;
+        m->map_data = owns_mapping ? data : NULL;
+        m->map_size = size;
+        m->borrowed = borrowed;
+        inferd_mem_account_charge(acct, borrowed);
+    } else {
+        eg_mappings_release(maps);
+        if (owns_mapping)
+            eg_unmap_file(data, size);
+    }
     maps = NULL;
-    if (owns_mapping)
-        eg_unmap_file(data, size);
     owns_mapping = 0;
     if ((rc = build_descs(m, err)) < 0)
         goto fail;
@@ -292,6 +336,11 @@ void inferd_engine_destroy(inferd_engine_model *m) {
         inferd_mem_account_charge(m->acct, -(int64_t)eg_cache_size(m->cache));
         eg_cache_close(m->cache);
     }
+    if (m->borrowed)
+        inferd_mem_account_charge(m->acct, -m->borrowed);
+    eg_mappings_release(m->maps);
+    if (m->map_data)
+        eg_unmap_file(m->map_data, m->map_size);
     inferd_free(m->inputs);
     inferd_free(m->outputs);
     pthread_mutex_destroy(&m->lock);

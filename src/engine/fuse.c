@@ -399,14 +399,6 @@ static int find_dense(eg_graph *g, dense_cand **out, int *n_out, inferd_error *e
 }
 
 /* Reads weight element (k, n) of a candidate's source. */
-static float weight_at(const eg_value *w, const dense_cand *d, int64_t k, int64_t n) {
-    const float *src = w->t.data ? w->t.data : w->file_data;
-    float v;
-    int64_t idx = d->transposed ? n * d->K + k : k * d->N + n;
-    memcpy(&v, src + idx, sizeof v); // file data may be unaligned
-    return v * d->scale;
-}
-
 /* Merges dense layers reading the same input with the same activation (the Q, K and V
  * projections) into one wider layer followed by a Split. */
 static int merge_siblings(eg_graph *g, dense_cand *c, int n, inferd_error *err) {
@@ -522,21 +514,18 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
             rc = eg_pack_weight(model_ctx, src, c[i].K, c[i].N, c[i].transposed, c[i].scale, &p->w,
                                 err);
         } else if (!p->w) {
-            // A merged layer: lay the parts' weights side by side, then pack.
-            int64_t K = c[i].K, Ntot = c[i].N, off = 0;
-            float *w = inferd_malloc(NULL, sizeof(float) * (size_t)(K * Ntot));
-            if (!w)
-                return inferd_error_set(err, INFERD_EINTERNAL, "out of memory merging layers");
-            for (int k = 0; k < c[i].n_parts; k++) {
+            // A merged layer: the parts' weights packed side by side.
+            eg_weight_part parts[EG_MAX_WEIGHT_PARTS];
+            int np = c[i].n_parts < EG_MAX_WEIGHT_PARTS ? c[i].n_parts : EG_MAX_WEIGHT_PARTS;
+            for (int k = 0; k < np; k++) {
                 const dense_cand *d = &c[i].parts[k];
                 const eg_value *pv = &g->values[d->w];
-                for (int64_t r = 0; r < K; r++)
-                    for (int64_t col = 0; col < d->N; col++)
-                        w[r * Ntot + off + col] = weight_at(pv, d, r, col);
-                off += d->N;
+                parts[k] = (eg_weight_part){.w = pv->t.data ? pv->t.data : pv->file_data,
+                                            .N = d->N,
+                                            .transposed = d->transposed,
+                                            .scale = d->scale};
             }
-            rc = eg_pack_weight(model_ctx, w, K, Ntot, 0, 1.0f, &p->w, err);
-            inferd_free(w);
+            rc = eg_pack_weight_parts(model_ctx, parts, np, c[i].K, &p->w, err);
         }
         if (rc < 0)
             return rc;

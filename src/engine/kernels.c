@@ -207,54 +207,24 @@ void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *
     *bytes = pw->bytes;
 }
 
-int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
-                   float scale, eg_packed_weight **out, inferd_error *err) {
-    if (K <= 0 || N <= 0)
-        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight", (long long)K,
-                                (long long)N);
-    eg_packed_weight *pw = inferd_calloc(c->acct, 1, sizeof *pw);
-    if (!pw)
-        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
-    pw->K = K;
-    pw->N = N;
-    pw->transposed = transposed;
-    pw->scale = scale;
-    dnnl_status_t s = query_weights_md(K, N, &pw->md);
-    if (s != dnnl_success) {
-        inferd_free(pw);
-        return dnnl_fail(err, s, "choose a weight layout");
-    }
-    size_t bytes = dnnl_memory_desc_get_size(&pw->md);
-    pw->bytes = bytes;
-    pw->data = inferd_malloc(c->acct, bytes);
-    // An aligned copy of the source when it is unaligned or needs scaling: oneDNN reads it.
-    const float *src = w;
-    float *tmp = NULL;
-    if (((uintptr_t)w & 63) || scale != 1.0f) {
-        tmp = inferd_malloc(NULL, sizeof(float) * (size_t)(K * N));
-        if (tmp) {
-            memcpy(tmp, w, sizeof(float) * (size_t)(K * N));
-            if (scale != 1.0f)
-                for (int64_t i = 0; i < K * N; i++)
-                    tmp[i] *= scale;
-        }
-        src = tmp;
-    }
-    if (!pw->data || !src) {
-        inferd_free(tmp);
-        inferd_free(pw->data);
-        inferd_free(pw);
-        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
-    }
+/* Reorders one part (plain [K, part->N], or [N, K] when transposed) into dst, scaling it. */
+static dnnl_status_t reorder_part(const eg_weight_part *part, int64_t K,
+                                  const dnnl_memory_desc_t *dst_md, void *dst) {
     dnnl_memory_desc_t plain;
-    dnnl_dims_t dw = {K, N};
-    dnnl_memory_desc_init_by_tag(&plain, 2, dw, dnnl_f32, transposed ? dnnl_ba : dnnl_ab);
+    dnnl_dims_t dw = {K, part->N};
+    dnnl_memory_desc_init_by_tag(&plain, 2, dw, dnnl_f32, part->transposed ? dnnl_ba : dnnl_ab);
     dnnl_memory_t m_src = NULL, m_dst = NULL;
+    dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
-    if ((s = dnnl_memory_create(&m_src, &plain, g_engine, (void *)src)) == dnnl_success &&
-        (s = dnnl_memory_create(&m_dst, &pw->md, g_engine, pw->data)) == dnnl_success &&
-        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, &pw->md, g_engine, NULL)) ==
+    dnnl_status_t s = dnnl_primitive_attr_create(&attr);
+    if (s == dnnl_success && part->scale != 1.0f)
+        s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &part->scale);
+    // oneDNN reads user memory where it is, unaligned included (it can be the mapped file).
+    if (s == dnnl_success &&
+        (s = dnnl_memory_create(&m_src, &plain, g_engine, (void *)part->w)) == dnnl_success &&
+        (s = dnnl_memory_create(&m_dst, dst_md, g_engine, dst)) == dnnl_success &&
+        (s = dnnl_reorder_primitive_desc_create(&rpd, &plain, g_engine, dst_md, g_engine, attr)) ==
             dnnl_success &&
         (s = dnnl_primitive_create(&r, rpd)) == dnnl_success) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, m_src}, {DNNL_ARG_TO, m_dst}};
@@ -264,15 +234,107 @@ int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int tr
     }
     dnnl_primitive_destroy(r);
     dnnl_primitive_desc_destroy(rpd);
+    dnnl_primitive_attr_destroy(attr);
     dnnl_memory_destroy(m_src);
     dnnl_memory_destroy(m_dst);
-    inferd_free(tmp);
+    return s;
+}
+
+/* Whether each part can be reordered straight into its columns of the packed layout: the
+ * layout has no padding and every part starts on a block boundary (oneDNN makes a
+ * sub-memory descriptor then). subs receives the parts' descriptors. */
+static int parts_fit_layout(const dnnl_memory_desc_t *md, const eg_weight_part *parts, int n,
+                            int64_t K, dnnl_memory_desc_t *subs) {
+    for (int d = 0; d < md->ndims; d++)
+        if (md->padded_dims[d] != md->dims[d])
+            return 0;
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        dnnl_dims_t dims = {K, parts[i].N}, offs = {0, off};
+        if (dnnl_memory_desc_init_submemory(&subs[i], md, dims, offs) != dnnl_success)
+            return 0;
+        off += parts[i].N;
+    }
+    return 1;
+}
+
+int eg_pack_weight_parts(eg_model_ctx *c, const eg_weight_part *parts, int n, int64_t K,
+                         eg_packed_weight **out, inferd_error *err) {
+    int64_t N = 0;
+    for (int i = 0; i < n; i++) {
+        if (parts[i].N <= 0 || N > INT64_MAX - parts[i].N)
+            return inferd_error_set(err, INFERD_EINVAL, "cannot pack a weight of %lld columns",
+                                    (long long)parts[i].N);
+        N += parts[i].N;
+    }
+    if (K <= 0 || N <= 0 || n <= 0 || n > EG_MAX_WEIGHT_PARTS)
+        return inferd_error_set(err, INFERD_EINVAL, "cannot pack a %lldx%lld weight", (long long)K,
+                                (long long)N);
+    eg_packed_weight *pw = inferd_calloc(c->acct, 1, sizeof *pw);
+    if (!pw)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
+    pw->K = K;
+    pw->N = N;
+    pw->transposed = n == 1 ? parts[0].transposed : 0;
+    pw->scale = n == 1 ? parts[0].scale : 1.0f;
+    dnnl_status_t s = query_weights_md(K, N, &pw->md);
+    if (s != dnnl_success) {
+        inferd_free(pw);
+        return dnnl_fail(err, s, "choose a weight layout");
+    }
+    pw->bytes = dnnl_memory_desc_get_size(&pw->md);
+    pw->data = inferd_malloc(c->acct, pw->bytes);
+    if (!pw->data) {
+        inferd_free(pw);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory packing weights");
+    }
+    dnnl_memory_desc_t subs[EG_MAX_WEIGHT_PARTS];
+    if (n == 1) {
+        s = reorder_part(&parts[0], K, &pw->md, pw->data);
+    } else if (parts_fit_layout(&pw->md, parts, n, K, subs)) {
+        // Each part goes to its own columns: no side-by-side copy of the whole weight.
+        for (int i = 0; i < n && s == dnnl_success; i++)
+            s = reorder_part(&parts[i], K, &subs[i], pw->data);
+    } else {
+        // Lay the parts side by side ([K, N], scaled), then pack that.
+        float *w = inferd_malloc(NULL, sizeof(float) * (size_t)(K * N));
+        if (!w) {
+            inferd_free(pw->data);
+            inferd_free(pw);
+            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory merging layers");
+        }
+        int64_t off = 0;
+        for (int i = 0; i < n; i++) {
+            const eg_weight_part *p = &parts[i];
+            for (int64_t r = 0; r < K; r++) {
+                float *row = w + r * N + off;
+                if (!p->transposed)
+                    memcpy(row, p->w + r * p->N, sizeof(float) * (size_t)p->N);
+                else
+                    for (int64_t col = 0; col < p->N; col++)
+                        memcpy(&row[col], p->w + col * K + r, sizeof(float));
+                if (p->scale != 1.0f)
+                    for (int64_t col = 0; col < p->N; col++)
+                        row[col] *= p->scale;
+            }
+            off += p->N;
+        }
+        eg_weight_part whole = {.w = w, .N = N, .transposed = 0, .scale = 1.0f};
+        s = reorder_part(&whole, K, &pw->md, pw->data);
+        inferd_free(w);
+    }
     if (s != dnnl_success) {
         inferd_free(pw->data);
         inferd_free(pw);
         return dnnl_fail(err, s, "pack a weight");
     }
     return register_packed(c, pw, out, err);
+}
+
+int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
+                   float scale, eg_packed_weight **out, inferd_error *err) {
+    eg_weight_part part = {.w = w, .N = N, .transposed = transposed, .scale = scale};
+    return eg_pack_weight_parts(c, &part, 1, K, out, err);
 }
 
 int64_t eg_packed_weight_k(const eg_packed_weight *w) { return w->K; }

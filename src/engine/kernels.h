@@ -53,6 +53,21 @@ void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *
  * alpha). w may be unaligned (it can point into the mapped file). */
 int eg_pack_weight(eg_model_ctx *c, const float *w, int64_t K, int64_t N, int transposed,
                    float scale, eg_packed_weight **out, inferd_error *err);
+
+/* One of the layers packed side by side into one wider weight (merged Q, K, V projections):
+ * w is K x N row-major, or N x K when transposed; scale multiplies it. */
+typedef struct eg_weight_part {
+    const float *w;
+    int64_t N;
+    int transposed;
+    float scale;
+} eg_weight_part;
+#define EG_MAX_WEIGHT_PARTS 16
+/* Packs the parts' columns side by side into one [K, sum of N] weight. Each part is reordered
+ * straight into its place in oneDNN's layout when the layout allows (no copy of the whole
+ * weight), else through a side-by-side copy. */
+int eg_pack_weight_parts(eg_model_ctx *c, const eg_weight_part *parts, int n, int64_t K,
+                         eg_packed_weight **out, inferd_error *err);
 int64_t eg_packed_weight_k(const eg_packed_weight *w);
 int64_t eg_packed_weight_n(const eg_packed_weight *w);
 

@@ -202,12 +202,65 @@ static void test_dense_matches_loop(void **state) {
     eg_model_ctx_destroy(ctx);
 }
 
+/* Layers packed side by side give what each layer gives alone: parts on block boundaries (each
+ * reordered into its columns) and odd widths (through a side-by-side copy), with transposed
+ * and scaled parts. */
+static void test_packed_parts_match_each_layer(void **state) {
+    (void)state;
+    eg_model_ctx *ctx;
+    inferd_error err = {0};
+    assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
+    int64_t widths[][3] = {{64, 64, 64}, {768, 768, 768}, {5, 17, 3}, {128, 64, 32}};
+    int64_t Ks[] = {64, 96, 13, 32}, M = 9;
+    for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++) {
+        int64_t K = Ks[c], N = 0;
+        eg_weight_part parts[3];
+        float *ws[3];
+        for (int i = 0; i < 3; i++) {
+            ws[i] = rand_buf((size_t)(K * widths[c][i]), 0.5f);
+            parts[i] = (eg_weight_part){.w = ws[i],
+                                        .N = widths[c][i],
+                                        .transposed = i == 1,
+                                        .scale = i == 2 ? 0.25f : 1.0f};
+            N += widths[c][i];
+        }
+        eg_packed_weight *pw;
+        assert_int_equal(eg_pack_weight_parts(ctx, parts, 3, K, &pw, &err), 0);
+        assert_int_equal(eg_packed_weight_n(pw), N);
+        float *x = rand_buf((size_t)(M * K), 1), *y = malloc(sizeof(float) * (size_t)(M * N)),
+              *ref = malloc(sizeof(float) * (size_t)(M * N));
+        eg_dense *d;
+        assert_int_equal(eg_dense_create(ctx, pw, M, 0, EG_ACT_NONE, 0, 0, 1, &d, &err), 0);
+        void *sp = aligned_alloc(64, (eg_dense_scratch(d) + 64) / 64 * 64);
+        assert_int_equal(eg_dense_run(d, x, NULL, NULL, y, sp, &err), 0);
+        for (int64_t i = 0; i < M; i++) {
+            int64_t col = 0;
+            for (int p = 0; p < 3; p++)
+                for (int64_t j = 0; j < parts[p].N; j++, col++) {
+                    double s = 0;
+                    for (int64_t k = 0; k < K; k++)
+                        s += (double)x[i * K + k] * parts[p].scale *
+                             (parts[p].transposed ? ws[p][j * K + k] : ws[p][k * parts[p].N + j]);
+                    ref[i * N + col] = (float)s;
+                }
+        }
+        ASSERT_CLOSE(y, ref, (size_t)(M * N), 1e-4);
+        free(sp);
+        eg_dense_destroy(d);
+        for (int i = 0; i < 3; i++)
+            free(ws[i]);
+        free(x), free(y), free(ref);
+    }
+    eg_model_ctx_destroy(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm_matches_reference),
         cmocka_unit_test(test_gelu_matches_reference),
         cmocka_unit_test(test_attention_matches_reference),
         cmocka_unit_test(test_dense_matches_loop),
+        cmocka_unit_test(test_packed_parts_match_each_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

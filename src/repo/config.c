@@ -251,6 +251,48 @@ static int parse_batching(inferd_config *c, const json_t *db, inferd_error *err)
     return 0;
 }
 
+/* "warmup": false, or an object saying how to build the warm-up run's inputs. */
+static int parse_warmup(inferd_config *c, const json_t *w, inferd_error *err) {
+    if (json_is_false(w)) {
+        c->warmup = INFERD_CONFIG_WARMUP_OFF;
+        return 0;
+    }
+    if (json_is_true(w)) {
+        c->warmup = INFERD_CONFIG_WARMUP_ON;
+        return 0;
+    }
+    if (!json_is_object(w))
+        return bad(err, "warmup", "must be false, true or an object, got %s", json_type_name(w));
+    c->warmup = INFERD_CONFIG_WARMUP_ON;
+    const char *key;
+    json_t *v;
+    int64_t x;
+    int rc;
+    json_object_foreach((json_t *)w, key, v) {
+        if (!strcmp(key, "batch_size")) {
+            if ((rc = get_int(v, "warmup.batch_size", 1, INFERD_CONFIG_MAX_BATCH, &x, err)) < 0)
+                return rc;
+            c->warmup_batch = (int)x;
+        } else if (!strcmp(key, "seq_len")) {
+            if ((rc = get_int(v, "warmup.seq_len", 1, 65536, &x, err)) < 0)
+                return rc;
+            c->warmup_seq = (int)x;
+        } else if (!strcmp(key, "text")) {
+            if (!json_is_string(v) || json_string_length(v) == 0 ||
+                json_string_length(v) >= sizeof c->warmup_text)
+                return bad(err, "warmup.text", "must be a non-empty string of at most %s bytes",
+                           "1023");
+            snprintf(c->warmup_text, sizeof c->warmup_text, "%s", json_string_value(v));
+        } else {
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "config.json: warmup: unknown key '%s' (expected batch_size, "
+                                    "seq_len or text)",
+                                    key);
+        }
+    }
+    return 0;
+}
+
 static int parse_policy(inferd_config *c, const json_t *vp, inferd_error *err) {
     if (!json_is_object(vp) || json_object_size(vp) != 1)
         return bad(err, "version_policy",
@@ -350,6 +392,12 @@ int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_e
         } else if (!strcmp(key, "outputs")) {
             if ((rc = parse_tensors(v, "outputs", c->outputs, &c->n_outputs, err)) < 0)
                 goto out;
+        } else if (!strcmp(key, "pinned")) {
+            if ((rc = get_bool(v, "pinned", &c->pinned, err)) < 0)
+                goto out;
+        } else if (!strcmp(key, "warmup")) {
+            if ((rc = parse_warmup(c, v, err)) < 0)
+                goto out;
         } else {
             rc = inferd_error_set(err, INFERD_EINVAL, "config.json: unknown key '%s'", key);
             goto out;
@@ -367,6 +415,12 @@ int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_e
         (c->pad_dims || c->max_queue_delay_us > 0 || c->n_preferred > 0)) {
         rc = inferd_error_set(err, INFERD_EINVAL,
                               "config.json: dynamic_batching: batching needs max_batch_size > 0");
+        goto out;
+    }
+    if (c->warmup_batch > 1 && c->warmup_batch > c->max_batch_size) {
+        rc = inferd_error_set(err, INFERD_EINVAL,
+                              "config.json: warmup.batch_size: %d exceeds max_batch_size %d",
+                              c->warmup_batch, c->max_batch_size);
         goto out;
     }
     if (c->n_buckets > 0 && !c->pad_dims) {

@@ -22,6 +22,14 @@
 #define INFERD_CONFIG_MAX_BATCH 1024
 #define INFERD_CONFIG_DEFAULT_MAX_BATCH 8
 #define INFERD_CONFIG_MAX_TENSORS 16
+#define INFERD_CONFIG_MAX_WARMUP_TEXT 1024
+
+/* When a version is run once before it serves (config.json "warmup"). */
+typedef enum inferd_config_warmup {
+    INFERD_CONFIG_WARMUP_AUTO = 0, /* only before a version switch, with generated inputs */
+    INFERD_CONFIG_WARMUP_OFF = 1,  /* never ("warmup": false) */
+    INFERD_CONFIG_WARMUP_ON = 2,   /* after every load, with the inputs config.json describes */
+} inferd_config_warmup;
 
 typedef enum inferd_config_policy {
     INFERD_CONFIG_POLICY_LATEST = 0,   /* the latest_n highest version numbers */
@@ -63,6 +71,11 @@ typedef struct inferd_config {
     int n_inputs;
     inferd_config_tensor outputs[INFERD_CONFIG_MAX_TENSORS];
     int n_outputs;
+    int pinned; /* load the selected versions at start and never evict them */
+    inferd_config_warmup warmup;
+    int warmup_batch;                                /* rows of the warm-up run; 0: 1 */
+    int warmup_seq;                                  /* its dynamic non-batch dims; 0: 8 */
+    char warmup_text[INFERD_CONFIG_MAX_WARMUP_TEXT]; /* text for a pipeline; "" : generated */
 } inferd_config;
 
 /* The declared tensors of c as descriptions for the backend: fills out (room for

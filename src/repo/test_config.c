@@ -77,6 +77,31 @@ static void test_full_config(void **state) {
     assert_int_equal(c.specific[0], 1);
     assert_int_equal(c.specific[1], 3);
     assert_int_equal(c.instance_threads, 2);
+    assert_int_equal(c.pinned, 0);
+    assert_int_equal(c.warmup, INFERD_CONFIG_WARMUP_AUTO);
+}
+
+static void test_pinned_and_warmup(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    int rc = parse(&c,
+                   "{\"pinned\": true, \"max_batch_size\": 4,"
+                   " \"warmup\": {\"batch_size\": 4, \"seq_len\": 16, \"text\": \"hello\"}}",
+                   &err);
+    if (rc != 0)
+        fail_msg("rc %d: %s", rc, err.msg);
+    assert_int_equal(c.pinned, 1);
+    assert_int_equal(c.warmup, INFERD_CONFIG_WARMUP_ON);
+    assert_int_equal(c.warmup_batch, 4);
+    assert_int_equal(c.warmup_seq, 16);
+    assert_string_equal(c.warmup_text, "hello");
+    assert_int_equal(parse(&c, "{\"warmup\": false, \"pinned\": false}", &err), 0);
+    assert_int_equal(c.warmup, INFERD_CONFIG_WARMUP_OFF);
+    assert_int_equal(c.pinned, 0);
+    assert_int_equal(parse(&c, "{\"warmup\": true}", &err), 0);
+    assert_int_equal(c.warmup, INFERD_CONFIG_WARMUP_ON);
+    assert_int_equal(c.warmup_batch, 0);
 }
 
 /* Each case: config text, and a fragment the message must contain (naming the key). */
@@ -146,6 +171,14 @@ static const struct {
     {"{\"outputs\": [{\"name\": \"y\", \"datatype\": \"FP32\", \"dims\": []},"
      " {\"name\": \"y\", \"datatype\": \"INT64\", \"dims\": [2]}]}",
      "outputs: 'y' is declared twice"},
+    {"{\"pinned\": 1}", "pinned: must be true or false"},
+    {"{\"warmup\": 3}", "warmup: must be false, true or an object"},
+    {"{\"warmup\": {\"rows\": 1}}", "warmup: unknown key 'rows'"},
+    {"{\"warmup\": {\"batch_size\": 0}}", "warmup.batch_size: must be from 1"},
+    {"{\"warmup\": {\"seq_len\": \"8\"}}", "warmup.seq_len: must be an integer"},
+    {"{\"warmup\": {\"text\": \"\"}}", "warmup.text: must be a non-empty string"},
+    {"{\"max_batch_size\": 2, \"warmup\": {\"batch_size\": 4}}",
+     "warmup.batch_size: 4 exceeds max_batch_size 2"},
 };
 
 static void test_every_error_names_the_key(void **state) {
@@ -249,6 +282,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_empty_object_keeps_defaults),
         cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_pinned_and_warmup),
         cmocka_unit_test(test_every_error_names_the_key),
         cmocka_unit_test(test_declared_tensors),
         cmocka_unit_test(test_policy_latest),

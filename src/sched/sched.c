@@ -78,6 +78,8 @@ struct inferd_sched {
 
     /* Guarded by lock. */
     int in_use;                 /* threads held by running batches */
+    int borrowed;               /* threads lent to work outside batches (model loads) */
+    int borrow_waiting;         /* borrowers waiting: the next freed thread is theirs */
     int running;                /* batches running */
     inferd_sched_queue *queues; /* circular doubly linked list, or NULL */
     inferd_sched_queue *rr;     /* where the next scan starts, for fairness */
@@ -226,7 +228,7 @@ static int group_ready(worker *w, inferd_sched_queue *q, int64_t now, int draini
  * start now, one per idle worker at most. Called with the lock held, after the batch's
  * requests left their queue. */
 static int choose_threads(inferd_sched *s, const inferd_sched_queue *q) {
-    int free_threads = s->budget - s->in_use;
+    int free_threads = s->budget - s->in_use - s->borrowed - s->borrow_waiting;
     int idle = s->n_workers - s->running;
     int64_t demand = 1;
     inferd_sched_queue *it = s->queues;
@@ -256,7 +258,7 @@ static int find_work(worker *w, int64_t now, batch *b, inferd_sched_request **ex
         return 0;
     inferd_sched_queue *q = s->rr ? s->rr : s->queues;
     inferd_sched_queue *first = q;
-    int can_start = s->in_use < s->budget;
+    int can_start = s->in_use + s->borrowed + s->borrow_waiting < s->budget;
     do {
         if (q->n_with_deadline > 0)
             collect_expired(q, now, expired, wake);
@@ -689,9 +691,9 @@ static void *worker_main(void *arg) {
             s->in_use += b.threads;
             s->running++;
             q->running++;
-            atomic_store_explicit(&s->in_use_mirror, s->in_use, memory_order_relaxed);
+            atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
             // Pass the baton: another idle worker may start what is left.
-            if (s->in_use < s->budget && any_pending(s))
+            if (s->in_use + s->borrowed + s->borrow_waiting < s->budget && any_pending(s))
                 pthread_cond_signal(&s->work_cv);
             // The batch's own reference: its requests may all complete (and drop theirs)
             // before the worker is done with q.
@@ -709,7 +711,7 @@ static void *worker_main(void *arg) {
             q->running--;
             int64_t ns = inferd_now_ns() - b.start_ns;
             q->ewma_ns = q->ewma_ns ? q->ewma_ns + (ns - q->ewma_ns) / 8 : ns;
-            atomic_store_explicit(&s->in_use_mirror, s->in_use, memory_order_relaxed);
+            atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
             pthread_cond_broadcast(&s->work_cv); // threads were freed
             pthread_cond_broadcast(&s->idle_cv);
             inferd_sched_model m = q->model;
@@ -798,6 +800,7 @@ void inferd_sched_destroy(inferd_sched *s) {
     pthread_mutex_lock(&s->lock);
     s->stopping = 1;
     pthread_cond_broadcast(&s->work_cv);
+    pthread_cond_broadcast(&s->idle_cv);
     pthread_mutex_unlock(&s->lock);
     for (int i = 0; i < s->n_started; i++)
         pthread_join(s->workers[i].thread, NULL);
@@ -1083,6 +1086,33 @@ int inferd_sched_submit_all(inferd_sched_queue *q, inferd_sched_request *reqs, i
 
 int inferd_sched_queue_pending(const inferd_sched_queue *q) {
     return atomic_load_explicit(&q->pending_mirror, memory_order_relaxed);
+}
+
+int inferd_sched_borrow_thread(inferd_sched *s, inferd_error *err) {
+    pthread_mutex_lock(&s->lock);
+    s->borrow_waiting++;
+    while (s->in_use + s->borrowed >= s->budget && !s->stopping)
+        pthread_cond_wait(&s->idle_cv, &s->lock);
+    s->borrow_waiting--;
+    int rc = 0;
+    if (s->stopping) {
+        rc = inferd_error_set(err, INFERD_EUNAVAIL, "the scheduler is stopping");
+    } else {
+        s->borrowed++;
+        atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
+    }
+    pthread_cond_broadcast(&s->work_cv); // a waiting borrower no longer holds threads back
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+void inferd_sched_return_thread(inferd_sched *s) {
+    pthread_mutex_lock(&s->lock);
+    if (INFERD_ALWAYS(s->borrowed > 0))
+        s->borrowed--;
+    atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
+    pthread_cond_broadcast(&s->work_cv); // threads were freed
+    pthread_mutex_unlock(&s->lock);
 }
 
 int inferd_sched_threads(const inferd_sched *s) { return s->budget; }

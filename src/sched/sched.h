@@ -161,11 +161,21 @@ int inferd_sched_submit(inferd_sched_queue *q, inferd_sched_request *req, inferd
 int inferd_sched_submit_all(inferd_sched_queue *q, inferd_sched_request *reqs, int n,
                             inferd_error *err);
 
+/* Takes one thread of the compute budget for work that is not a batch (a model load on the
+ * repository's loader thread), waiting until one is free: batches share what is left until
+ * inferd_sched_return_thread, so the process never runs more compute threads than the budget
+ * and a load never slows a running batch by competing for its cores. While a borrower waits,
+ * the next thread a batch frees is kept for it. Returns 0, or INFERD_EUNAVAIL (nothing taken)
+ * when the scheduler is stopping. Any thread but a worker. */
+int inferd_sched_borrow_thread(inferd_sched *s, inferd_error *err);
+/* Gives back a thread taken by inferd_sched_borrow_thread. Any thread. */
+void inferd_sched_return_thread(inferd_sched *s);
+
 /* Requests queued on q, not yet in a batch. Lock-free; any thread. */
 int inferd_sched_queue_pending(const inferd_sched_queue *q);
 
-/* The budget, the worker count, and the threads held by running batches right now (lock-free
- * reads for /metrics and tests). Any thread. */
+/* The budget, the worker count, and the threads held by running batches and borrowers right
+ * now (lock-free reads for /metrics and tests). Any thread. */
 int inferd_sched_threads(const inferd_sched *s);
 int inferd_sched_workers(const inferd_sched *s);
 int inferd_sched_threads_in_use(const inferd_sched *s);

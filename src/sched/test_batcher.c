@@ -861,6 +861,45 @@ static void test_thread_budget_holds(void **state) {
     run_budget_case(3, 2);
 }
 
+static void test_borrowed_threads_leave_fewer_for_batches(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    env_start(&e, 2, 2, &o);
+    inferd_error err = {0};
+    // A load holds one of the two threads: a lone request runs on the other.
+    assert_int_equal(inferd_sched_borrow_thread(e.s, &err), 0);
+    assert_int_equal(inferd_sched_threads_in_use(e.s), 1);
+    job j;
+    job_init(&j, 1, 2, 0);
+    submit_ok(&e, &j);
+    wait_done(1);
+    assert_int_equal(j.req.threads, 1);
+    job_free(&j);
+    // Both threads lent: batches wait until one comes back.
+    assert_int_equal(inferd_sched_borrow_thread(e.s, &err), 0);
+    job_init(&j, 1, 2, 0);
+    submit_ok(&e, &j);
+    usleep(50000);
+    pthread_mutex_lock(&done_lock);
+    int done_now = n_done;
+    pthread_mutex_unlock(&done_lock);
+    assert_int_equal(done_now, 1);
+    inferd_sched_return_thread(e.s);
+    wait_done(2);
+    assert_int_equal(j.req.threads, 1);
+    job_free(&j);
+    inferd_sched_return_thread(e.s);
+    wait_threads_free(&e);
+    // Given back: a lone request gets the whole budget again.
+    job_init(&j, 1, 2, 0);
+    submit_ok(&e, &j);
+    wait_done(3);
+    assert_int_equal(j.req.threads, 2);
+    job_free(&j);
+    env_stop(&e);
+}
+
 static void test_instance_threads_cap(void **state) {
     (void)state;
     env e;
@@ -1087,6 +1126,7 @@ int main(void) {
         cmocka_unit_test(test_deadline_that_cannot_be_met_is_refused_at_once),
         cmocka_unit_test(test_empty_queue_admits_whatever_the_average),
         cmocka_unit_test(test_thread_budget_holds),
+        cmocka_unit_test(test_borrowed_threads_leave_fewer_for_batches),
         cmocka_unit_test(test_instance_threads_cap),
         cmocka_unit_test(test_drain_runs_everything_then_refuses),
         cmocka_unit_test(test_model_failure_reaches_every_request),

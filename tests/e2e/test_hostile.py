@@ -317,7 +317,7 @@ def test_hostile_names_are_refused(server, path):
         err = assert_json_error(r)
         # Repository control is off: load/unload are refused whatever the name.
         if path == "/v2/repository/models/text/load":
-            assert "not supported" in err, err
+            assert "repository control is disabled" in err, err
     assert_ready(server)
 
 
@@ -593,7 +593,8 @@ def test_listens_on_loopback_only_by_default(tmp_path, inferd_available):
                     listening.append(local.split(":")[0])
         assert listening == ["0100007F"], listening  # 127.0.0.1, nothing else
         r = srv.post("/v2/repository/models/x/load")
-        assert r.status_code == 400 and "not supported" in r.json()["error"]
+        # Repository control is off unless --allow-repository-control.
+        assert r.status_code == 403 and "repository control is disabled" in r.json()["error"]
     finally:
         assert srv.stop() == 0, srv.log()
 

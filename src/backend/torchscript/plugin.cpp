@@ -46,8 +46,8 @@
 #include <atomic>
 #include <climits>
 #include <cstdarg>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
