@@ -57,12 +57,15 @@ static void set_openblas_env(void) {
     setenv("OPENBLAS_NUM_THREADS", n, 0);
 }
 
-/* Candidates in order; returns how many were written. */
+/* Candidates in order; returns how many were written. $INFERD_TORCH_PLUGIN, when set, is the
+ * only one: a deployment that names its plugin must not silently get another. */
 static int plugin_candidates(char paths[3][PATH_MAX]) {
     int n = 0;
     const char *env = getenv("INFERD_TORCH_PLUGIN");
-    if (env && *env)
+    if (env && *env) {
         snprintf(paths[n++], PATH_MAX, "%s", env);
+        return n;
+    }
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len > 0) {
@@ -85,10 +88,17 @@ static void plugin_open(void) {
         if (access(paths[i], R_OK) == 0)
             path = paths[i];
     if (!path) {
-        inferd_error_set(&plugin_err, INFERD_EUNSUPPORTED,
-                         "TorchScript support is not installed: libinferd_torch.so is neither "
-                         "next to the inferd binary nor at %s",
-                         INFERD_TORCH_PLUGIN_PATH);
+        const char *env = getenv("INFERD_TORCH_PLUGIN");
+        if (env && *env)
+            inferd_error_set(&plugin_err, INFERD_EUNSUPPORTED,
+                             "TorchScript support is not installed: no plugin at %s "
+                             "($INFERD_TORCH_PLUGIN)",
+                             env);
+        else
+            inferd_error_set(&plugin_err, INFERD_EUNSUPPORTED,
+                             "TorchScript support is not installed: libinferd_torch.so is "
+                             "neither next to the inferd binary nor at %s",
+                             INFERD_TORCH_PLUGIN_PATH);
         return;
     }
     set_openblas_env();

@@ -4,10 +4,10 @@
  * DESIGN
  * libtorch is C++ and large, so it lives in a plugin, libinferd_torch.so (plugin.h explains
  * why and what crosses the boundary), which this module opens with dlopen the first time a
- * TorchScript model is loaded. The plugin is looked for at $INFERD_TORCH_PLUGIN, then next to
- * the running executable, then where this build put it. A build without libtorch-dev has no
- * plugin, and loading a model.pt fails with "this build of inferd has no TorchScript support
- * (install libtorch-dev and rebuild)".
+ * TorchScript model is loaded. The plugin is looked for at $INFERD_TORCH_PLUGIN when it is set
+ * (and only there), else next to the running executable, then where this build put it. A build
+ * without libtorch-dev has no plugin, and loading a model.pt fails with "this build of inferd has
+ * no TorchScript support (install libtorch-dev and rebuild)".
  *
  * Before the plugin loads, OPENBLAS_NUM_THREADS is set (unless the environment sets it) to the
  * process's thread budget, so OpenBLAS, which starts its pool of threads when libtorch pulls
