@@ -257,6 +257,13 @@ bench-residency: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_residency.py
 
+# Issue #7: the 21-model text scenario with TorchScript files: inferd's libtorch plugin vs
+# Tornado+TorchScript at its best setting and vs inferd's ONNX engine on the same models.
+# BENCH_ARGS: e.g. make bench-torch BENCH_ARGS="--duration 30 --no-write"
+bench-torch: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_torch.py $(BENCH_ARGS)
+
 CXX_SRCS := $(wildcard src/*/*/*.cpp)
 
 format:
