@@ -32,11 +32,11 @@ static pthread_once_t plugin_once = PTHREAD_ONCE_INIT;
 static const inferd_torch_plugin *plugin;
 static inferd_error plugin_err;
 
+#ifdef INFERD_TORCH_PLUGIN_PATH
+
 static void host_charge(void *acct, int64_t delta) { inferd_mem_account_charge(acct, delta); }
 static void *host_alloc(size_t n) { return inferd_malloc(NULL, n); }
 static void host_free(void *p) { inferd_free(p); }
-
-#ifdef INFERD_TORCH_PLUGIN_PATH
 
 /* OpenBLAS sizes its thread pool from OPENBLAS_NUM_THREADS when it loads, else from the
  * host's cores; in a container limited to 2 CPUs on a 64-core node that would be 63 idle
