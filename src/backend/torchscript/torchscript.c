@@ -38,11 +38,20 @@ static void host_charge(void *acct, int64_t delta) { inferd_mem_account_charge(a
 static void *host_alloc(size_t n) { return inferd_malloc(NULL, n); }
 static void host_free(void *p) { inferd_free(p); }
 
-/* OpenBLAS sizes its thread pool from OPENBLAS_NUM_THREADS when it loads, else from the
- * host's cores; in a container limited to 2 CPUs on a 64-core node that would be 63 idle
- * threads. The budget is what the scheduler will ever give a run. setenv is not safe against
- * a concurrent getenv, but after start-up inferd's threads read no environment. */
+/* OpenBLAS reads its settings from the environment when it loads (with libtorch, from the
+ * plugin), unless the environment already has them:
+ *  - OPENBLAS_NUM_THREADS: the size of its thread pool, else the host's cores; in a container
+ *    limited to 2 CPUs on a 64-core node that would be 63 idle threads. The budget is what the
+ *    scheduler will ever give a run.
+ *  - OPENBLAS_THREAD_TIMEOUT: how long (2^N cycles, N from 4 to 30, default 28: about 0.1 s)
+ *    an idle pool thread spins on sched_yield before it sleeps. 4 makes it sleep at once, as
+ *    OpenMP teams do (passive waiting). Measured here with 21 .pt models, 16 connections and
+ *    other work on the 2 cores: the same QPS with about 20% less CPU, and /v2/health/ready p99
+ *    20-25 ms instead of 40-70 ms.
+ * setenv is not safe against a concurrent getenv, but after start-up inferd's threads read no
+ * environment. */
 static void set_openblas_env(void) {
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
     if (getenv("OPENBLAS_NUM_THREADS"))
         return;
     const inferd_cgroup_budget *b = inferd_cgroup_budget_published();

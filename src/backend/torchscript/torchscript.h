@@ -11,7 +11,8 @@
  *
  * Before the plugin loads, OPENBLAS_NUM_THREADS is set (unless the environment sets it) to the
  * process's thread budget, so OpenBLAS, which starts its pool of threads when libtorch pulls
- * it in, holds at most budget - 1 threads rather than one per core of the host.
+ * it in, holds at most budget - 1 threads rather than one per core of the host; and
+ * OPENBLAS_THREAD_TIMEOUT to 4, so its idle threads sleep rather than spin (torchscript.c).
  *
  * TorchScript files carry no input or output names or dtypes, so config.json declares them
  * (inferd_torchscript_options). Load checks them against the file:
