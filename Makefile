@@ -47,6 +47,19 @@ LDLIBS := -ldnnl $(PKG_LIBS) -lgomp -lpthread -lm
 LDFLAGS ?=
 ALL_LDFLAGS := $(OPENMP) $(SANFLAGS) $(LDFLAGS)
 
+# TorchScript: src/backend/torchscript/plugin.cpp becomes $(BUILD)/libinferd_torch.so, which
+# inferd opens with dlopen the first time it loads a model.pt (src/backend/torchscript/plugin.h
+# says why). Built when libtorch-dev is installed; `make TORCH=0` builds without it, and then a
+# model.pt fails to load with a message saying so. The plugin is C++ and is compiled without
+# sanitizers (libtorch is not instrumented); ThreadSanitizer and fuzzing builds leave it out.
+TORCH ?= $(if $(wildcard /usr/include/torch/script.h),1,0)
+HAVE_TORCH := $(if $(filter thread fuzzer,$(SANITIZE)),0,$(TORCH))
+TORCH_PLUGIN := $(if $(filter 1,$(HAVE_TORCH)),$(BUILD)/libinferd_torch.so)
+CXX := g++
+TORCH_CXXFLAGS := -std=c++17 $(OPT) -g -fPIC -fvisibility=hidden -Wall -Wextra -Werror -fopenmp \
+                  -D_GNU_SOURCE -Isrc -isystem /usr/include/torch/csrc/api/include
+TORCH_LIBS := -ltorch_cpu -lc10 -lgomp
+
 # Files named *_avx512.c hold kernels for AVX-512 CPUs and *_avx2.c for AVX2 ones; callers
 # pick them at run time from the CPU's features, so the binary still runs on older CPUs.
 AVX512_FLAGS := -O3 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
@@ -73,7 +86,7 @@ all:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory -j$(JOBS) build-only
 
-build-only: $(BUILD)/inferd
+build-only: $(BUILD)/inferd $(TORCH_PLUGIN)
 
 deps:
 	@scripts/deps.sh build
@@ -111,6 +124,24 @@ $(BUILD)/obj/%_avx2.o: %_avx2.c $(HDRS) $(BUILD)/gen/onnx.pb-c.h
 $(BUILD)/obj/%.o: %.c $(HDRS) $(BUILD)/gen/onnx.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Where torchscript.c finds the plugin; rewritten only when it changes, so toggling TORCH
+# recompiles that one file.
+$(BUILD)/gen/torch_config.h: FORCE
+	@mkdir -p $(dir $@)
+	@if [ "$(HAVE_TORCH)" = 1 ]; then \
+	    echo '#define INFERD_TORCH_PLUGIN_PATH "$(abspath $(BUILD))/libinferd_torch.so"'; \
+	else echo '/* built without libtorch: no TorchScript support */'; fi > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/obj/src/backend/torchscript/torchscript.o: $(BUILD)/gen/torch_config.h
+
+$(BUILD)/libinferd_torch.so: src/backend/torchscript/plugin.cpp src/backend/torchscript/plugin.h \
+                            src/util/tensor.h src/util/dtype.h src/util/error.h
+	$(CXX) $(TORCH_CXXFLAGS) -shared -o $@ $< -Wl,--no-undefined $(TORCH_LIBS)
+
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/libinferd.a: $(LIB_OBJS)
 	@rm -f $@
@@ -227,11 +258,21 @@ bench-residency: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_residency.py
 
+# Issue #7: the 21-model text scenario with TorchScript files: inferd's libtorch plugin vs
+# Tornado+TorchScript at its best setting and vs inferd's ONNX engine on the same models.
+# BENCH_ARGS: e.g. make bench-torch BENCH_ARGS="--duration 30 --no-write"
+bench-torch: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_torch.py $(BENCH_ARGS)
+
+CXX_SRCS := $(wildcard src/*/*/*.cpp)
+
 format:
-	clang-format -i $(LIB_SRCS) $(TEST_SRCS) $(HDRS) src/cli/main.c $(wildcard fuzz/*.c)
+	clang-format -i $(LIB_SRCS) $(TEST_SRCS) $(HDRS) $(CXX_SRCS) src/cli/main.c $(wildcard fuzz/*.c)
 
 format-check:
-	clang-format --dry-run --Werror $(LIB_SRCS) $(TEST_SRCS) $(HDRS) src/cli/main.c $(wildcard fuzz/*.c)
+	clang-format --dry-run --Werror $(LIB_SRCS) $(TEST_SRCS) $(HDRS) $(CXX_SRCS) src/cli/main.c \
+	    $(wildcard fuzz/*.c)
 
 clean:
 	rm -rf build build-asan build-tsan

@@ -46,21 +46,36 @@ PIPELINE = {
 }
 
 
-def config(max_batch, delay_us, buckets):
+# What config.json declares for the TorchScript file (bench/bench_torch.py): a TorchScript file
+# names no tensors, so the declarations say what forward(input_ids, attention_mask) takes.
+TORCH_TENSORS = {
+    "inputs": [{"name": "input_ids", "datatype": "INT64", "dims": [-1, -1]},
+               {"name": "attention_mask", "datatype": "INT64", "dims": [-1, -1]}],
+    "outputs": [{"name": "logits", "datatype": "FP32", "dims": [-1, N_LABELS]}],
+}
+
+
+def config(max_batch, delay_us, buckets, platform="onnx"):
     dyn = {"max_queue_delay_us": delay_us, "max_queue_size": 1024}
     if buckets:
         dyn["pad_dims"] = True
         dyn["length_buckets"] = buckets
-    return {"platform": "onnx", "max_batch_size": max_batch, "dynamic_batching": dyn}
+    cfg = {"platform": platform, "max_batch_size": max_batch, "dynamic_batching": dyn}
+    if platform == "torchscript":
+        cfg.update(TORCH_TENSORS)
+    return cfg
 
 
-def build(name, n, max_batch, delay_us, buckets, model="small.onnx"):
-    """(Re)builds bench/.peers/<name> with n models; returns its path."""
+def build(name, n, max_batch, delay_us, buckets, model="small.onnx", root=PEERS):
+    """(Re)builds <root>/<name> (default bench/.peers/<name>) with n models; returns its path.
+    model: the file of bench/.peers/models each version links to; a .pt is served as a
+    TorchScript model (platform torchscript, model.pt, declared tensors)."""
     src = os.path.join(MODELS, model)
     if not os.path.exists(src):
         sys.exit(f"{src} is missing: make the peers' models first "
                  "(/usr/bin/python3 ../shared/peers/make_models.py --out bench/.peers/models)")
-    out = os.path.join(PEERS, name)
+    torch = model.endswith(".pt")
+    out = os.path.join(root, name)
     if os.path.isdir(out):
         shutil.rmtree(out)
     labels = "".join(f"label_{i:02d}\n" for i in range(N_LABELS))
@@ -68,8 +83,9 @@ def build(name, n, max_batch, delay_us, buckets, model="small.onnx"):
         vdir = os.path.join(out, f"m{i:02d}", "1")
         os.makedirs(vdir)
         with open(os.path.join(out, f"m{i:02d}", "config.json"), "w") as f:
-            json.dump(config(max_batch, delay_us, buckets), f, indent=1)
-        os.symlink(src, os.path.join(vdir, "model.onnx"))
+            json.dump(config(max_batch, delay_us, buckets,
+                             "torchscript" if torch else "onnx"), f, indent=1)
+        os.symlink(src, os.path.join(vdir, "model.pt" if torch else "model.onnx"))
         with open(os.path.join(vdir, "pipeline.json"), "w") as f:
             json.dump(PIPELINE, f, indent=1)
         with open(os.path.join(vdir, "labels.txt"), "w") as f:

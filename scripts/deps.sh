@@ -4,8 +4,10 @@
 # Usage: scripts/deps.sh [build|test|bench|train|all]   (default: test)
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
-            libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev)
+# libtorch-dev (with g++) builds the TorchScript backend's plugin; it is large (~1 GB with its
+# dependencies) and optional: without it inferd builds, and a model.pt is refused with the reason.
+build_pkgs=(gcc g++ make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
+            libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev libtorch-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests python3-onnx
            clang libclang-rt-14-dev yamllint)
 bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado libopenblas0-pthread

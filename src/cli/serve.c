@@ -67,8 +67,9 @@ static void usage(FILE *f, int cores) {
     fprintf(f,
             "usage: inferd serve --repo DIR [options]\n"
             "\n"
-            "Serves the ONNX models in DIR/<model>/<version>/model.onnx over HTTP (KServe v2;\n"
-            "text in, labels out for versions with a pipeline.json).\n"
+            "Serves the models in DIR/<model>/<version>/model.onnx (ONNX) or model.pt\n"
+            "(TorchScript) over HTTP (KServe v2; text in, labels out for versions with a\n"
+            "pipeline.json).\n"
             "\n"
             "  --repo DIR             model repository (required)\n"
             "  --host ADDR            address to listen on (default 127.0.0.1)\n"

@@ -102,6 +102,108 @@ static int get_int_list(const json_t *v, const char *key, int64_t lo, int64_t hi
     return 0;
 }
 
+/* One entry of "inputs" or "outputs". */
+static int parse_tensor(const json_t *v, const char *key, inferd_config_tensor *t,
+                        inferd_error *err) {
+    if (!json_is_object(v))
+        return bad(err, key, "must be an object {\"name\", \"datatype\", \"dims\"}, got %s",
+                   json_type_name(v));
+    const char *k;
+    json_t *f;
+    int have_dtype = 0, have_dims = 0;
+    json_object_foreach((json_t *)v, k, f) {
+        char path[128];
+        snprintf(path, sizeof path, "%s.%s", key, k);
+        if (!strcmp(k, "name")) {
+            if (!json_is_string(f) || json_string_length(f) == 0 ||
+                json_string_length(f) >= sizeof t->name)
+                return bad(err, path, "must be a non-empty string of at most 127 bytes%s", "");
+            snprintf(t->name, sizeof t->name, "%s", json_string_value(f));
+        } else if (!strcmp(k, "datatype")) {
+            if (!json_is_string(f))
+                return bad(err, path, "must be a string such as \"FP32\" or \"INT64\", got %s",
+                           json_type_name(f));
+            t->dtype = inferd_dtype_from_kserve(json_string_value(f));
+            if (t->dtype == INFERD_DTYPE_INVALID)
+                return bad(err, path,
+                           "unknown datatype '%s' (KServe names: BOOL, UINT8, INT8, INT16, INT32, "
+                           "INT64, FP16, BF16, FP32, FP64)",
+                           json_string_value(f));
+            have_dtype = 1;
+        } else if (!strcmp(k, "dims")) {
+            if (!json_is_array(f))
+                return bad(err, path, "must be an array of integers, got %s", json_type_name(f));
+            if (json_array_size(f) > INFERD_MAX_RANK)
+                return inferd_error_set(err, INFERD_EINVAL,
+                                        "config.json: %s: at most %d dims, got %zu", path,
+                                        INFERD_MAX_RANK, json_array_size(f));
+            t->rank = (int)json_array_size(f);
+            for (int i = 0; i < t->rank; i++) {
+                char item[160];
+                snprintf(item, sizeof item, "%s[%d]", path, i);
+                int64_t x;
+                int rc = get_int(json_array_get(f, (size_t)i), item, -1, (int64_t)1 << 40, &x, err);
+                if (rc < 0)
+                    return rc;
+                t->dims[i] = x;
+            }
+            have_dims = 1;
+        } else {
+            return inferd_error_set(err, INFERD_EINVAL,
+                                    "config.json: %s: unknown key '%s' (expected name, datatype, "
+                                    "dims)",
+                                    key, k);
+        }
+    }
+    if (!t->name[0])
+        return bad(err, key, "needs a name%s", "");
+    if (!have_dtype || !have_dims)
+        return inferd_error_set(err, INFERD_EINVAL, "config.json: %s ('%s'): needs %s", key,
+                                t->name, have_dtype ? "dims" : "a datatype");
+    return 0;
+}
+
+static int parse_tensors(const json_t *v, const char *key, inferd_config_tensor *out, int *n_out,
+                         inferd_error *err) {
+    if (!json_is_array(v))
+        return bad(err, key, "must be an array of {\"name\", \"datatype\", \"dims\"}, got %s",
+                   json_type_name(v));
+    size_t n = json_array_size(v);
+    if (n == 0)
+        return bad(err, key, "must not be empty%s", "");
+    if (n > INFERD_CONFIG_MAX_TENSORS)
+        return inferd_error_set(err, INFERD_EINVAL, "config.json: %s: at most %d entries, got %zu",
+                                key, INFERD_CONFIG_MAX_TENSORS, n);
+    for (size_t i = 0; i < n; i++) {
+        char item[64];
+        snprintf(item, sizeof item, "%s[%zu]", key, i);
+        memset(&out[i], 0, sizeof out[i]);
+        int rc = parse_tensor(json_array_get(v, i), item, &out[i], err);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(out[j].name, out[i].name))
+                return inferd_error_set(err, INFERD_EINVAL,
+                                        "config.json: %s: '%s' is declared twice", key,
+                                        out[i].name);
+    }
+    *n_out = (int)n;
+    return 0;
+}
+
+int inferd_config_tensor_descs(const inferd_config *c, int which, inferd_tensor_desc *out) {
+    const inferd_config_tensor *t = which ? c->outputs : c->inputs;
+    int n = which ? c->n_outputs : c->n_inputs;
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].name = t[i].name;
+        out[i].dtype = t[i].dtype;
+        out[i].rank = t[i].rank;
+        memcpy(out[i].dims, t[i].dims, sizeof t[i].dims);
+    }
+    return n;
+}
+
 static int parse_batching(inferd_config *c, const json_t *db, inferd_error *err) {
     if (!json_is_object(db))
         return bad(err, "dynamic_batching", "must be an object, got %s", json_type_name(db));
@@ -446,8 +548,10 @@ int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_e
                 goto out;
             }
             if (!inferd_backend_find_platform(json_string_value(v))) {
-                rc = bad(err, "platform", "unknown platform '%s' (known: onnx, onnxruntime_onnx)",
-                         json_string_value(v));
+                char known[160];
+                snprintf(known, sizeof known, "unknown platform '%%s' (known: %s)",
+                         inferd_backend_platform_names());
+                rc = bad(err, "platform", known, json_string_value(v));
                 goto out;
             }
             snprintf(c->platform, sizeof c->platform, "%s", json_string_value(v));
@@ -467,6 +571,12 @@ int inferd_config_parse(inferd_config *c, const char *text, size_t len, inferd_e
             if ((rc = get_int(v, "instance_threads", 1, 1024, &x, err)) < 0)
                 goto out;
             c->instance_threads = (int)x;
+        } else if (!strcmp(key, "inputs")) {
+            if ((rc = parse_tensors(v, "inputs", c->inputs, &c->n_inputs, err)) < 0)
+                goto out;
+        } else if (!strcmp(key, "outputs")) {
+            if ((rc = parse_tensors(v, "outputs", c->outputs, &c->n_outputs, err)) < 0)
+                goto out;
         } else if (!strcmp(key, "pinned")) {
             if ((rc = get_bool(v, "pinned", &c->pinned, err)) < 0)
                 goto out;

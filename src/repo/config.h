@@ -14,12 +14,14 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/tensor.h"
 
 #define INFERD_CONFIG_MAX_PREFERRED 16
 #define INFERD_CONFIG_MAX_BUCKETS 32
 #define INFERD_CONFIG_MAX_SPECIFIC 64
 #define INFERD_CONFIG_MAX_BATCH 1024
 #define INFERD_CONFIG_DEFAULT_MAX_BATCH 8
+#define INFERD_CONFIG_MAX_TENSORS 16
 #define INFERD_CONFIG_MAX_WARMUP_TEXT 1024
 #define INFERD_CONFIG_MAX_ROUTES 8
 #define INFERD_CONFIG_ROUTE_PATH 128 /* bytes of a route's path, with its NUL */
@@ -53,6 +55,15 @@ typedef struct inferd_config_route {
                                                 "": the answer is the bare list */
 } inferd_config_route;
 
+/* A tensor declared in "inputs" or "outputs": {"name": "input_ids", "datatype": "INT64",
+ * "dims": [-1, -1]}. dims is the full shape, batch dim included, -1 for a dynamic dim. */
+typedef struct inferd_config_tensor {
+    char name[128];
+    inferd_dtype dtype;
+    int rank;
+    int64_t dims[INFERD_MAX_RANK];
+} inferd_config_tensor;
+
 typedef struct inferd_config {
     char name[128];             /* "name" if given (must equal the folder name), else "" */
     char platform[64];          /* "platform" if given, else "" (detected from the files) */
@@ -72,7 +83,13 @@ typedef struct inferd_config {
     long specific[INFERD_CONFIG_MAX_SPECIFIC]; /* for POLICY_SPECIFIC: ascending, unique */
     int n_specific;
     int instance_threads; /* cap on threads per batch of this model; 0: no cap */
-    int pinned;           /* load the selected versions at start and never evict them */
+    /* Declared tensors, in order (required for TorchScript, checked for ONNX; see
+     * backend/backend.h). */
+    inferd_config_tensor inputs[INFERD_CONFIG_MAX_TENSORS];
+    int n_inputs;
+    inferd_config_tensor outputs[INFERD_CONFIG_MAX_TENSORS];
+    int n_outputs;
+    int pinned; /* load the selected versions at start and never evict them */
     inferd_config_warmup warmup;
     int warmup_batch;                                     /* rows of the warm-up run; 0: 1 */
     int warmup_seq;                                       /* its dynamic non-batch dims; 0: 8 */
@@ -80,6 +97,11 @@ typedef struct inferd_config {
     inferd_config_route routes[INFERD_CONFIG_MAX_ROUTES]; /* paths unique within the model */
     int n_routes;
 } inferd_config;
+
+/* The declared tensors of c as descriptions for the backend: fills out (room for
+ * INFERD_CONFIG_MAX_TENSORS) with names pointing into c, and returns the count. which: 0 for
+ * inputs, 1 for outputs. Any thread. */
+int inferd_config_tensor_descs(const inferd_config *c, int which, inferd_tensor_desc *out);
 
 /* Fills c with the defaults. The caller owns c; inferd_config_deinit releases nothing today
  * but must be called, so a future field can own memory. Any thread. */

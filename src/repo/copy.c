@@ -59,7 +59,12 @@ static int backend_load(void *user, const inferd_repo_load_args *a, inferd_repo_
     backend_ctx *b = inferd_calloc(a->acct, 1, sizeof *b);
     if (!b)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-    inferd_backend_options bo = {.acct = a->acct, .cache_path = a->cache_path};
+    inferd_backend_options bo = {.acct = a->acct,
+                                 .cache_path = a->cache_path,
+                                 .inputs = a->inputs,
+                                 .n_inputs = a->n_inputs,
+                                 .outputs = a->outputs,
+                                 .n_outputs = a->n_outputs};
     int rc = inferd_backend_load(p, a->path, &bo, &b->m, err);
     if (rc < 0) {
         inferd_free(b);
@@ -182,16 +187,22 @@ int inferd_copy_load(const inferd_copy_request *rq, inferd_copy *c, inferd_error
     char path[4096 + 300];
     int rc;
     if (!p)
-        return inferd_error_set(err, INFERD_ENOTFOUND, "no model file (model.onnx) in %s", rq->dir);
+        return inferd_error_set(err, INFERD_ENOTFOUND,
+                                "no model file (model.onnx or model.pt) in %s", rq->dir);
     snprintf(path, sizeof path, "%.4096s/%s", rq->dir, p->file_name);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return inferd_error_set(err, INFERD_ENOTFOUND, "no model file %s", path);
+    inferd_tensor_desc din[INFERD_CONFIG_MAX_TENSORS], dout[INFERD_CONFIG_MAX_TENSORS];
     inferd_repo_load_args args = {
         .platform = p->name,
         .path = path,
         .cache_path = rq->cache_path,
         .acct = rq->acct,
+        .inputs = din,
+        .n_inputs = inferd_config_tensor_descs(cfg, 0, din),
+        .outputs = dout,
+        .n_outputs = inferd_config_tensor_descs(cfg, 1, dout),
     };
     inferd_repo_load_fn load = rq->load ? rq->load : backend_load;
     inferd_repo_model m = {0};

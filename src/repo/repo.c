@@ -791,7 +791,8 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
     s->last_load_ms = v->load_ms;
     r->loads++;
     inferd_hist_record(r->load_ns, took_ns);
-    if (r->cache_dir[0]) {
+    // A backend without a load cache (TorchScript) reports "off ...": neither hit nor miss.
+    if (r->cache_dir[0] && strncmp(v->c.cache_status, "off", 3) != 0) {
         if (v->c.model.cache_hit)
             r->cache_hits++;
         else

@@ -108,6 +108,12 @@ typedef struct inferd_repo_load_args {
     const char *path;         /* the model file in the version folder */
     const char *cache_path;   /* the version's load cache file, or NULL: none */
     inferd_mem_account *acct; /* everything the model allocates is charged here */
+    /* The tensors config.json declares ("inputs"/"outputs"), or none: required by TorchScript,
+     * checked against the graph for ONNX (backend/backend.h). Valid during the call. */
+    const inferd_tensor_desc *inputs;
+    int n_inputs;
+    const inferd_tensor_desc *outputs;
+    int n_outputs;
 } inferd_repo_load_args;
 
 /* Loads a model into *out. Called on a loader thread; returns 0 or a negative code with err

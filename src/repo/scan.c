@@ -192,8 +192,8 @@ static void scan_one(const char *dir, const char *real_dir, inferd_scan_model *m
     closedir(d);
     qsort(found, (size_t)n_found, sizeof found[0], cmp_long);
     if (n_found == 0 && !(m->config_ok && m->cfg.policy == INFERD_CONFIG_POLICY_SPECIFIC)) {
-        snprintf(m->reason, sizeof m->reason, "no version folders (%.200s/<number>/model.onnx)",
-                 mdir);
+        snprintf(m->reason, sizeof m->reason,
+                 "no version folders (%.200s/<number>/model.onnx or model.pt)", mdir);
         return;
     }
     long selected[INFERD_SCAN_MAX_VERSIONS];

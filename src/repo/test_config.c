@@ -152,6 +152,25 @@ static const struct {
     {"{\"version_policy\": {\"specific\": [1, -2]}}", "version_policy.specific[1]: must be from 1"},
     {"{\"instance_threads\": 0}", "instance_threads: must be from 1 to 1024, got 0"},
     {"{\"max_batch_size\": 1, \"max_batch_size\": 2}", "invalid JSON"},
+    {"{\"platform\": \"pytorch\"}",
+     "(known: onnx, onnxruntime_onnx, torchscript, pytorch_libtorch)"},
+    {"{\"inputs\": {}}", "inputs: must be an array"},
+    {"{\"inputs\": []}", "inputs: must not be empty"},
+    {"{\"inputs\": [3]}", "inputs[0]: must be an object"},
+    {"{\"inputs\": [{\"datatype\": \"FP32\", \"dims\": [1]}]}", "inputs[0]: needs a name"},
+    {"{\"inputs\": [{\"name\": \"x\", \"dims\": [1]}]}", "inputs[0] ('x'): needs a datatype"},
+    {"{\"outputs\": [{\"name\": \"y\", \"datatype\": \"FP32\"}]}", "outputs[0] ('y'): needs dims"},
+    {"{\"inputs\": [{\"name\": \"x\", \"datatype\": \"float\", \"dims\": [1]}]}",
+     "inputs[0].datatype: unknown datatype 'float' (KServe names:"},
+    {"{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"dims\": [-1, -2]}]}",
+     "inputs[0].dims[1]: must be from -1"},
+    {"{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"dims\": [1,1,1,1,1,1,1,1,1]}]}",
+     "inputs[0].dims: at most 8 dims, got 9"},
+    {"{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"dims\": [1], \"shape\": [1]}]}",
+     "inputs[0]: unknown key 'shape' (expected name, datatype, dims)"},
+    {"{\"outputs\": [{\"name\": \"y\", \"datatype\": \"FP32\", \"dims\": []},"
+     " {\"name\": \"y\", \"datatype\": \"INT64\", \"dims\": [2]}]}",
+     "outputs: 'y' is declared twice"},
     {"{\"pinned\": 1}", "pinned: must be true or false"},
     {"{\"warmup\": 3}", "warmup: must be false, true or an object"},
     {"{\"warmup\": {\"rows\": 1}}", "warmup: unknown key 'rows'"},
@@ -174,6 +193,39 @@ static void test_every_error_names_the_key(void **state) {
         assert_contains(err.msg, "config.json: ");
         assert_contains(err.msg, bad_cases[i].msg);
     }
+}
+
+static void test_declared_tensors(void **state) {
+    (void)state;
+    inferd_config c;
+    inferd_error err;
+    const char *text =
+        "{\"platform\": \"pytorch_libtorch\", \"inputs\": ["
+        " {\"name\": \"input_ids\", \"datatype\": \"INT64\", \"dims\": [-1, -1]},"
+        " {\"dims\": [-1, 128], \"datatype\": \"BOOL\", \"name\": \"attention_mask\"}],"
+        " \"outputs\": [{\"name\": \"logits\", \"datatype\": \"FP32\", \"dims\": [-1, 30]},"
+        " {\"name\": \"n\", \"datatype\": \"INT32\", \"dims\": []}]}";
+    int rc = parse(&c, text, &err);
+    if (rc != 0)
+        fail_msg("rc %d: %s", rc, err.msg);
+    assert_string_equal(c.platform, "pytorch_libtorch");
+    inferd_tensor_desc in[INFERD_CONFIG_MAX_TENSORS], out[INFERD_CONFIG_MAX_TENSORS];
+    assert_int_equal(inferd_config_tensor_descs(&c, 0, in), 2);
+    assert_int_equal(inferd_config_tensor_descs(&c, 1, out), 2);
+    assert_string_equal(in[0].name, "input_ids");
+    assert_int_equal(in[0].dtype, INFERD_DTYPE_I64);
+    assert_int_equal(in[0].rank, 2);
+    assert_int_equal(in[0].dims[0], -1);
+    assert_string_equal(in[1].name, "attention_mask");
+    assert_int_equal(in[1].dtype, INFERD_DTYPE_BOOL);
+    assert_int_equal(in[1].dims[1], 128);
+    assert_int_equal(out[0].dims[1], 30);
+    assert_int_equal(out[1].dtype, INFERD_DTYPE_I32);
+    assert_int_equal(out[1].rank, 0);
+    // Without the keys: nothing declared.
+    assert_int_equal(parse(&c, "{}", &err), 0);
+    assert_int_equal(inferd_config_tensor_descs(&c, 0, in), 0);
+    assert_int_equal(inferd_config_tensor_descs(&c, 1, out), 0);
 }
 
 static void test_policy_latest(void **state) {
@@ -383,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_pinned_and_warmup),
         cmocka_unit_test(test_every_error_names_the_key),
+        cmocka_unit_test(test_declared_tensors),
         cmocka_unit_test(test_policy_latest),
         cmocka_unit_test(test_policy_all_and_specific),
         cmocka_unit_test(test_missing_file_is_not_found),

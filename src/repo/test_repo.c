@@ -84,6 +84,14 @@ static int fake_load(void *user, const inferd_repo_load_args *a, inferd_repo_mod
     const char *platform = a->platform, *path = a->path;
     if (strstr(path, "/broken/"))
         return inferd_error_set(err, INFERD_EINVAL, "%s: not an ONNX file", path);
+    if (strstr(path, "/declared/")) // reports what it was given
+        return inferd_error_set(
+            err, INFERD_EINVAL, "got %s %s, %d inputs (%s %s rank %d), %d outputs (%s dim %lld)",
+            platform, strrchr(path, '/') + 1, a->n_inputs, a->n_inputs ? a->inputs[0].name : "-",
+            a->n_inputs ? inferd_dtype_kserve_name(a->inputs[0].dtype) : "-",
+            a->n_inputs ? a->inputs[0].rank : -1, a->n_outputs,
+            a->n_outputs ? a->outputs[0].name : "-",
+            a->n_outputs ? (long long)a->outputs[0].dims[1] : -1LL);
     if (strstr(path, "/text")) {
         fake_model *m = calloc(1, sizeof *m);
         int with_mask = !strstr(path, "/textids");
@@ -172,6 +180,12 @@ static int setup(void **state) {
     put("all/7/model.onnx", "x");
     put(".hidden/1/model.onnx", "x");
     put("plainfile", "not a model");
+    // A TorchScript file (platform detected from its name) with its declared tensors.
+    put("declared/config.json",
+        "{\"inputs\": [{\"name\": \"ids\", \"datatype\": \"INT64\", \"dims\": [-1, -1]},"
+        " {\"name\": \"mask\", \"datatype\": \"INT64\", \"dims\": [-1, -1]}],"
+        " \"outputs\": [{\"name\": \"logits\", \"datatype\": \"FP32\", \"dims\": [-1, 7]}]}");
+    put("declared/1/model.pt", "x");
     return 0;
 }
 
@@ -237,6 +251,11 @@ static void test_index_before_and_after_loading(void **state) {
     assert_contains(find(e, n, "fixed_batched", 1)->reason, "needs a dynamic first (batch) dim");
     assert_int_equal(find(e, n, "all", 1)->state, INFERD_REPO_STATE_READY);
     assert_int_equal(find(e, n, "all", 7)->state, INFERD_REPO_STATE_READY);
+    // The loader gets the platform detected from model.pt and config.json's declarations.
+    assert_int_equal(find(e, n, "declared", 1)->state, INFERD_REPO_STATE_UNAVAILABLE);
+    assert_contains(find(e, n, "declared", 1)->reason,
+                    "got torchscript model.pt, 2 inputs (ids INT64 rank 2), 1 outputs (logits "
+                    "dim 7)");
     for (size_t i = 0; i < n; i++)
         if (e[i].name[0] == '.' || !strcmp(e[i].name, "plainfile"))
             fail_msg("index lists %s", e[i].name);
