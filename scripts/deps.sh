@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages inferd needs to build, test and run.
 # As root it runs apt-get for whatever is missing; otherwise it prints the command.
-# Usage: scripts/deps.sh [build|test|bench|train|all]   (default: test)
+# Usage: scripts/deps.sh [core|build|test|bench|train|all]   (default: test)
 set -euo pipefail
 
 # libtorch-dev (with g++) builds the TorchScript backend's plugin; it is large (~1 GB with its
 # dependencies) and optional: without it inferd builds, and a model.pt is refused with the reason.
-build_pkgs=(gcc g++ make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
-            libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev libtorch-dev)
+# `core` is the build without it (the container image: `make TORCH=0`).
+core_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libdnnl-dev
+           libprotobuf-c-dev protobuf-c-compiler libonnx-dev libutf8proc-dev)
+build_pkgs=("${core_pkgs[@]}" g++ libtorch-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-numpy python3-requests python3-onnx
            clang libclang-rt-14-dev yamllint)
 bench_pkgs=(wrk python3-torch python3-onnx python3-locust python3-psutil python3-tornado libopenblas0-pthread
@@ -20,12 +22,13 @@ train_pkgs=(python3-torch python3-onnx python3-numpy fortunes-zh libopenblas0-pt
 
 what=${1:-test}
 case "$what" in
+    core) want=("${core_pkgs[@]}") ;;
     build) want=("${build_pkgs[@]}") ;;
     test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
     bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
     train) want=("${train_pkgs[@]}") ;;
     all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}" "${train_pkgs[@]}") ;;
-    *) echo "usage: $0 [build|test|bench|train|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [core|build|test|bench|train|all]" >&2; exit 2 ;;
 esac
 
 missing=()
