@@ -753,44 +753,88 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     if (m->trim != TRIM_SAFE)
         return 0;
 
-    inferd_tensor sub_in[16], sub_out[16];
-    memset(outputs, 0, sizeof(*outputs) * (size_t)m->n_outputs);
-    int rc = 1;
-    for (int g = 0, start = 0; g < ng && rc == 1; start = ends[g++]) {
-        int n = ends[g] - start;
+    // Each group runs whole. With several threads and several groups, the groups run side by
+    // side, one thread each (a group's rows are too few to share well: the peers' small model
+    // gained little from a second thread on its groups), longest first; else one after the
+    // other on all the threads.
+    inferd_tensor(*sub_out)[16] = inferd_calloc(NULL, (size_t)ng, sizeof *sub_out);
+    inferd_error *errs = inferd_calloc(NULL, (size_t)ng, sizeof *errs);
+    int *rcs = inferd_calloc(NULL, (size_t)ng, sizeof *rcs), starts[MAX_GROUPS],
+        by_cost[MAX_GROUPS];
+    if (!sub_out || !errs || !rcs) {
+        inferd_free(sub_out);
+        inferd_free(errs);
+        inferd_free(rcs);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    }
+    for (int g = 0, start = 0; g < ng; start = ends[g++]) {
+        starts[g] = start;
+        by_cost[g] = g;
+    }
+    for (int i = 1; i < ng; i++) // by rows x length, largest first (insertion sort, <= 8)
+        for (int j = i; j > 0; j--) {
+            int x = by_cost[j], y = by_cost[j - 1];
+            int64_t cx = (ends[x] - starts[x]) * sorted[ends[x] - 1],
+                    cy = (ends[y] - starts[y]) * sorted[ends[y] - 1];
+            if (cx <= cy)
+                break;
+            by_cost[j] = y;
+            by_cost[j - 1] = x;
+        }
+    int side_by_side = threads > 1 && ng > 1;
+    int team = side_by_side ? (threads < ng ? threads : ng) : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team) if (side_by_side)
+    for (int k = 0; k < ng; k++) {
+        int g = by_cost[k];
+        int n = ends[g] - starts[g];
         int64_t L = round_len(sorted[ends[g] - 1]);
         if (L > S)
             L = S;
+        inferd_tensor sub_in[16];
         memset(sub_in, 0, sizeof sub_in);
-        if (gather_rows(m, inputs, order + start, n, L, sub_in) < 0) {
-            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-        } else if ((rc = run_whole(m, sub_in, sub_out, threads, err)) == 0) {
-            rc = 1;
-            for (int o = 0; o < m->n_outputs && rc == 1; o++) {
-                inferd_tensor *t = &outputs[o];
-                size_t row = sub_out[o].dims[0] == n ? sub_out[o].nbytes / (size_t)n : 0;
-                if (!row && sub_out[o].nbytes) {
-                    rc = inferd_error_set(err, INFERD_EINTERNAL, "output %d lost its batch dim", o);
-                    break;
-                }
-                if (!t->data) {
-                    *t = sub_out[o];
-                    t->dims[0] = B;
-                    t->nbytes = row * (size_t)B;
-                    t->data = inferd_malloc(NULL, t->nbytes ? t->nbytes : 1);
-                    if (!t->data) {
-                        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-                        break;
-                    }
-                }
-                for (int r = 0; r < n; r++)
-                    memcpy((char *)t->data + row * (size_t)order[start + r],
-                           (const char *)sub_out[o].data + row * (size_t)r, row);
-            }
-            free_tensors(sub_out, m->n_outputs);
-        }
+        if (gather_rows(m, inputs, order + starts[g], n, L, sub_in) < 0)
+            rcs[g] = inferd_error_set(&errs[g], INFERD_EINTERNAL, "out of memory");
+        else
+            rcs[g] = run_whole(m, sub_in, sub_out[g], side_by_side ? 1 : threads, &errs[g]);
         free_tensors(sub_in, m->n_inputs);
     }
+    memset(outputs, 0, sizeof(*outputs) * (size_t)m->n_outputs);
+    int rc = 1;
+    for (int g = 0; g < ng && rc == 1; g++)
+        if (rcs[g] < 0) {
+            *err = errs[g];
+            rc = rcs[g];
+        }
+    for (int g = 0; g < ng && rc == 1; g++) {
+        int n = ends[g] - starts[g];
+        for (int o = 0; o < m->n_outputs && rc == 1; o++) {
+            inferd_tensor *t = &outputs[o], *so = &sub_out[g][o];
+            size_t row = so->dims[0] == n ? so->nbytes / (size_t)n : 0;
+            if (!row && so->nbytes) {
+                rc = inferd_error_set(err, INFERD_EINTERNAL, "output %d lost its batch dim", o);
+                break;
+            }
+            if (!t->data) {
+                *t = *so;
+                t->dims[0] = B;
+                t->nbytes = row * (size_t)B;
+                t->data = inferd_malloc(NULL, t->nbytes ? t->nbytes : 1);
+                if (!t->data) {
+                    rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+                    break;
+                }
+            }
+            for (int r = 0; r < n; r++)
+                memcpy((char *)t->data + row * (size_t)order[starts[g] + r],
+                       (const char *)so->data + row * (size_t)r, row);
+        }
+    }
+    for (int g = 0; g < ng; g++)
+        if (rcs[g] == 0)
+            free_tensors(sub_out[g], m->n_outputs);
+    inferd_free(sub_out);
+    inferd_free(errs);
+    inferd_free(rcs);
     if (rc < 0)
         free_tensors(outputs, m->n_outputs);
     return rc;

@@ -120,3 +120,36 @@ def test_fixture_is_complete(case):
                 assert isinstance(want, str) or got == want, f"{where}/{name}: shape {arr.shape}"
         for rel in run["outputs"].values():
             assert (FIXTURES / rel).is_file(), f"{where}: {rel} missing"
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_mixed_lengths_batch_equals_each_row_alone(threads, tmp_path):
+    """A batch of very different lengths runs as length groups (trimmed, and with 2 threads
+    side by side, one thread each); every row's logits must equal that row run alone at its
+    own length, which the reference cases above check against ONNX Runtime."""
+    model = FIXTURES / "peer_bert_op14" / "model.onnx"
+    lengths = [128, 20, 20, 23, 20, 21, 20, 60]
+    rng = np.random.default_rng(7)
+    ids = np.zeros((len(lengths), 128), np.int64)
+    mask = np.zeros((len(lengths), 128), np.int64)
+    for r, n in enumerate(lengths):
+        ids[r, :n] = rng.integers(1, 900, n)
+        mask[r, :n] = 1
+
+    def run(ids_, mask_, tag):
+        np.save(tmp_path / f"ids_{tag}.npy", ids_)
+        np.save(tmp_path / f"mask_{tag}.npy", mask_)
+        out = tmp_path / f"out_{tag}"
+        p = subprocess.run([inferd_bin(), "exec", str(model),
+                            "--input", f"input_ids={tmp_path / f'ids_{tag}.npy'}",
+                            "--input", f"attention_mask={tmp_path / f'mask_{tag}.npy'}",
+                            "--output-dir", str(out), "--threads", str(threads)],
+                           capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
+        assert p.returncode == 0, p.stderr
+        return np.load(out / "logits.npy")
+
+    together = run(ids, mask, "batch")
+    for r, n in enumerate(lengths):
+        alone = run(ids[r:r + 1, :n], mask[r:r + 1, :n], f"row{r}")
+        assert np.abs(together[r] - alone[0]).max() <= 1e-4, (r, n, describe_worst(
+            together[r:r + 1], alone))
