@@ -196,6 +196,7 @@ static int write_cache(inferd_engine_model *m, const eg_cache_key *key, const ui
 #define MADV_POPULATE_READ 22
 #endif
 
+static double dense_flops_per_row(const inferd_engine_model *m);
 static int64_t group_overhead(const inferd_engine_model *m);
 
 static int load_common(const void *data, size_t size, const char *path, int owns_mapping,
@@ -277,6 +278,7 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     owns_mapping = 0;
     if ((rc = build_descs(m, err)) < 0)
         goto fail;
+    m->dense_flops = dense_flops_per_row(m);
     m->group_overhead = group_overhead(m);
     m->dense_only = 1;
     for (int i = 0; i < m->g->n_nodes; i++) {
@@ -558,7 +560,8 @@ static int64_t get_token(const inferd_tensor *t, int64_t i) {
                                         : ((const int32_t *)t->data)[i];
 }
 
-/* Builds [rows, L] copies of the inputs from the given rows of a [B, S] batch. */
+/* Builds [n, L] copies of the inputs from the given rows of a [B, S] batch (rows NULL: the
+ * first n), each row cut to L tokens, or padded with zeros up to L when L > S. */
 static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs, const int *rows,
                        int n, int64_t L, inferd_tensor *out) {
     for (int i = 0; i < m->n_inputs; i++) {
@@ -568,13 +571,16 @@ static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs
         t->dims[0] = n;
         t->dims[1] = L;
         size_t es = inferd_dtype_size(src->dtype);
+        int64_t keep = L < src->dims[1] ? L : src->dims[1];
         t->nbytes = (size_t)(n * L) * es;
-        t->data = inferd_malloc(NULL, t->nbytes ? t->nbytes : 1);
+        t->data = keep < L ? inferd_calloc(NULL, 1, t->nbytes ? t->nbytes : 1)
+                           : inferd_malloc(NULL, t->nbytes ? t->nbytes : 1);
         if (!t->data)
             return -1;
         for (int r = 0; r < n; r++)
             memcpy((char *)t->data + (size_t)(r * L) * es,
-                   (const char *)src->data + (size_t)(rows[r] * src->dims[1]) * es, (size_t)L * es);
+                   (const char *)src->data + (size_t)((rows ? rows[r] : r) * src->dims[1]) * es,
+                   (size_t)keep * es);
     }
     return 0;
 }
@@ -658,11 +664,8 @@ static int cmp_len(const void *a, const void *b, void *lens) {
 
 #define MAX_GROUPS 8
 
-/* What one more group run costs, in tokens of work: a run's fixed cost (about 5 us a node:
- * dispatch, thread team, small ops) over a token's cost (its dense-layer FLOPs at ~150
- * GFLOP/s). About 2 tokens for the peers' base model, 17 for small, the cap of 48 for tiny
- * models, where splitting a batch saves little. */
-static int64_t group_overhead(const inferd_engine_model *m) {
+/* FLOPs of the model's dense layers for one row (token) of input: 2 K N per packed weight. */
+static double dense_flops_per_row(const inferd_engine_model *m) {
     double flops = 0;
     for (int i = 0; i < eg_model_ctx_packed_count(m->ctx); i++) {
         int64_t K, N;
@@ -673,8 +676,15 @@ static int64_t group_overhead(const inferd_engine_model *m) {
         eg_model_ctx_packed_get(m->ctx, i, &K, &N, &tr, &sc, &md, &md_size, &data, &bytes);
         flops += 2.0 * (double)K * (double)N;
     }
-    ((inferd_engine_model *)m)->dense_flops = flops;
-    double token_s = flops / 150e9, run_s = 5e-6 * (double)m->g->n_nodes;
+    return flops;
+}
+
+/* What one more group run costs, in tokens of work: a run's fixed cost (about 5 us a node:
+ * dispatch, thread team, small ops) over a token's cost (its dense-layer FLOPs at ~150
+ * GFLOP/s). About 2 tokens for the peers' base model, 17 for small, the cap of 48 for tiny
+ * models, where splitting a batch saves little. */
+static int64_t group_overhead(const inferd_engine_model *m) {
+    double token_s = m->dense_flops / 150e9, run_s = 5e-6 * (double)m->g->n_nodes;
     double c = token_s > 0 ? run_s / token_s : 48;
     return c < 2 ? 2 : c > 48 ? 48 : (int64_t)(c + 0.5);
 }
@@ -867,7 +877,7 @@ static int run_rounded(inferd_engine_model *m, const inferd_tensor *inputs, infe
     if (!token_batch(m, inputs, &B, &S))
         return 0;
     int64_t L = round_len(S);
-    if (L == S)
+    if (L == S || B > INT32_MAX)
         return 0;
     if (m->trim == TRIM_UNKNOWN)
         m->trim = probe_trim(m);
@@ -876,22 +886,8 @@ static int run_rounded(inferd_engine_model *m, const inferd_tensor *inputs, infe
     inferd_tensor padded[16];
     memset(padded, 0, sizeof padded);
     int rc = 1;
-    for (int i = 0; i < m->n_inputs && rc == 1; i++) {
-        const inferd_tensor *src = &inputs[i];
-        inferd_tensor *t = &padded[i];
-        *t = *src;
-        t->dims[1] = L;
-        size_t es = inferd_dtype_size(src->dtype);
-        t->nbytes = (size_t)(B * L) * es;
-        t->data = inferd_calloc(NULL, 1, t->nbytes);
-        if (!t->data) {
-            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-            break;
-        }
-        for (int64_t r = 0; r < B; r++)
-            memcpy((char *)t->data + (size_t)(r * L) * es,
-                   (const char *)src->data + (size_t)(r * S) * es, (size_t)S * es);
-    }
+    if (gather_rows(m, inputs, NULL, (int)B, L, padded) < 0)
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     if (rc == 1 && (rc = run_whole(m, padded, outputs, threads, err)) == 0)
         rc = 1;
     free_tensors(padded, m->n_inputs);
