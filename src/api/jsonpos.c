@@ -154,3 +154,23 @@ int inferd_jsonpos_is_encoding_error(const char *text) {
     return strstr(text, "unable to decode byte") || strstr(text, "invalid Unicode") ||
            strstr(text, "invalid UTF-8");
 }
+
+const char *inferd_json_type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}

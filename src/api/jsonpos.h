@@ -7,11 +7,12 @@
  * tolerantly (it never decodes UTF-8, so it gets through the very bytes jansson refused) and
  * names the string token that holds the offset, as a path of keys and indices.
  *
- * Pure functions of bytes: no allocation, no state; any thread.
+ * Pure functions of bytes (and of a parsed value's type): no allocation, no state; any thread.
  */
 #ifndef INFERD_API_JSONPOS_H
 #define INFERD_API_JSONPOS_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 /* If the byte at pos lies inside a string token of the n-byte JSON text s, or the string token
@@ -25,5 +26,9 @@ int inferd_jsonpos_string_path(const char *s, size_t n, size_t pos, char *path, 
 /* Whether a jansson error text says the input was not UTF-8 (a raw byte that does not decode,
  * or a \u escape that is not a Unicode scalar value). */
 int inferd_jsonpos_is_encoding_error(const char *jansson_text);
+
+/* How an error message names a JSON value's type: "an object", "an array", "a string",
+ * "an integer", "a number", "a boolean" or "null". */
+const char *inferd_json_type_name(const json_t *v);
 
 #endif

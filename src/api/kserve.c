@@ -12,26 +12,6 @@
 
 /* ---- small helpers ---- */
 
-static const char *type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
 static void shape_text(char *buf, size_t cap, int rank, const int64_t *dims) {
     size_t n = (size_t)snprintf(buf, cap, "[");
     for (int k = 0; k < rank && n < cap; k++)
@@ -95,7 +75,7 @@ static int put_leaf(filler *f, const json_t *v, inferd_error *err) {
     switch (f->dtype) {
     case INFERD_DTYPE_BOOL:
         if (!json_is_boolean(v)) {
-            snprintf(what, sizeof what, "expected true or false, got %s", type_name(v));
+            snprintf(what, sizeof what, "expected true or false, got %s", inferd_json_type_name(v));
             goto bad;
         }
         f->dst[i] = json_is_true(v);
@@ -103,7 +83,7 @@ static int put_leaf(filler *f, const json_t *v, inferd_error *err) {
     case INFERD_DTYPE_F32:
     case INFERD_DTYPE_F64: {
         if (!json_is_number(v)) {
-            snprintf(what, sizeof what, "expected a number, got %s", type_name(v));
+            snprintf(what, sizeof what, "expected a number, got %s", inferd_json_type_name(v));
             goto bad;
         }
         double d = json_number_value(v);
@@ -122,7 +102,7 @@ static int put_leaf(filler *f, const json_t *v, inferd_error *err) {
     }
     case INFERD_DTYPE_STRING: {
         if (!json_is_string(v)) {
-            snprintf(what, sizeof what, "expected a string, got %s", type_name(v));
+            snprintf(what, sizeof what, "expected a string, got %s", inferd_json_type_name(v));
             goto bad;
         }
         size_t n = json_string_length(v);
@@ -140,7 +120,7 @@ static int put_leaf(filler *f, const json_t *v, inferd_error *err) {
     }
     // Integer types.
     if (!json_is_integer(v)) {
-        snprintf(what, sizeof what, "expected an integer, got %s", type_name(v));
+        snprintf(what, sizeof what, "expected an integer, got %s", inferd_json_type_name(v));
         goto bad;
     }
     json_int_t x = json_integer_value(v);
@@ -283,7 +263,7 @@ static int parse_input(const inferd_kserve_model *m, const json_t *t, int i, pen
     snprintf(where, sizeof where, "inputs[%d]", i);
     if (!json_is_object(t))
         return inferd_error_set(err, INFERD_EINVAL, "%s: must be an object, got %s", where,
-                                type_name(t));
+                                inferd_json_type_name(t));
     int rc = check_keys(t, keys, where, err);
     if (rc < 0)
         return rc;
@@ -331,7 +311,7 @@ static int parse_input(const inferd_kserve_model *m, const json_t *t, int i, pen
         const json_t *dim = json_array_get(shape, k);
         if (!json_is_integer(dim))
             return inferd_error_set(err, INFERD_EINVAL, "%s.shape[%zu]: must be an integer, got %s",
-                                    where, k, type_name(dim));
+                                    where, k, inferd_json_type_name(dim));
         json_int_t x = json_integer_value(dim);
         if (x < 1)
             return inferd_error_set(err, INFERD_EINVAL,
@@ -392,7 +372,7 @@ static int parse_input(const inferd_kserve_model *m, const json_t *t, int i, pen
                                     where, inferd_dtype_kserve_name(dtype));
         if (!json_is_array(data))
             return inferd_error_set(err, INFERD_EINVAL, "%s.data: must be an array, got %s", where,
-                                    type_name(data));
+                                    inferd_json_type_name(data));
         int64_t count = count_leaves(data);
         if (count != numel) {
             char sh[96];
@@ -440,7 +420,7 @@ static int parse_outputs(const inferd_kserve_model *m, const json_t *outs, int b
     }
     if (!json_is_array(outs))
         return inferd_error_set(err, INFERD_EINVAL, "outputs: must be an array, got %s",
-                                type_name(outs));
+                                inferd_json_type_name(outs));
     if (json_array_size(outs) > (size_t)m->n_outputs)
         return inferd_error_set(err, INFERD_EINVAL, "outputs: %zu requested, the model has %d",
                                 json_array_size(outs), m->n_outputs);
@@ -537,7 +517,7 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
     int n_pend = 0;
     if (!json_is_object(root)) {
         rc = inferd_error_set(err, INFERD_EINVAL, "request body: must be a JSON object, got %s",
-                              type_name(root));
+                              inferd_json_type_name(root));
         goto out;
     }
     static const char *const keys[] = {"id", "parameters", "inputs", "outputs", NULL};
@@ -547,8 +527,8 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
     const json_t *id = json_object_get(root, "id");
     if (id) {
         if (!is_plain_string(id)) {
-            rc =
-                inferd_error_set(err, INFERD_EINVAL, "id: must be a string, got %s", type_name(id));
+            rc = inferd_error_set(err, INFERD_EINVAL, "id: must be a string, got %s",
+                                  inferd_json_type_name(id));
             goto out;
         }
         r->id = inferd_strdup(NULL, json_string_value(id));
@@ -562,7 +542,7 @@ int inferd_kserve_parse_infer(const inferd_kserve_model *m, const uint8_t *body,
     if (params) {
         if (!json_is_object(params)) {
             rc = inferd_error_set(err, INFERD_EINVAL, "parameters: must be an object, got %s",
-                                  type_name(params));
+                                  inferd_json_type_name(params));
             goto out;
         }
         const json_t *t = json_object_get(params, "timeout");

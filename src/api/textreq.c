@@ -9,26 +9,6 @@
 #include "api/jsonpos.h"
 #include "util/alloc.h"
 
-static const char *type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
 /* The item a string path names in a text body: one is the field holding one text (item 0),
  * list the one holding a list ("instances[k]" is item k). */
 static long item_of_path(const char *path, const char *one, const char *list) {
@@ -64,7 +44,7 @@ static int check_text(const json_t *v, const char *where, size_t item,
                       const inferd_textreq_limits *lim, inferd_error *err) {
     if (!json_is_string(v))
         return inferd_error_set(err, INFERD_EINVAL, "%s: must be a string, got %s", where,
-                                type_name(v));
+                                inferd_json_type_name(v));
     if (json_string_length(v) > lim->max_bytes)
         return inferd_error_set(err, INFERD_ETOOLARGE,
                                 "%s: text item %zu has %zu bytes, at most %zu per text", where,
@@ -75,7 +55,7 @@ static int check_text(const json_t *v, const char *where, size_t item,
 static int parse_parameters(const json_t *params, inferd_textreq_predict *out, inferd_error *err) {
     if (!json_is_object(params))
         return inferd_error_set(err, INFERD_EINVAL, "parameters: must be an object, got %s",
-                                type_name(params));
+                                inferd_json_type_name(params));
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)params, key, v) {
@@ -95,7 +75,7 @@ static int parse_root(json_t *root, const inferd_textreq_limits *lim, inferd_tex
                       inferd_error *err) {
     if (!json_is_object(root))
         return inferd_error_set(err, INFERD_EINVAL, "request body: must be a JSON object, got %s",
-                                type_name(root));
+                                inferd_json_type_name(root));
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
@@ -122,7 +102,7 @@ static int parse_root(json_t *root, const inferd_textreq_limits *lim, inferd_tex
         if (!json_is_array(inst))
             return inferd_error_set(err, INFERD_EINVAL,
                                     "instances: must be an array of strings, got %s",
-                                    type_name(inst));
+                                    inferd_json_type_name(inst));
         n = json_array_size(inst);
         if (n == 0)
             return inferd_error_set(err, INFERD_EINVAL, "instances: must hold at least one text");
@@ -196,7 +176,7 @@ static int parse_route_root(json_t *root, const inferd_config_route *rt,
                             inferd_error *err) {
     if (!json_is_object(root))
         return inferd_error_set(err, INFERD_EINVAL, "request body: must be a JSON object, got %s",
-                                type_name(root));
+                                inferd_json_type_name(root));
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
@@ -212,7 +192,7 @@ static int parse_route_root(json_t *root, const inferd_config_route *rt,
     if (rt->batch) {
         if (!json_is_array(in))
             return inferd_error_set(err, INFERD_EINVAL, "%s: must be an array of strings, got %s",
-                                    rt->input, type_name(in));
+                                    rt->input, inferd_json_type_name(in));
         n = json_array_size(in);
         if (n == 0)
             return inferd_error_set(err, INFERD_EINVAL, "%s: must hold at least one text",
