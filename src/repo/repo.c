@@ -30,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -883,6 +884,11 @@ static void *loader_main(void *arg) {
             kick_locked(r);
             pthread_mutex_unlock(&r->lock);
             copy_free(v);
+            // The heap keeps what a copy freed (plans, arenas, its graph) for reuse, and a
+            // version swap frees it while the next version's allocations sit above it: hand
+            // the free pages back, so that RSS follows what is loaded (a one-off walk of the
+            // heap per unload, not on any request's path).
+            malloc_trim(0);
             pthread_mutex_lock(&r->lock);
             continue;
         }
