@@ -60,7 +60,7 @@ struct inferd_engine_model {
     size_t map_size;
     int64_t borrowed; /* bytes of constants read in place from those mappings */
     int cache_hit;
-    char cache_status[300];
+    char cache_status[1100];
 
     pthread_mutex_t lock;
     plan_entry **plans;

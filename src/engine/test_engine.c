@@ -1,14 +1,17 @@
 /* test_engine.c: loading and running small models built in the test with protobuf-c, and
  * every class of broken or hostile file giving an error instead of a crash. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -501,6 +504,46 @@ static void test_cache_round_trip_and_invalidation(void **state) {
     inferd_engine_options bad = {.cache_path = "/proc/inferd-no/model.cache"};
     assert_int_equal(inferd_engine_load(model, &bad, &m, &err), 0);
     assert_non_null(strstr(inferd_engine_cache_status(m), "not written"));
+    inferd_engine_destroy(m);
+
+    // A disk that fills up while the cache is written (simulated with a file size limit: the
+    // write fails part way with EFBIG, as it would with ENOSPC): the model loads and runs from
+    // the ONNX file, the status says why, and no partial or temporary file is left behind.
+    char full[300], tmp_prefix[300];
+    snprintf(full, sizeof full, "%s/full/model.cache", dir);
+    snprintf(tmp_prefix, sizeof tmp_prefix, "model.cache.tmp.");
+    inferd_engine_options fo = {.cache_path = full}, no_cache = {0};
+    assert_int_equal(inferd_engine_load(model, &no_cache, &m, &err), 0);
+    run_dense(m, ref); // the file now holds the changed weights
+    inferd_engine_destroy(m);
+    struct rlimit old_lim, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    lim = old_lim;
+    lim.rlim_cur = 4096 + 64; // the header fits, the packed weights do not
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = inferd_engine_load(model, &fo, &m, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    signal(SIGXFSZ, old_sig);
+    assert_int_equal(rc, 0);
+    if (!strstr(inferd_engine_cache_status(m), "not written"))
+        fail_msg("cache status on a full disk: %s", inferd_engine_cache_status(m));
+    run_dense(m, y);
+    assert_memory_equal(y, ref, sizeof y);
+    inferd_engine_destroy(m);
+    struct stat st;
+    assert_int_not_equal(stat(full, &st), 0);
+    char full_dir[300];
+    snprintf(full_dir, sizeof full_dir, "%s/full", dir);
+    DIR *d = opendir(full_dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (strncmp(e->d_name, tmp_prefix, strlen(tmp_prefix)) == 0)
+            fail_msg("a temporary cache file was left behind: %s", e->d_name);
+    closedir(d);
+    // With room again, the next load writes it.
+    assert_int_equal(inferd_engine_load(model, &fo, &m, &err), 0);
+    assert_non_null(strstr(inferd_engine_cache_status(m), "written"));
     inferd_engine_destroy(m);
 
     char cmd[512];

@@ -30,7 +30,7 @@ typedef struct inferd_copy {
     int pad;       /* the queue pads dynamic dims */
     inferd_pipeline *pipeline; /* NULL when the folder has no pipeline.json */
     inferd_sched_queue *queue; /* NULL without a scheduler */
-    char cache_status[160];    /* how the load used the cache: "off", "hit", "miss (...)" */
+    char cache_status[1200];   /* how the load used the cache: "off", "hit", "miss (...)" */
 } inferd_copy;
 
 /* What to load, and where things go. */

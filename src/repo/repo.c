@@ -813,6 +813,11 @@ static int finish_load(inferd_repo *r, inferd_repo_version *v, int rc, inferd_er
                     v->c.pad ? ", padded" : "", v->c.pipeline ? ", text pipeline" : "",
                     v->warm ? ", warmed up" : "", (double)bytes / 1048576.0,
                     old ? "reloaded" : "loaded", v->load_ms, v->c.cache_status);
+    const char *unwritten = strstr(v->c.cache_status, "not written: ");
+    if (unwritten)
+        inferd_log_warn("model %s version %ld: its load cache was %s; it serves from its model "
+                        "file, and its next load reads that file again",
+                        s->name, s->number, unwritten);
     slot *now_default = s->m ? default_slot(s->m) : NULL;
     if (switching && now_default == s) {
         r->switches++;

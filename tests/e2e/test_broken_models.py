@@ -267,3 +267,55 @@ def test_broken_new_version_while_the_previous_one_serves(tmp_path, inferd_avail
         assert reason in srv.log(), "the reason is logged"
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_full_disk_while_writing_the_cache(tmp_path, inferd_available):
+    """The cache folder is a full file system (a tmpfs of one page): every version's cache
+    write fails with ENOSPC. Versions still load from their ONNX files and serve, the log says
+    the cache was not written and why, nothing partial is left in the folder, and the version
+    that serves answers every request while a new one loads beside it."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=4k tmpfs {cache} 2>/dev/null"):
+        pytest.skip("needs root and mount to make a small file system")
+    repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1]}})
+    srv = None
+    try:
+        srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2", "--cache-dir",
+                     str(cache)).start().wait_ready()
+        results, stop = [], threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                r = srv.post("/v2/models/clf/infer", json=REQUEST, timeout=30)
+                results.append((r.status_code, r.json().get("model_version")))
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        time.sleep(0.3)
+        staging = repo / "clf" / ".staging"
+        staging.mkdir()
+        (staging / "model.onnx").symlink_to(fixture_model("peer_bert_op14"))
+        staging.rename(repo / "clf" / "2")
+        deadline, rows = time.time() + 30, {}
+        while time.time() < deadline:
+            rows = {(r["name"], r["version"]): r for r in srv.index()}
+            if rows.get(("clf", "2"), {}).get("state") == "READY":
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        stop.set()
+        t.join(timeout=60)
+        assert rows[("clf", "2")]["state"] == "READY", rows
+        assert len(results) > 10 and all(s == 200 for s, _ in results), \
+            [r for r in results if r[0] != 200][:5]
+        r = srv.post("/v2/models/clf/infer", json=REQUEST)
+        assert r.status_code == 200 and r.json()["model_version"] == "2", r.text
+        log = srv.log()
+        assert "not written" in log and "No space left on device" in log, log
+        left = [p.name for p in cache.rglob("*") if ".tmp." in p.name]
+        assert not left, f"partial cache files left behind: {left}"
+    finally:
+        if srv:
+            assert srv.stop() == 0, srv.log()
+        os.system(f"umount {cache}")
