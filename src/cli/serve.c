@@ -43,6 +43,7 @@ typedef struct serve_flags {
     long long max_body;
     long long max_header;
     int max_connections;
+    int use_epoll;
     int http_timeout;
     int body_timeout;
     int drain_timeout;
@@ -84,6 +85,8 @@ static void usage(FILE *f, int cores) {
             "  --max-header BYTES     per-connection buffer for the request line and headers\n"
             "                         (default 32K)\n"
             "  --max-connections N    simultaneous connections (default 512)\n"
+            "  --http-poll MODE       poll, epoll or auto: poll up to 1024 connections, else\n"
+            "                         epoll (default auto)\n"
             "  --http-timeout SEC     close connections idle this long, 0 for never (default 30)\n"
             "  --body-timeout SEC     close connections whose body takes longer, 0 for never\n"
             "                         (default 60)\n"
@@ -178,6 +181,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_MAX_BODY,
         O_MAX_HEADER,
         O_MAX_CONN,
+        O_HTTP_POLL,
         O_HTTP_TIMEOUT,
         O_BODY_TIMEOUT,
         O_DRAIN_TIMEOUT,
@@ -206,6 +210,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"max-body", required_argument, 0, O_MAX_BODY},
         {"max-header", required_argument, 0, O_MAX_HEADER},
         {"max-connections", required_argument, 0, O_MAX_CONN},
+        {"http-poll", required_argument, 0, O_HTTP_POLL},
         {"http-timeout", required_argument, 0, O_HTTP_TIMEOUT},
         {"body-timeout", required_argument, 0, O_BODY_TIMEOUT},
         {"drain-timeout", required_argument, 0, O_DRAIN_TIMEOUT},
@@ -239,6 +244,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         .max_body = 64LL << 20,
         .max_header = 32LL << 10,
         .max_connections = 512,
+        .use_epoll = -1,
         .http_timeout = 30,
         .body_timeout = 60,
         .drain_timeout = 30,
@@ -285,6 +291,13 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
             break;
         case O_MAX_CONN:
             bad = parse_int(optarg, 1, 1000000, &f->max_connections);
+            break;
+        case O_HTTP_POLL:
+            f->use_epoll = !strcmp(optarg, "epoll")  ? 1
+                           : !strcmp(optarg, "poll") ? 0
+                           : !strcmp(optarg, "auto") ? -1
+                                                     : -2;
+            bad = f->use_epoll == -2;
             break;
         case O_HTTP_TIMEOUT:
             bad = parse_int(optarg, 0, 86400, &f->http_timeout);
@@ -471,6 +484,7 @@ int inferd_cli_serve(int argc, char **argv) {
         .max_body = (size_t)f.max_body,
         .max_header = (size_t)f.max_header,
         .max_connections = f.max_connections,
+        .use_epoll = f.use_epoll,
         .timeout_s = f.http_timeout,
         .body_timeout_s = f.body_timeout,
         .handler = inferd_api_handle,

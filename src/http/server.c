@@ -339,8 +339,9 @@ int inferd_http_server_create(const inferd_http_options *o, inferd_http_server *
         return inferd_error_set(err, INFERD_EINVAL, "cannot resolve host '%s': %s", o->host,
                                 gai_strerror(gai));
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    int epoll = o->use_epoll < 0 ? o->max_connections > 1024 : o->use_epoll;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (epoll ? MHD_USE_EPOLL : MHD_USE_POLL) |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     struct sockaddr_storage addr;
@@ -383,8 +384,12 @@ void inferd_http_server_quiesce(inferd_http_server *s) {
     if (!s || atomic_exchange(&s->quiescing, 1))
         return;
     MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
+    if (fd != MHD_INVALID_SOCKET) {
+        // A polling thread still inside poll(2) holds the socket open past close(): shut it
+        // down first, so that it stops listening now (new connections are refused).
+        shutdown(fd, SHUT_RDWR);
         close(fd);
+    }
 }
 
 int inferd_http_server_active(const inferd_http_server *s) {

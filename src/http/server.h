@@ -17,6 +17,12 @@
  * that takes more than body_timeout_s in total to arrive closes its connection (slow-loris
  * uploads). Suspended connections are exempt from the idle timeout: they wait for us.
  *
+ * Polling: poll(2) by default. Each request suspends and resumes its connection, and with
+ * epoll both are an epoll_ctl call: poll drops those two system calls (and the read that
+ * ends in EAGAIN), ~15% of the server's CPU a request on the tiny MLP (bench/RESULTS.md).
+ * poll's cost grows with the connections each thread watches, so above 1024 connections
+ * (or when asked) epoll is used.
+ *
  * Threads: `threads` libmicrohttpd threads (a pool when threads > 1, else one), no others.
  * Only this module includes microhttpd.h.
  */
@@ -42,6 +48,7 @@ typedef struct inferd_http_options {
     size_t max_body;     /* bytes; larger bodies get 413 */
     size_t max_header;   /* per-connection buffer for the request line and headers, bytes */
     int max_connections; /* simultaneous connections */
+    int use_epoll;       /* 1: epoll; 0: poll; -1: poll up to 1024 connections, else epoll */
     int timeout_s;       /* idle connection timeout, seconds; 0: none */
     int body_timeout_s;  /* time allowed for a whole body to arrive, seconds; 0: none */
     inferd_http_handler_fn handler;

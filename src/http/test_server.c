@@ -167,6 +167,7 @@ static int request(int port, const char *raw, char *buf, size_t cap) {
 
 static inferd_http_server *srv;
 static pthread_t responder_thread;
+static int use_epoll; /* every test runs with poll(2), then with epoll */
 
 static int start(size_t max_body, int threads) {
     inferd_http_options o = {.port = 0,
@@ -174,6 +175,7 @@ static int start(size_t max_body, int threads) {
                              .max_body = max_body,
                              .max_header = 16384,
                              .max_connections = 64,
+                             .use_epoll = use_epoll,
                              .timeout_s = 10,
                              .body_timeout_s = 10,
                              .handler = handler};
@@ -367,5 +369,10 @@ int main(void) {
         cmocka_unit_test(test_encoded_nul_is_refused),
         cmocka_unit_test(test_keep_alive_then_quiesce),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = 0;
+    for (use_epoll = 0; use_epoll <= 1; use_epoll++) {
+        fprintf(stderr, "polling with %s\n", use_epoll ? "epoll" : "poll");
+        failed += cmocka_run_group_tests(tests, NULL, NULL);
+    }
+    return failed;
 }
