@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -80,15 +81,26 @@ def bench(url, *args):
     return json.loads(lines[-1])
 
 
-def wrk(url, model, duration):
-    """wrk with a Lua script POSTing a JSON infer request for the MLP."""
+def wrk(url, model, duration, binary=False):
+    """wrk with a Lua script POSTing an infer request for the MLP: JSON tensors, or (binary)
+    the binary tensor extension both ways, as `inferd bench --binary` sends it."""
     if not shutil.which("wrk"):
         return None
-    body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 20],
-                                   "data": [0.5] * 20}]})
+    if binary:
+        header = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 20],
+                                         "parameters": {"binary_data_size": 80}}],
+                             "parameters": {"binary_data_output": True}}).encode()
+        body = header + struct.pack("<20f", *([0.5] * 20))
+        headers = {"Content-Type": "application/octet-stream",
+                   "Inference-Header-Content-Length": str(len(header))}
+    else:
+        body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 20],
+                                       "data": [0.5] * 20}]}).encode()
+        headers = {"Content-Type": "application/json"}
     lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    lua.write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = '
-              '"application/json"\n' % json.dumps(body))
+    lua.write('wrk.method = "POST"\nwrk.body = "%s"\n' % "".join("\\%d" % b for b in body))
+    for k, v in headers.items():
+        lua.write('wrk.headers["%s"] = "%s"\n' % (k, v))
     lua.close()
     p = subprocess.run(["wrk", "-t1", "-c32", f"-d{duration}s", "-s", lua.name, "--latency",
                         f"{url}/v2/models/{model}/infer"], capture_output=True, text=True)
@@ -140,7 +152,17 @@ def main():
                                   "--duration", str(args.duration), "--server-pid", str(s.p.pid))
             res["json"] = bench(s.url, "--model", "mlp", "--concurrency", "32", "--duration",
                                 str(args.duration), "--server-pid", str(s.p.pid))
+            res["wrk_binary"] = wrk(s.url, "mlp", args.duration, binary=True)
             res["wrk"] = wrk(s.url, "mlp", args.duration)
+        finally:
+            s.stop()
+        # the same binary run with epoll polling (--http-poll epoll), for the A/B
+        s = Server(tmp, ("--http-poll", "epoll"))
+        try:
+            bench(s.url, "--model", "mlp", "--concurrency", "32", "--duration", "2")  # warm-up
+            res["binary_epoll"] = bench(s.url, "--model", "mlp", "--binary", "--concurrency", "32",
+                                        "--duration", str(args.duration), "--server-pid",
+                                        str(s.p.pid))
         finally:
             s.stop()
         # 2-4. the peers' small model
@@ -187,14 +209,19 @@ def main():
          f"Command: `/usr/bin/python3 bench/bench_server.py {' '.join(sys.argv[1:])}`".rstrip(),
          f"Run {started}; client and server share the machine's 2 cores.", "",
          "### 1. Overhead: tiny MLP (20 features), 32 keep-alive connections", "",
-         "| driver | tensors | requests/s | p50 ms | p99 ms | server CPU % |", "|---|---|---|---|---|---|"]
-    for k, label in (("binary", "binary"), ("json", "JSON")):
+         "| driver | tensors | requests/s | p50 ms | p99 ms | server CPU % | server CPU us/request |",
+         "|---|---|---|---|---|---|---|"]
+    for k, label in (("binary", "binary"), ("json", "JSON"),
+                     ("binary_epoll", "binary, `--http-poll epoll`")):
         r = res[k]
+        cpu = r.get("server_cpu_percent") or 0
         L.append(f"| inferd bench | {label} | {r['qps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                 f"{r.get('server_cpu_percent') or 0:.0f} |")
-    w = res.get("wrk")
-    if w:
-        L.append(f"| wrk (1 thread) | JSON | {w['qps'] or 0:.0f} | - | {w['p99']} | - |")
+                 f"{cpu:.0f} | {cpu * 1e4 / r['qps'] if r['qps'] else 0:.1f} |")
+    for k, label in (("wrk_binary", "binary"), ("wrk", "JSON")):
+        w = res.get(k)
+        if w:
+            bad = " (**errors**: non-2xx or socket errors)" if w["errors"] else ""
+            L.append(f"| wrk (1 thread) | {label} | {w['qps'] or 0:.0f}{bad} | - | {w['p99']} | - | - |")
     L.append("")
     if "small_on" in res:
         on, off = res["small_on"], res["small_off"]
