@@ -2,8 +2,8 @@
  * handler and sends back whatever is answered, now or later, from any thread.
  *
  * DESIGN
- * libmicrohttpd runs `threads` polling threads (poll or epoll, keep-alive) that accept, read headers
- * and bodies, and call the handler once per request with the whole body in memory. The
+ * libmicrohttpd runs `threads` polling threads (poll or epoll, keep-alive) that accept, read
+ * headers and bodies, and call the handler once per request with the whole body in memory. The
  * handler either answers at once (health, metadata, /metrics, errors) or keeps the request and
  * returns; the connection is then suspended, so a waiting request holds no thread. Whoever
  * holds the request later calls inferd_http_respond exactly once, from any thread (a worker
