@@ -12,7 +12,8 @@
 # (malformed JSON, a wrong datatype, a shape/data mismatch, binary sizes beyond the body), so
 # ~70% in all. Per minute: valid requests and their errors (must be none), p50/p99 of the
 # valid ones, the statuses of the invalid ones (must all be 4xx), the server's RSS and threads.
-# At the end: RSS growth from the first to the last minute and p99 drift (last / first).
+# At the end: RSS growth from the first to the last minute and p99 drift (last / first), and RSS
+# growth after warm-up (minute 2 to the last, and the largest reading from minute 2 on).
 # Exits 1 if any valid request failed, an invalid one got anything but a 4xx, a new version
 # was not switched to, or the server died. Output also goes to bench/out/soak-<date>.txt.
 #
@@ -93,7 +94,7 @@ bad_rate=$($py -c "print(max(1.0, round($cap * 0.025, 1)))")
 } | tee "$out"
 
 fail=0
-first_rss= first_p99= last_rss= last_p99=
+first_rss= first_p99= last_rss= last_p99= all_rss=
 for m in $(seq "$minutes"); do
     swap_versions "$m"
     "$inferd" bench --url "$url" --model text --rate "$valid_rate" --duration 60 --quiet --json \
@@ -139,11 +140,19 @@ EOF
     [ -n "$first_rss" ] || { first_rss=$rss; first_p99=$p99; }
     last_rss=$rss
     last_p99=$p99
+    all_rss="$all_rss$rss,"
 done
 $py -c "
 r0, r1, p0, p1 = $first_rss, $last_rss, $first_p99, $last_p99
 print(f'# RSS {r0} -> {r1} MiB ({(r1 - r0) / r0 * 100:+.1f}%), p99 drift {p1 / p0:.2f}x '
-      f'(minute 1 -> $minutes)')" | tee -a "$out"
+      f'(minute 1 -> $minutes)')
+# Minute 1 includes start-up (plans built, first version swap), so growth is also given from
+# minute 2, with the largest reading from minute 2 on.
+rss = [$all_rss]
+if len(rss) >= 3:
+    w = rss[1]
+    print(f'# RSS after warm-up: {w} -> {rss[-1]} MiB ({(rss[-1] - w) / w * 100:+.1f}%, minute 2 -> '
+          f'$minutes), max {max(rss[1:])} MiB ({(max(rss[1:]) - w) / w * 100:+.1f}%)')" | tee -a "$out"
 switches=$(grep -c "is now the default" "$tmp/inferd.log" || true)
 echo "# version switches under traffic: $switches (of $((minutes)) new versions)" | tee -a "$out"
 [ "$switches" -ge $((minutes - 1)) ] || fail=1
