@@ -44,6 +44,7 @@ typedef struct serve_flags {
     long long max_header;
     int max_connections;
     int use_epoll;
+    int max_per_ip;
     int http_timeout;
     int body_timeout;
     int drain_timeout;
@@ -85,6 +86,10 @@ static void usage(FILE *f, int cores) {
             "  --max-header BYTES     per-connection buffer for the request line and headers\n"
             "                         (default 32K)\n"
             "  --max-connections N    simultaneous connections (default 512)\n"
+            "  --max-connections-per-ip N\n"
+            "                         connections from one IP address; more are closed at once\n"
+            "                         (default 0: no limit, as behind a proxy every client is\n"
+            "                         one address)\n"
             "  --http-poll MODE       poll, epoll or auto: poll up to 1024 connections, else\n"
             "                         epoll (default auto)\n"
             "  --http-timeout SEC     close connections idle this long, 0 for never (default 30)\n"
@@ -182,6 +187,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_MAX_HEADER,
         O_MAX_CONN,
         O_HTTP_POLL,
+        O_MAX_PER_IP,
         O_HTTP_TIMEOUT,
         O_BODY_TIMEOUT,
         O_DRAIN_TIMEOUT,
@@ -211,6 +217,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"max-header", required_argument, 0, O_MAX_HEADER},
         {"max-connections", required_argument, 0, O_MAX_CONN},
         {"http-poll", required_argument, 0, O_HTTP_POLL},
+        {"max-connections-per-ip", required_argument, 0, O_MAX_PER_IP},
         {"http-timeout", required_argument, 0, O_HTTP_TIMEOUT},
         {"body-timeout", required_argument, 0, O_BODY_TIMEOUT},
         {"drain-timeout", required_argument, 0, O_DRAIN_TIMEOUT},
@@ -291,6 +298,9 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
             break;
         case O_MAX_CONN:
             bad = parse_int(optarg, 1, 1000000, &f->max_connections);
+            break;
+        case O_MAX_PER_IP:
+            bad = parse_int(optarg, 0, 1000000, &f->max_per_ip);
             break;
         case O_HTTP_POLL:
             f->use_epoll = !strcmp(optarg, "epoll")  ? 1
@@ -485,6 +495,7 @@ int inferd_cli_serve(int argc, char **argv) {
         .max_header = (size_t)f.max_header,
         .max_connections = f.max_connections,
         .use_epoll = f.use_epoll,
+        .max_per_ip = f.max_per_ip,
         .timeout_s = f.http_timeout,
         .body_timeout_s = f.body_timeout,
         .handler = inferd_api_handle,

@@ -13,7 +13,8 @@
  * Limits: a body over max_body is refused with 413 before it is read when Content-Length says
  * so (otherwise read and discarded, then 413); the request line and headers must fit the
  * per-connection buffer of max_header bytes (else libmicrohttpd answers 431); at most
- * max_connections connections; a connection idle for timeout_s seconds is closed, and a body
+ * max_connections connections, and at most max_per_ip from one address when set (more are
+ * accepted and closed at once); a connection idle for timeout_s seconds is closed, and a body
  * that takes more than body_timeout_s in total to arrive closes its connection (slow-loris
  * uploads). Suspended connections are exempt from the idle timeout: they wait for us.
  *
@@ -48,6 +49,7 @@ typedef struct inferd_http_options {
     size_t max_body;     /* bytes; larger bodies get 413 */
     size_t max_header;   /* per-connection buffer for the request line and headers, bytes */
     int max_connections; /* simultaneous connections */
+    int max_per_ip;      /* simultaneous connections from one IP address; 0: no limit */
     int use_epoll;       /* 1: epoll; 0: poll; -1: poll up to 1024 connections, else epoll */
     int timeout_s;       /* idle connection timeout, seconds; 0: none */
     int body_timeout_s;  /* time allowed for a whole body to arrive, seconds; 0: none */

@@ -285,7 +285,7 @@ def test_bad_requests_on_one_keep_alive_connection(server):
             assert_json_error(read_response(s))
         s.sendall(request_bytes("POST", "/v2/models/text/infer", body_with(), close=False))
         r = read_response(s)
-        assert r is not None and r.status == 200, r
+        assert r is not None and r.status == 200, (r, srv.log())
         assert r.json()["outputs"][0]["shape"] == [1, 5]
 
 
@@ -470,6 +470,41 @@ def test_connection_limit_and_slow_loris(server):
     assert_ready(server)
 
 
+def test_connections_per_ip_limit(tmp_path, inferd_available):
+    """--max-connections-per-ip N: one address holds at most N connections (slow-loris ones
+    included); the next is closed at once without an answer, and a slot freed is usable again.
+    Off by default: the shared server above lets 28 connections come from 127.0.0.1."""
+    repo = make_repo(tmp_path / "models", {"mlp": {"case": "mlp_features_op11"}})
+    srv = Server(repo, tmp_path / "inferd.log", "--max-connections-per-ip", "3").start()
+    srv.wait_ready()
+    srv.session.close()  # its keep-alive connection would hold one of the three
+    time.sleep(0.2)
+    socks = []
+    try:
+        for _ in range(3):  # three slow-loris connections from 127.0.0.1
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            socks.append(s)
+        time.sleep(0.3)  # accepted by the server
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            try:
+                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            assert read_response(s, 5) is None, "a fourth connection from one address was served"
+        socks.pop().close()
+        r, t0 = None, time.monotonic()
+        while r is None and time.monotonic() - t0 < 5:
+            time.sleep(0.1)
+            r = raw(srv.port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\n\r\n", timeout=2)
+        assert r is not None and r.status == 200, (r, srv.log())
+    finally:
+        for s in socks:
+            s.close()
+        assert srv.stop() == 0, srv.log()
+
+
 def test_trickled_body_is_cut_off_at_the_body_timeout(server):
     """A body sent a byte at a time is never idle, but is cut off at --body-timeout."""
     with socket.create_connection(("127.0.0.1", server.port)) as s:
@@ -505,7 +540,7 @@ def test_bad_token_ids_fail_only_their_own_request(server):
                                               timeout=30), bodies))
     for b, r in zip(bodies, rs):
         if b is good:
-            assert r is not None and r.status == 200, r
+            assert r is not None and r.status == 200, (r, srv.log())
         else:
             assert_json_error(r)
     assert "out of range" in rs[1].json()["error"], rs[1]
