@@ -273,7 +273,8 @@ static int match_gelu(eg_graph *g, const uses *u, int x, int *tanh_approx, int *
 /* ---- load time: dense layers ---- */
 
 typedef struct dense_cand {
-    int node; /* the FusedMatMul node */
+    int node; /* the FusedMatMul node (an index that toposort invalidates) */
+    int y;    /* its output value (unique: found again by it) */
     int x;    /* input value */
     int w;    /* weight value; -1 for a merged layer (see parts) */
     int transposed;
@@ -284,6 +285,7 @@ typedef struct dense_cand {
     int merged;               /* absorbed into another candidate */
     struct dense_cand *parts; /* merged layer: the layers whose weights sit side by side */
     int n_parts;
+    eg_packed_weight *packed; /* set by pack_all */
 } dense_cand;
 
 static int find_dense(eg_graph *g, dense_cand **out, int *n_out, inferd_error *err) {
@@ -381,6 +383,7 @@ static int find_dense(eg_graph *g, dense_cand **out, int *n_out, inferd_error *e
         g->nodes[last].in[1] = bias;
         g->nodes[last].out[0] = cur;
         cands[n++] = (dense_cand){.node = last,
+                                  .y = cur,
                                   .x = x,
                                   .w = w,
                                   .transposed = transposed,
@@ -477,6 +480,7 @@ static int merge_siblings(eg_graph *g, dense_cand *c, int n, inferd_error *err) 
         // The merged layer becomes a candidate of its own, to be packed.
         c[i].merged = 0;
         c[i].node = mm;
+        c[i].y = yv;
         c[i].w = -1;
         c[i].parts = parts;
         c[i].n_parts = ng;
@@ -495,11 +499,12 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
         eg_matmul_params *p = eg_graph_alloc(g, sizeof *p);
         if (!p)
             return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-        // Weights shared by several layers (tied embeddings) are packed once.
+        // Weights shared by several layers (tied embeddings) are packed once. (Not through
+        // c[j].node: toposort has moved the nodes since the candidates were found.)
         for (int j = 0; j < i && c[i].w >= 0; j++)
-            if (!c[j].merged && c[j].w == c[i].w && c[j].transposed == c[i].transposed &&
-                c[j].scale == c[i].scale) {
-                p->w = ((eg_matmul_params *)g->nodes[c[j].node].params)->w;
+            if (!c[j].merged && c[j].packed && c[j].w == c[i].w &&
+                c[j].transposed == c[i].transposed && c[j].scale == c[i].scale) {
+                p->w = c[j].packed;
                 break;
             }
         int rc = 0;
@@ -529,12 +534,13 @@ static int pack_all(eg_graph *g, dense_cand *c, int n, void *model_ctx, inferd_e
         }
         if (rc < 0)
             return rc;
+        c[i].packed = p->w;
         p->act = c[i].act;
-        // Find the node again: toposort moved nodes around; match by output value.
+        // Find the node again: toposort moved nodes around; match by output value (two layers
+        // may read the same input with the same bias and differ only in their weights).
         for (int k = 0; k < g->n_nodes; k++) {
             eg_node *nd = &g->nodes[k];
-            if (!nd->dead && nd->op == EG_OP_FusedMatMul && !nd->params && nd->in[0] == c[i].x &&
-                nd->in[1] == c[i].bias) {
+            if (!nd->dead && nd->op == EG_OP_FusedMatMul && !nd->params && nd->out[0] == c[i].y) {
                 nd->params = p;
                 break;
             }

@@ -552,6 +552,96 @@ static void test_cache_round_trip_and_invalidation(void **state) {
     free(buf);
 }
 
+/* Dense layers the load passes must keep apart (found with the onnx fuzzer): Wsq is shared by
+ * two layers, and two layers read the same input R with no bias and differ only in weights and
+ * activation. Listed so that the fused nodes sit in another order than the MatMuls:
+ *   A = X Wsq; R = Relu(A); C = R Wsq; D = R W2; Y2 = Tanh(D); Y1 = Relu(C).
+ * Packed weights were found again by node index (stale after the reorder) and by (input, bias)
+ * (ambiguous here): a NULL dereference or, silently, one layer's weights on the other. */
+static float Wsq[16] = {1, -0.5f, 0.25f, 2, 0, 1, -1, 0.5f, 0.75f, 0.5f, 1, -2, -1, 0.25f, 0, 1};
+static float W2[16] = {0.5f, 1, -1, 0, 2, -0.25f, 0.5f, 1, -1, 0, 1, 0.5f, 0.25f, 1, -0.5f, 2};
+
+static void tied_model(builder *b) {
+    dense_model(b); // the header fields; nodes, weights and signature are replaced below
+    static const char *n0_in[] = {"X", "Wsq"}, *n0_out[] = {"A"};
+    static const char *n1_in[] = {"A"}, *n1_out[] = {"R"};
+    static const char *n2_in[] = {"R", "Wsq"}, *n2_out[] = {"C"};
+    static const char *n3_in[] = {"R", "W2"}, *n3_out[] = {"D"};
+    static const char *n4_in[] = {"D"}, *n4_out[] = {"Y2"};
+    static const char *n5_in[] = {"C"}, *n5_out[] = {"Y1"};
+    node(b, 0, "MatMul", "mm0", 2, n0_in, 1, n0_out);
+    node(b, 1, "Relu", "relu0", 1, n1_in, 1, n1_out);
+    node(b, 2, "MatMul", "mm_tied", 2, n2_in, 1, n2_out);
+    node(b, 3, "MatMul", "mm_other", 2, n3_in, 1, n3_out);
+    node(b, 4, "Tanh", "tanh", 1, n4_in, 1, n4_out);
+    node(b, 5, "Relu", "relu1", 1, n5_in, 1, n5_out);
+    b->graph.n_node = 6;
+    int64_t wd[] = {4, 4};
+    init_f32(b, 0, "Wsq", 2, wd, Wsq, 16);
+    init_f32(b, 1, "W2", 2, wd, W2, 16);
+    b->graph.n_initializer = 2;
+    int64_t yd[] = {-1, 4};
+    b->out_ptrs[0] = value_info(b, &b->outs[0], "Y1", 1, 2, yd);
+    b->out_ptrs[1] = value_info(b, &b->outs[1], "Y2", 1, 2, yd);
+    b->graph.n_output = 2;
+}
+
+static void test_dense_layers_kept_apart(void **state) {
+    (void)state;
+    builder b;
+    tied_model(&b);
+    size_t len;
+    uint8_t *buf = pack(&b, &len);
+    inferd_engine_options fused = {0}, plain = {.disable_fusion = 1};
+    inferd_engine_model *a, *m;
+    inferd_error err = {0};
+    if (inferd_engine_load_buffer(buf, len, &fused, &a, &err) != 0)
+        fail_msg("fused load: %s", err.msg);
+    if (inferd_engine_load_buffer(buf, len, &plain, &m, &err) != 0)
+        fail_msg("unfused load: %s", err.msg);
+    float x[3 * 4] = {0.5f, -1, 2, 0.25f, 1, 1, -0.5f, 0, -2, 0.75f, 1.5f, 1};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {3, 4}, .data = x, .nbytes = sizeof x};
+    inferd_tensor oa[2], om[2];
+    if (inferd_engine_run(m, &in, om, 1, &err) != 0)
+        fail_msg("unfused run: %s", err.msg);
+    if (inferd_engine_run(a, &in, oa, 1, &err) != 0)
+        fail_msg("fused run: %s", err.msg);
+    // The reference by hand, as the graph says.
+    float r[12], y[2][12];
+    for (int i = 0; i < 3; i++)
+        for (int n = 0; n < 4; n++) {
+            float acc = 0;
+            for (int k = 0; k < 4; k++)
+                acc += x[i * 4 + k] * Wsq[k * 4 + n];
+            r[i * 4 + n] = acc > 0 ? acc : 0;
+        }
+    for (int i = 0; i < 3; i++)
+        for (int n = 0; n < 4; n++) {
+            float c = 0, d = 0;
+            for (int k = 0; k < 4; k++) {
+                c += r[i * 4 + k] * Wsq[k * 4 + n];
+                d += r[i * 4 + k] * W2[k * 4 + n];
+            }
+            y[0][i * 4 + n] = c > 0 ? c : 0;
+            y[1][i * 4 + n] = tanhf(d);
+        }
+    for (int o = 0; o < 2; o++) {
+        assert_int_equal(oa[o].nbytes, sizeof y[o]);
+        assert_int_equal(om[o].nbytes, sizeof y[o]);
+        const float *ya = oa[o].data, *ym = om[o].data;
+        for (int i = 0; i < 12; i++)
+            if (fabsf(ya[i] - y[o][i]) > 1e-5f || fabsf(ym[i] - y[o][i]) > 1e-5f)
+                fail_msg("Y%d[%d]: fused %g, unfused %g, reference %g", o + 1, i, ya[i], ym[i],
+                         y[o][i]);
+        inferd_free(oa[o].data);
+        inferd_free(om[o].data);
+    }
+    inferd_engine_destroy(a);
+    inferd_engine_destroy(m);
+    free(buf);
+}
+
 int main(void) {
     inferd_error err;
     if (inferd_engine_global_init(&err) < 0) {
@@ -570,6 +660,7 @@ int main(void) {
         cmocka_unit_test(test_external_data_cannot_escape),
         cmocka_unit_test(test_out_of_memory_anywhere_is_an_error),
         cmocka_unit_test(test_cache_round_trip_and_invalidation),
+        cmocka_unit_test(test_dense_layers_kept_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
