@@ -192,8 +192,8 @@ static int match_gelu(eg_graph *g, const uses *u, int x, int *tanh_approx, int *
                     continue;
                 out = g->nodes[m2].out[0];
             } else { // (x * 0.5) * (1 + erf)
-                int h = g->values[other].producer;
-                if (other < 0 || h < 0 || g->nodes[h].dead || g->nodes[h].op != EG_OP_Mul ||
+                int h = other >= 0 ? g->values[other].producer : -1;
+                if (h < 0 || g->nodes[h].dead || g->nodes[h].op != EG_OP_Mul ||
                     other_input(&g->nodes[h], x) < 0 ||
                     !is_scalar(g, other_input(&g->nodes[h], x), 0.5, 1e-6) ||
                     sole_consumer(g, u, other) != m1)
