@@ -684,7 +684,7 @@ static int fuse_conv(eg_graph *g, inferd_error *err) {
         int w = n->in[1], b = n->n_in > 2 ? n->in[2] : -1;
         if (eg_node_attr_int(n, "group", 1) != 1 || strcmp(auto_pad, "NOTSET") != 0 ||
             !is_f32_const(g, w) || (g->values[w].t.rank != 3 && g->values[w].t.rank != 4) ||
-            (b >= 0 && !is_f32_const(g, b)) || g->values[n->in[0]].is_const)
+            (b >= 0 && !is_f32_const(g, b)) || n->in[0] < 0 || g->values[n->in[0]].is_const)
             continue;
         eg_conv_params *p = eg_graph_alloc(g, sizeof *p);
         if (!p)
@@ -876,6 +876,8 @@ static void look_through_split(eg_graph *g, head_view *hv) {
     if (s < 0)
         return;
     eg_node *n = &g->nodes[s];
+    if (n->in[0] < 0)
+        return;
     const eg_tensor *in = &g->values[n->in[0]].t;
     int64_t axis = eg_node_attr_int(n, "axis", 0);
     if (in->rank != 3 || (axis != -1 && axis != 2))
@@ -930,7 +932,8 @@ static int additive_from_where(eg_graph *g, int where, int *dead, int *n_dead, i
     for (;;) { // look through Cast-to-bool and Expand: the kernel broadcasts itself
         int c = producer_of(g, cond, EG_OP_Cast);
         int e = producer_of(g, cond, EG_OP_Expand);
-        if (c >= 0 && g->values[g->nodes[c].in[0]].t.dtype == INFERD_DTYPE_BOOL)
+        if (c >= 0 && g->nodes[c].in[0] >= 0 &&
+            g->values[g->nodes[c].in[0]].t.dtype == INFERD_DTYPE_BOOL)
             cond = g->nodes[c].in[0];
         else if (e >= 0)
             cond = g->nodes[e].in[0];
@@ -1174,7 +1177,8 @@ static int prune_rows(eg_graph *g, inferd_error *err) {
         rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     for (int r = 0; rc == 0 && r < n_nodes; r++) {
         eg_node *root = &g->nodes[r];
-        if (root->dead || root->op != EG_OP_Gather || eg_node_attr_int(root, "axis", 0) != 1)
+        if (root->dead || root->op != EG_OP_Gather || eg_node_attr_int(root, "axis", 0) != 1 ||
+            root->in[0] < 0)
             continue;
         const eg_tensor *ht = &g->values[root->in[0]].t;
         double idx;
