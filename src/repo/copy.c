@@ -1,6 +1,8 @@
 /* copy.c: see copy.h. No locks, no shared state. */
 #include "repo/copy.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -186,9 +188,17 @@ int inferd_copy_load(const inferd_copy_request *rq, inferd_copy *c, inferd_error
                                            : inferd_backend_detect_platform(rq->dir);
     char path[4096 + 300];
     int rc;
-    if (!p)
+    if (!p) {
+        // Say why when the folder itself cannot be read (permissions), not only that it holds
+        // no model file.
+        DIR *d = opendir(rq->dir);
+        if (!d)
+            return inferd_error_set(err, INFERD_ENOTFOUND, "cannot read the version folder %s: %s",
+                                    rq->dir, strerror(errno));
+        closedir(d);
         return inferd_error_set(err, INFERD_ENOTFOUND,
                                 "no model file (model.onnx or model.pt) in %s", rq->dir);
+    }
     snprintf(path, sizeof path, "%.4096s/%s", rq->dir, p->file_name);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))

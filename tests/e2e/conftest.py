@@ -60,7 +60,8 @@ def make_repo(root: Path, models: dict) -> Path:
 class Server:
     """One `inferd serve` process on loopback."""
 
-    def __init__(self, repo: Path, log_path: Path, *args: str, threads: int = 2):
+    def __init__(self, repo: Path, log_path: Path, *args: str, threads: int = 2, prefix=()):
+        self.prefix = list(prefix)  # a command the server runs under (e.g. setpriv)
         self.repo = repo
         self.log_path = log_path
         self.threads = threads
@@ -71,7 +72,8 @@ class Server:
 
     def start(self) -> "Server":
         self.log_file = open(self.log_path, "wb")
-        cmd = [inferd_bin(), "serve", "--repo", str(self.repo), "--http-port", "0", *self.args]
+        cmd = [*self.prefix, inferd_bin(), "serve", "--repo", str(self.repo), "--http-port", "0",
+               *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log_file)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

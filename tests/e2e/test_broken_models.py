@@ -7,7 +7,9 @@ tried.
 """
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -174,20 +176,33 @@ def test_requests_aimed_at_a_broken_version_get_503_with_the_reason(server, vers
 
 
 def test_unreadable_version_folder(tmp_path, inferd_available):
+    """A version folder the server may not read: UNAVAILABLE with a reason, the other version
+    serves. Root reads any folder whatever its mode, so as root the server runs as nobody
+    (setpriv), from a repository outside pytest's private temporary folder."""
+    prefix, base = (), tmp_path
     if os.geteuid() == 0:
-        pytest.skip("runs as root, which reads folders whatever their mode (the FIFO, folder "
-                    "and dangling-symlink cases above cover files that cannot be read)")
-    repo = make_repo(tmp_path / "models", {"m": {"case": "peer_bert_op14", "versions": [1, 2],
-                                                 "config": {"version_policy": {"all": True}}}})
+        if not shutil.which("setpriv"):
+            pytest.skip("runs as root without setpriv to drop privileges")
+        prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
+        base = Path(tempfile.mkdtemp(prefix="inferd-unreadable-"))
+        base.chmod(0o755)
+    repo = make_repo(base / "models", {"m": {"case": "peer_bert_op14", "versions": [1, 2],
+                                             "config": {"version_policy": {"all": True}}}})
     (repo / "m" / "2").chmod(0)
     try:
-        srv = Server(repo, tmp_path / "inferd.log").start().wait_ready()
+        srv = Server(repo, tmp_path / "inferd.log", "--cache-dir", "off",
+                     prefix=prefix).start().wait_ready()
         rows = {(r["name"], r["version"]): r for r in srv.index()}
         assert rows[("m", "1")]["state"] == "READY"
-        assert rows[("m", "2")]["state"] == "UNAVAILABLE" and rows[("m", "2")]["reason"]
+        assert rows[("m", "2")]["state"] == "UNAVAILABLE", rows
+        assert "Permission denied" in rows[("m", "2")]["reason"], rows[("m", "2")]
+        r = srv.post("/v2/models/m/versions/1/infer", json=REQUEST)
+        assert r.status_code == 200, r.text
         assert srv.stop() == 0
     finally:
         (repo / "m" / "2").chmod(0o755)
+        if base != tmp_path:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_missing_tokenizer_files(tmp_path, inferd_available):
