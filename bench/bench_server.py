@@ -209,7 +209,8 @@ def main():
          f"Command: `/usr/bin/python3 bench/bench_server.py {' '.join(sys.argv[1:])}`".rstrip(),
          f"Run {started}; client and server share the machine's 2 cores.", "",
          "### 1. Overhead: tiny MLP (20 features), 32 keep-alive connections", "",
-         "| driver | tensors | requests/s | p50 ms | p99 ms | server CPU % | server CPU us/request |",
+         "| driver | tensors | requests/s | p50 ms | p99 ms | server CPU % "
+         "| server CPU us/request |",
          "|---|---|---|---|---|---|---|"]
     for k, label in (("binary", "binary"), ("json", "JSON"),
                      ("binary_epoll", "binary, `--http-poll epoll`")):

@@ -237,6 +237,50 @@ def test_missing_tokenizer_files(tmp_path, inferd_available):
         assert srv.stop() == 0, srv.log()
 
 
+class Hammer:
+    """Posts REQUEST to model clf in a loop on a thread of its own while the block runs,
+    collecting (status, model_version); starts 0.3 s before the block's body."""
+
+    def __init__(self, srv):
+        self.srv, self.results, self.stop = srv, [], threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        while not self.stop.is_set():
+            r = self.srv.post("/v2/models/clf/infer", json=REQUEST, timeout=30)
+            self.results.append((r.status_code, r.json().get("model_version")))
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def add_version(repo: Path, number: int, fill) -> None:
+    """Version `number` of clf, made beside and filled by fill(folder), then renamed in: the
+    poll never sees a half-written folder."""
+    staging = repo / "clf" / ".staging"
+    staging.mkdir()
+    fill(staging)
+    staging.rename(repo / "clf" / str(number))
+
+
+def wait_for_version(srv, number: int, done) -> dict:
+    """Polls the index until done(row of clf/number) or 30 s; returns the index by key."""
+    deadline, rows = time.time() + 30, {}
+    while time.time() < deadline:
+        rows = {(r["name"], r["version"]): r for r in srv.index()}
+        row = rows.get(("clf", str(number)))
+        if row and done(row):
+            break
+        time.sleep(0.1)
+    return rows
+
+
 @pytest.mark.parametrize("how", ["truncated", "unknown op"])
 def test_broken_new_version_while_the_previous_one_serves(tmp_path, inferd_available, how):
     """A broken version that appears while the model serves (found by polling) is UNAVAILABLE
@@ -245,32 +289,13 @@ def test_broken_new_version_while_the_previous_one_serves(tmp_path, inferd_avail
     repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1]}})
     srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").start().wait_ready()
     try:
-        results, stop = [], threading.Event()
-
-        def hammer():
-            while not stop.is_set():
-                r = srv.post("/v2/models/clf/infer", json=REQUEST, timeout=30)
-                results.append((r.status_code, r.json().get("model_version")))
-
-        t = threading.Thread(target=hammer)
-        t.start()
-        time.sleep(0.3)
-        # Made beside, then renamed in: the poll never sees a half-written folder.
-        staging = repo / "clf" / ".staging"
-        staging.mkdir()
-        break_version(staging, how)
-        staging.rename(repo / "clf" / "2")
-        reason, deadline = "", time.time() + 30
-        while time.time() < deadline:
-            rows = {(r["name"], r["version"]): r for r in srv.index()}
-            row = rows.get(("clf", "2"))
-            if row and row["state"] == "UNAVAILABLE" and row.get("reason"):
-                reason = row["reason"]
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)  # keep hammering after the failed load
-        stop.set()
-        t.join(timeout=60)
+        with Hammer(srv) as h:
+            add_version(repo, 2, lambda d: break_version(d, how))
+            rows = wait_for_version(srv, 2,
+                                    lambda r: r["state"] == "UNAVAILABLE" and r.get("reason"))
+            time.sleep(0.5)  # keep hammering after the failed load
+        results = h.results
+        reason = rows.get(("clf", "2"), {}).get("reason", "")
         assert reason, f"version 2 never reported UNAVAILABLE: {srv.index()}"
         for word in dict(BROKEN.values())[how]:
             assert word in reason, reason
@@ -298,29 +323,12 @@ def test_full_disk_while_writing_the_cache(tmp_path, inferd_available):
     try:
         srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2", "--cache-dir",
                      str(cache)).start().wait_ready()
-        results, stop = [], threading.Event()
-
-        def hammer():
-            while not stop.is_set():
-                r = srv.post("/v2/models/clf/infer", json=REQUEST, timeout=30)
-                results.append((r.status_code, r.json().get("model_version")))
-
-        t = threading.Thread(target=hammer)
-        t.start()
-        time.sleep(0.3)
-        staging = repo / "clf" / ".staging"
-        staging.mkdir()
-        (staging / "model.onnx").symlink_to(fixture_model("peer_bert_op14"))
-        staging.rename(repo / "clf" / "2")
-        deadline, rows = time.time() + 30, {}
-        while time.time() < deadline:
-            rows = {(r["name"], r["version"]): r for r in srv.index()}
-            if rows.get(("clf", "2"), {}).get("state") == "READY":
-                break
-            time.sleep(0.1)
-        time.sleep(0.3)
-        stop.set()
-        t.join(timeout=60)
+        with Hammer(srv) as h:
+            add_version(repo, 2,
+                        lambda d: (d / "model.onnx").symlink_to(fixture_model("peer_bert_op14")))
+            rows = wait_for_version(srv, 2, lambda r: r["state"] == "READY")
+            time.sleep(0.3)
+        results = h.results
         assert rows[("clf", "2")]["state"] == "READY", rows
         assert len(results) > 10 and all(s == 200 for s, _ in results), \
             [r for r in results if r[0] != 200][:5]
