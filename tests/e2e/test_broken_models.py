@@ -342,3 +342,36 @@ def test_full_disk_while_writing_the_cache(tmp_path, inferd_available):
         if srv:
             assert srv.stop() == 0, srv.log()
         os.system(f"umount {cache}")
+
+
+def test_serving_version_deleted(tmp_path, inferd_available):
+    """The folder of the version that serves is deleted under load: the previous version is
+    loaded and takes over, the deleted one drains and goes (its mapped file stays valid until
+    then), the log says so, and no request to the model fails meanwhile."""
+    repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1, 2]}})
+    srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").start().wait_ready()
+    try:
+        rows = wait_for_version(srv, 2, lambda r: r["state"] == "READY")
+        assert rows[("clf", "2")]["state"] == "READY", rows
+        with Hammer(srv) as h:
+            shutil.rmtree(repo / "clf" / "2")
+            rows = wait_for_version(srv, 1, lambda r: r["state"] == "READY")
+            deadline = time.time() + 10
+            while ("clf", "2") in rows and time.time() < deadline:
+                time.sleep(0.1)
+                rows = {(r["name"], r["version"]): r for r in srv.index()}
+            time.sleep(0.3)
+        assert rows[("clf", "1")]["state"] == "READY", rows
+        assert ("clf", "2") not in rows, rows
+        statuses = {s for s, _ in h.results}
+        assert len(h.results) > 10 and statuses == {200}, \
+            [r for r in h.results if r[0] != 200][:5]
+        assert {v for _, v in h.results} <= {"1", "2"}
+        assert h.results[-1][1] == "1", h.results[-5:]
+        r = srv.post("/v2/models/clf/infer", json=REQUEST)
+        assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+        r = srv.post("/v2/models/clf/versions/2/infer", json=REQUEST)
+        assert r.status_code == 404 and "error" in r.json(), r.text
+        assert "model clf version 2: its folder is gone" in srv.log(), srv.log()
+    finally:
+        assert srv.stop() == 0, srv.log()
