@@ -1322,11 +1322,13 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
                 continue;
             }
             if (r->started && had_default) {
-                // A new version of a served model: loaded beside, warmed up, then switched.
+                // A version newly selected for a served model (a new folder, or an older one
+                // selected again when the serving one's folder is gone): loaded beside, warmed
+                // up, then switched.
                 s->candidate = 1;
                 s->warm = 1;
-                inferd_log_info("model %s: new version %ld found; loading it beside the "
-                                "serving one",
+                inferd_log_info("model %s: version %ld is now selected by version_policy; loading "
+                                "it beside the serving one",
                                 m->name, sv->number);
                 want_load(r, s);
             } else if (!r->opts.on_demand || m->cfg.pinned) {
