@@ -4,6 +4,7 @@ start `inferd serve` on a free loopback port, wait until it is ready, talk to it
 The server is started with --http-port 0 and its port read from the "listening on" log line,
 so parallel runs never race for a port. Its stderr goes to a file that tests can read.
 """
+import contextlib
 import json
 import os
 import re
@@ -86,6 +87,20 @@ class Server:
             time.sleep(0.02)
         self.proc.kill()
         raise RuntimeError(f"inferd did not start listening:\n{self.log()}")
+
+    @contextlib.contextmanager
+    def running(self, *ready_models: str):
+        """Starts the server and waits until it (and each of ready_models) is ready; yields
+        it. On leaving, the server must stop cleanly: exit code 0 (under ASan, also no leak)."""
+        self.start()
+        try:
+            self.wait_ready()
+            for m in ready_models:
+                self.require_ready(m)
+            yield self
+        finally:
+            code = self.stop()
+            assert code == 0, self.log()[-3000:]
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> "Server":
         deadline = time.monotonic() + timeout

@@ -249,12 +249,9 @@ def swap_server(tmp_path_factory, inferd_available):
                    prefix="busy")
     tiny.make_repo(repo, 1, config=CONFIG, prefix="other")
     srv = Server(repo, tmp / "swap.log", "--poll-interval", "0.05",
-                 "--allow-repository-control", threads=2).start()
-    try:
-        srv.wait_ready()
+                 "--allow-repository-control", threads=2)
+    with srv.running():
         yield srv, repo
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 def wait_until(pred, timeout=10.0, what="condition"):

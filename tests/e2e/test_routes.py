@@ -55,14 +55,9 @@ def server(tmp_path_factory, inferd_available):
         ENGINE_FIXTURES / "peer_bert_op14" / "model.onnx")
     (repo / "tensors" / "config.json").write_text(json.dumps(
         {"routes": [{"path": "/tensors/predict", "input": "text"}]}))
-    srv = Server(repo, root / "inferd.log", "--max-text-items", "64", threads=2).start()
-    try:
-        srv.wait_ready()
-        for m in ("bert", "chars", "zclash", "tensors"):
-            srv.require_ready(m)
+    srv = Server(repo, root / "inferd.log", "--max-text-items", "64", threads=2)
+    with srv.running("bert", "chars", "zclash", "tensors"):
         yield srv
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 def v1(srv, model, version, texts):

@@ -55,13 +55,9 @@ def server(tmp_path_factory, inferd_available):
         "badconfig": {"case": "peer_bert_op14", "config": {"max_batch_size": 4, "colour": "red"}},
     })
     srv = Server(repo, root / "inferd.log", "--workers", "2", "--http-threads", "2",
-                 "--max-body", str(MAX_BODY), threads=2).start()
-    try:
-        srv.wait_ready()
+                 "--max-body", str(MAX_BODY), threads=2)
+    with srv.running():
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()
 
 
 def text_request(ids, mask=None, **extra):

@@ -76,13 +76,9 @@ def server(tmp_path_factory, inferd_available):
         ENGINE_FIXTURES / "peer_bert_op14" / "model.onnx")
     srv = Server(repo, root / "inferd.log", "--workers", "2", "--http-threads", "2",
                  "--max-text-items", str(MAX_ITEMS), "--max-text-bytes", "4096",
-                 threads=2).start()
-    try:
-        srv.wait_ready()
+                 threads=2)
+    with srv.running():
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()
 
 
 def assert_ready(srv):

@@ -93,13 +93,8 @@ def text_server(tmp_path_factory, torch_build):
     del cfg["platform"]
     (repo / "bert_detected" / "config.json").write_text(json.dumps(cfg))
     copy_version(TEXT_FIXTURES / "bert" / "1", repo / "bert_onnx" / "1")
-    srv = Server(repo, root / "inferd.log", threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, root / "inferd.log", threads=2).running() as srv:
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()
 
 
 def test_text_pipeline_on_torchscript_matches_reference(text_server):
