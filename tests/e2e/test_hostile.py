@@ -47,14 +47,9 @@ def server(tmp_path_factory, inferd_available):
     srv = Server(repo, root / "inferd.log", "--max-body", str(MAX_BODY),
                  "--max-header", str(MAX_HEADER), "--max-connections", str(MAX_CONNECTIONS),
                  "--http-timeout", str(HTTP_TIMEOUT_S), "--body-timeout", str(BODY_TIMEOUT_S),
-                 threads=2).start()
-    try:
-        srv.wait_ready()
-        srv.require_ready("text")
+                 threads=2)
+    with srv.running("text"):
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()[-3000:]
 
 
 def assert_ready(srv):
@@ -285,7 +280,7 @@ def test_bad_requests_on_one_keep_alive_connection(server):
             assert_json_error(read_response(s))
         s.sendall(request_bytes("POST", "/v2/models/text/infer", body_with(), close=False))
         r = read_response(s)
-        assert r is not None and r.status == 200, (r, srv.log())
+        assert r is not None and r.status == 200, (r, server.log())
         assert r.json()["outputs"][0]["shape"] == [1, 5]
 
 
@@ -540,7 +535,7 @@ def test_bad_token_ids_fail_only_their_own_request(server):
                                               timeout=30), bodies))
     for b, r in zip(bodies, rs):
         if b is good:
-            assert r is not None and r.status == 200, (r, srv.log())
+            assert r is not None and r.status == 200, (r, server.log())
         else:
             assert_json_error(r)
     assert "out of range" in rs[1].json()["error"], rs[1]
@@ -646,13 +641,9 @@ def text_server(tmp_path_factory, inferd_available):
     root = tmp_path_factory.mktemp("hostile-text")
     shutil.copytree(TEXT_FIXTURES / "chars" / "1", root / "models" / "chars" / "1")
     srv = Server(root / "models", root / "inferd.log", "--max-body", str(MAX_BODY),
-                 "--max-text-items", "16", "--max-text-bytes", "1024", threads=2).start()
-    try:
-        srv.wait_ready()
-        srv.require_ready("chars")
+                 "--max-text-items", "16", "--max-text-bytes", "1024", threads=2)
+    with srv.running("chars"):
         yield srv
-    finally:
-        assert srv.stop() == 0, srv.log()[-3000:]
 
 
 def elems(*items):
