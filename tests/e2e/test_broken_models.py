@@ -287,8 +287,7 @@ def test_broken_new_version_while_the_previous_one_serves(tmp_path, inferd_avail
     with the reason; the previous version answered every request meanwhile and stays the
     default."""
     repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1]}})
-    srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").start().wait_ready()
-    try:
+    with Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").running() as srv:
         with Hammer(srv) as h:
             add_version(repo, 2, lambda d: break_version(d, how))
             rows = wait_for_version(srv, 2,
@@ -305,8 +304,6 @@ def test_broken_new_version_while_the_previous_one_serves(tmp_path, inferd_avail
         r = srv.post("/v2/models/clf/infer", json=REQUEST)
         assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
         assert reason in srv.log(), "the reason is logged"
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 def test_full_disk_while_writing_the_cache(tmp_path, inferd_available):
@@ -349,8 +346,7 @@ def test_serving_version_deleted(tmp_path, inferd_available):
     loaded and takes over, the deleted one drains and goes (its mapped file stays valid until
     then), the log says so, and no request to the model fails meanwhile."""
     repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1, 2]}})
-    srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").start().wait_ready()
-    try:
+    with Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2").running() as srv:
         rows = wait_for_version(srv, 2, lambda r: r["state"] == "READY")
         assert rows[("clf", "2")]["state"] == "READY", rows
         with Hammer(srv) as h:
@@ -373,5 +369,3 @@ def test_serving_version_deleted(tmp_path, inferd_available):
         r = srv.post("/v2/models/clf/versions/2/infer", json=REQUEST)
         assert r.status_code == 404 and "error" in r.json(), r.text
         assert "model clf version 2: its folder is gone" in srv.log(), srv.log()
-    finally:
-        assert srv.stop() == 0, srv.log()
