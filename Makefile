@@ -191,7 +191,8 @@ e2e: all
 	$(PY) -m pytest -q tests/e2e
 
 # A short end-to-end run against the ASan+UBSan server (well under a minute): the server
-# smoke tests, the hostile-input tests marked `asan` and the per-team route tests. UBSan aborts on the first error, and
+# smoke tests, the hostile-input tests marked `asan`, the per-team route tests and the parses
+# offloaded to workers. UBSan aborts on the first error, and
 # LeakSanitizer runs when the server exits on SIGTERM, so a leak fails the test that stops it
 # (exit code 23). scripts/lsan.supp lists the known leaks of libraries we cannot fix.
 E2E_ASAN_SMOKE := $(addprefix tests/e2e/test_server.py::,test_health test_server_metadata \
@@ -208,7 +209,8 @@ e2e-asan:
 	@$(MAKE) --no-print-directory SANITIZE=address -j$(JOBS) build-only
 	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider $(E2E_ASAN_SMOKE)
 	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider -m asan tests/e2e/test_hostile.py
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_routes.py
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_routes.py \
+	    tests/e2e/test_offload.py -k 'not health'
 
 test:
 	@scripts/deps.sh test

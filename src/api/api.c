@@ -29,6 +29,7 @@ struct inferd_api {
     inferd_textreq_limits text_limits;
     int allow_repository_control;
     int strict_readiness;
+    long long offload_bytes;
     _Atomic int draining;
 };
 
@@ -48,12 +49,13 @@ typedef struct text_call {
     text_signature sig;        /* kserve: the signature req was parsed against */
     inferd_kserve_request req; /* kserve: id and output selection */
     int64_t arrival_ns;
-    int64_t waited_us;         /* parked until the version was loaded */
+    int64_t waited_us;         /* parked until the version was loaded or a worker parsed it */
     inferd_textreq_predict pr; /* /v1: the parsed body, while parked */
     int has_pr;
     inferd_route route; /* a per-team route's request: its shape and counters (has_route) */
     int has_route;
     inferd_repo_waiter wait;
+    inferd_sched_job job; /* parse on a worker (large bodies) */
 } text_call;
 
 /* One infer request from parse to response. */
@@ -66,9 +68,10 @@ typedef struct infer_call {
     inferd_sched_request sreq;
     inferd_tensor outputs[INFERD_KSERVE_MAX_TENSORS];
     int64_t arrival_ns;
-    int64_t waited_us; /* parked until the version was loaded */
+    int64_t waited_us; /* parked until the version was loaded or a worker parsed it */
     long long hl;      /* Inference-Header-Content-Length, read in the handler */
     inferd_repo_waiter wait;
+    inferd_sched_job job; /* parse on a worker (large bodies) */
 } infer_call;
 
 /* A request answered from a version's metadata once it is loaded. */
@@ -91,6 +94,7 @@ int inferd_api_create(const inferd_api_options *o, inferd_api **out, inferd_erro
     a->text_limits = o->text_limits;
     a->allow_repository_control = o->allow_repository_control;
     a->strict_readiness = o->strict_readiness;
+    a->offload_bytes = o->offload_bytes;
     if (!a->text_limits.max_items)
         a->text_limits.max_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS;
     if (!a->text_limits.max_bytes)
@@ -198,6 +202,22 @@ static int acquire_or_wait(inferd_api *a, inferd_http_request *req, const char *
     }
     inferd_status_respond_error(req, rc, err.msg);
     return -1;
+}
+
+/* Whether a request with json_bytes of JSON to parse goes to a worker (api.h, offload_bytes).
+ * If so, job->run(job) is posted and 1 returned: the caller's request belongs to the job. */
+static int offload(inferd_api *a, size_t json_bytes, inferd_sched_job *job) {
+    if (!a->sched || a->offload_bytes < 0 || (long long)json_bytes <= a->offload_bytes)
+        return 0;
+    inferd_error err = {0};
+    return inferd_sched_post(a->sched, job, &err) == 0; // stopping: parse here instead
+}
+
+/* The JSON bytes of a body: all of it, or the header part before binary tensors. */
+static size_t json_bytes(inferd_http_request *req, long long hl) {
+    size_t len;
+    inferd_http_request_body(req, &len);
+    return hl >= 0 && (unsigned long long)hl < len ? (size_t)hl : len;
 }
 
 /* ---- health, server metadata, index, metrics ---- */
@@ -676,7 +696,9 @@ static void text_submit(text_call *t, const inferd_text_item *items, size_t n, i
     int expired;
     timeout_us = remaining_timeout(timeout_us, t->v, t->waited_us, &expired);
     if (expired) {
-        text_fail(t, INFERD_EUNAVAIL, "the request's timeout passed while its model loaded");
+        text_fail(t, INFERD_EUNAVAIL,
+                  "the request's timeout passed before it could be queued (while its model "
+                  "loaded or its body waited for a worker to parse it)");
         return;
     }
     inferd_textcall_options o = {
@@ -774,6 +796,13 @@ static int64_t predict_peek(void *user) {
     return t->pr.timeout_us;
 }
 
+/* A worker: parses and tokenizes a large /v1 predict (offload). */
+static void predict_job(inferd_sched_job *job) {
+    text_call *t = job->user;
+    t->waited_us = (inferd_now_ns() - t->arrival_ns) / 1000; // counts against its timeout
+    predict_continue(t);
+}
+
 /* /v1 predict, or a per-team route (route not NULL: its reference moves to the call). */
 static void handle_predict(inferd_api *a, inferd_http_request *req, const char *model, long version,
                            inferd_route *route) {
@@ -809,7 +838,9 @@ static void handle_predict(inferd_api *a, inferd_http_request *req, const char *
         text_free(t); // no version yet
         return;
     }
-    predict_continue(t);
+    t->job = (inferd_sched_job){.run = predict_job, .user = t};
+    if (!offload(a, json_bytes(req, -1), &t->job))
+        predict_continue(t);
 }
 
 static void method_not_allowed(inferd_http_request *req, const char *want);
@@ -891,7 +922,9 @@ static void infer_continue(infer_call *c) {
     int expired;
     int64_t timeout_us = remaining_timeout(c->req.timeout_us, c->v, c->waited_us, &expired);
     if (expired) {
-        infer_fail(c, INFERD_EUNAVAIL, "the request's timeout passed while its model loaded");
+        infer_fail(c, INFERD_EUNAVAIL,
+                   "the request's timeout passed before it could be queued (while its model "
+                   "loaded or its body waited for a worker to parse it)");
         return;
     }
     c->sreq = (inferd_sched_request){
@@ -934,6 +967,13 @@ static int64_t infer_peek(void *user) {
     return body ? inferd_kserve_peek_timeout(body, len, c->hl) : 0;
 }
 
+/* A worker: parses (and, with texts, tokenizes) a large infer body (offload). */
+static void infer_job(inferd_sched_job *job) {
+    infer_call *c = job->user;
+    c->waited_us = (inferd_now_ns() - c->arrival_ns) / 1000; // counts against its timeout
+    infer_continue(c);
+}
+
 static void handle_infer(inferd_api *a, inferd_http_request *req, const char *model, long version) {
     if (atomic_load(&a->draining)) {
         inferd_status_respond_error(req, INFERD_EUNAVAIL, "the server is shutting down");
@@ -956,7 +996,9 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
         inferd_free(c);
         return;
     }
-    infer_continue(c);
+    c->job = (inferd_sched_job){.run = infer_job, .user = c};
+    if (!offload(a, json_bytes(req, c->hl), &c->job))
+        infer_continue(c);
 }
 
 /* ---- routing ---- */

@@ -21,12 +21,16 @@
  *
  * DESIGN
  * Everything but infer is answered on the HTTP thread from atomics, lock-free lookups and
- * copies, so health and metrics never wait for a queue, a batch or a load. Infer parses and
- * validates on the HTTP thread (untrusted input is refused there with 400/404/413 naming the
- * field), takes a reference on the model version, and submits to the version's queue; the
- * connection is then suspended. The worker that runs the batch formats the response and
- * answers through inferd_http_respond, then drops the reference. Admission refusals (429,
- * 503) are answered at once, from the HTTP thread. Error statuses come from api/status.c only.
+ * copies, so health and metrics never wait for a queue, a batch or a load. Infer takes a
+ * reference on the model version, parses and validates (untrusted input is refused with
+ * 400/404/413 naming the field), and submits to the version's queue; the connection is then
+ * suspended. A small body is parsed on the HTTP thread; one with more than offload_bytes of
+ * JSON is parsed (and its texts tokenized) by a worker, as a job on the compute thread budget
+ * ahead of batches, so that a few multi-megabyte bodies cannot hold every HTTP thread for
+ * tenths of a second while health checks wait behind them. The worker that runs the batch formats
+ * the response and answers through inferd_http_respond, then drops the reference. Admission
+ * refusals (429, 503) are answered at once, from the HTTP thread. Error statuses come from
+ * api/status.c only.
  *
  * A request for a version that is not in memory (on-demand loading, after an eviction) is
  * parked in the repository with its deadline (parameters.timeout, else the model's default
@@ -41,16 +45,17 @@
  *
  * A per-team route is looked up (lock-free) only when no built-in path matches; its request
  * then goes exactly the way of a /v1 predict to the route's model (and fixed version, if it
- * names one): parked while the version loads, tokenized on the HTTP thread, texts to the
+ * names one): parked while the version loads, tokenized (on the HTTP thread or, when large,
+ * a worker), texts to the
  * batcher, the same errors (400 naming the route's field), counted in the version's metrics
  * and in the route's own counters. The answer carries Inferd-Model and Inferd-Model-Version
  * headers, since the team's JSON shape has no room for them.
  *
  * Text requests (/v1 predict, or KServe infer naming an input "text" on a version with a
  * pipeline) take the same reference on the version, so the texts are tokenized with that
- * version's pipeline and run on that version's model. The HTTP thread parses the texts and
- * tokenizes them (textcall.h), and the texts go to the batcher one request each; the worker
- * that finishes the last one formats the predictions and answers.
+ * version's pipeline and run on that version's model. The HTTP thread (or, for a large body,
+ * a worker) parses the texts and tokenizes them (textcall.h), and the texts go to the batcher one
+ * request each; the worker that finishes the last one formats the predictions and answers.
  */
 #ifndef INFERD_API_API_H
 #define INFERD_API_API_H
@@ -69,7 +74,16 @@ typedef struct inferd_api_options {
     inferd_textreq_limits text_limits; /* texts per request, bytes per text; 0: defaults */
     int allow_repository_control;      /* load and unload through the API; else 403 */
     int strict_readiness; /* ready once every model's default version is loaded (repo.h) */
+    /* A request whose JSON (the body, or its header part with binary tensors) is larger than
+     * this is parsed and tokenized on a worker (inferd_sched_post), not on the HTTP thread;
+     * 0: every request with a body; -1: none. Needs sched. Serve's default:
+     * INFERD_API_DEFAULT_OFFLOAD_BYTES. */
+    long long offload_bytes;
 } inferd_api_options;
+
+/* 64 KiB of JSON takes ~3 ms to parse here: below that a hand-off to a worker (two thread
+ * wake-ups) costs more than it saves. */
+#define INFERD_API_DEFAULT_OFFLOAD_BYTES (64LL << 10)
 
 /* On success *out is the caller's (inferd_api_destroy). Main thread. */
 int inferd_api_create(const inferd_api_options *opts, inferd_api **out, inferd_error *err);

@@ -344,8 +344,8 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
     scalar_family(b, vs, n_text, "inferd_text_truncated_total", "counter",
                   "Texts cut at the pipeline's max_length.", F_TEXT_TRUNCATED);
     duration_family(b, vs, n_text, "inferd_tokenize_duration_seconds",
-                    "Time to tokenize all texts of a text request, on its HTTP thread, before "
-                    "the queue.",
+                    "Time to tokenize all texts of a text request, on its HTTP thread (or a "
+                    "worker, for a large body), before the queue.",
                     3);
     for (size_t i = 0; i < n; i++)
         inferd_repo_release(vs[i]);
@@ -359,6 +359,11 @@ int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_s
                               inferd_sched_threads_in_use(sched));
         header(b, "inferd_workers", "gauge", "Worker threads that run batches.");
         inferd_strbuf_appendf(b, "inferd_workers %d\n", inferd_sched_workers(sched));
+        header(b, "inferd_offloaded_parses_total", "counter",
+               "Request bodies parsed (and tokenized) on a worker rather than an HTTP thread, "
+               "for being larger than --offload-parse.");
+        inferd_strbuf_appendf(b, "inferd_offloaded_parses_total %lld\n",
+                              inferd_sched_jobs_run(sched));
         // The thread budget and where it came from (cgroup quota, affinity, host, flag).
         const inferd_cgroup_budget *cb = inferd_cgroup_budget_published();
         char text[1024];

@@ -51,6 +51,7 @@ typedef struct serve_flags {
     int worker_nice;
     int max_text_items;
     long long max_text_bytes;
+    long long offload_parse;
     long long memory_budget;
     int max_loaded;
     double poll_interval;
@@ -103,6 +104,10 @@ static void usage(FILE *f, int cores) {
             "                         (default 256)\n"
             "  --max-text-bytes BYTES bytes per text before tokenizing, 413 above it; K/M\n"
             "                         suffixes (default 64K)\n"
+            "  --offload-parse BYTES  requests with more JSON than this are parsed and\n"
+            "                         tokenized by a worker, not an HTTP thread, so large\n"
+            "                         bodies never delay health checks; K/M suffixes, 0: all\n"
+            "                         (default 64K)\n"
             "  --memory-budget BYTES  bytes loaded versions may hold; least recently used\n"
             "                         ones are unloaded to make room (K/M/G; default: none)\n"
             "  --max-loaded N         versions loaded at once, at most (default: no limit)\n"
@@ -194,6 +199,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         O_NICE,
         O_MAX_TEXT_ITEMS,
         O_MAX_TEXT_BYTES,
+        O_OFFLOAD_PARSE,
         O_MEMORY_BUDGET,
         O_MAX_LOADED,
         O_POLL_INTERVAL,
@@ -224,6 +230,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         {"worker-nice", required_argument, 0, O_NICE},
         {"max-text-items", required_argument, 0, O_MAX_TEXT_ITEMS},
         {"max-text-bytes", required_argument, 0, O_MAX_TEXT_BYTES},
+        {"offload-parse", required_argument, 0, O_OFFLOAD_PARSE},
         {"memory-budget", required_argument, 0, O_MEMORY_BUDGET},
         {"max-loaded", required_argument, 0, O_MAX_LOADED},
         {"poll-interval", required_argument, 0, O_POLL_INTERVAL},
@@ -258,6 +265,7 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         .worker_nice = 10,
         .max_text_items = INFERD_TEXTREQ_DEFAULT_MAX_ITEMS,
         .max_text_bytes = INFERD_TEXTREQ_DEFAULT_MAX_BYTES,
+        .offload_parse = INFERD_API_DEFAULT_OFFLOAD_BYTES,
         .loader_threads = 1,
         .loader_nice = -1,
         .log_format = INFERD_LOG_FORMAT_TEXT,
@@ -327,6 +335,9 @@ static int parse_flags(int argc, char **argv, serve_flags *f) {
         case O_MAX_TEXT_BYTES:
             bad = parse_size(optarg, &f->max_text_bytes) || f->max_text_bytes < 1 ||
                   f->max_text_bytes > (1LL << 30);
+            break;
+        case O_OFFLOAD_PARSE:
+            bad = parse_size(optarg, &f->offload_parse) || f->offload_parse < 0;
             break;
         case O_MEMORY_BUDGET:
             bad = parse_size(optarg, &f->memory_budget) || f->memory_budget < 1;
@@ -482,6 +493,7 @@ int inferd_cli_serve(int argc, char **argv) {
                         .max_bytes = (size_t)f.max_text_bytes},
         .allow_repository_control = f.allow_repository_control,
         .strict_readiness = f.strict_readiness,
+        .offload_bytes = f.offload_parse,
     };
     if (inferd_api_create(&ao, &api, &err) < 0) {
         inferd_log_error("%s", err.msg);

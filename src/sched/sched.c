@@ -83,9 +83,12 @@ struct inferd_sched {
     int running;                /* batches running */
     inferd_sched_queue *queues; /* circular doubly linked list, or NULL */
     inferd_sched_queue *rr;     /* where the next scan starts, for fairness */
+    inferd_sched_job *jobs_head, *jobs_tail; /* posted jobs, oldest first */
+    int jobs_running;
     int draining, stopping;
 
     _Atomic int in_use_mirror;
+    _Atomic long long jobs_run;
 };
 
 /* A batch chosen under the lock, run without it. */
@@ -666,12 +669,45 @@ static void timed_wait(inferd_sched *s, int64_t wake_ns) {
     pthread_cond_timedwait(&s->work_cv, &s->lock, &ts);
 }
 
+/* Runs the oldest posted job on one thread of the budget. Called and returns with the lock
+ * held; the job runs without it. */
+static void run_job(inferd_sched *s) {
+    inferd_sched_job *job = s->jobs_head;
+    s->jobs_head = job->next_;
+    if (!s->jobs_head)
+        s->jobs_tail = NULL;
+    job->next_ = NULL;
+    s->in_use++;
+    s->running++;
+    s->jobs_running++;
+    atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
+    if (s->jobs_head && s->in_use + s->borrowed + s->borrow_waiting < s->budget)
+        pthread_cond_signal(&s->work_cv); // another idle worker may take the next job
+    pthread_mutex_unlock(&s->lock);
+
+    job->run(job); // may submit requests, post jobs, free job
+    atomic_fetch_add_explicit(&s->jobs_run, 1, memory_order_relaxed);
+
+    pthread_mutex_lock(&s->lock);
+    s->in_use--;
+    s->running--;
+    s->jobs_running--;
+    atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
+    if (s->borrow_waiting || any_pending(s) || s->jobs_head || s->draining || s->stopping)
+        pthread_cond_broadcast(&s->work_cv);
+    pthread_cond_broadcast(&s->idle_cv);
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     inferd_sched *s = w->s;
     worker_lower_priority(s, w->index);
     pthread_mutex_lock(&s->lock);
     for (;;) {
+        if (s->jobs_head && s->in_use + s->borrowed + s->borrow_waiting < s->budget) {
+            run_job(s);
+            continue;
+        }
         int64_t now = inferd_now_ns();
         int64_t wake = INT64_MAX;
         inferd_sched_request *expired = NULL;
@@ -714,7 +750,8 @@ static void *worker_main(void *arg) {
             atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
             // Threads were freed: wake the workers only when there is work they may now start
             // (an idle worker woken for nothing costs two context switches a batch).
-            if (s->borrow_waiting || any_pending(s) || s->draining || s->stopping)
+            if (s->borrow_waiting || any_pending(s) || s->jobs_head || s->draining ||
+                s->stopping)
                 pthread_cond_broadcast(&s->work_cv);
             pthread_cond_broadcast(&s->idle_cv);
             inferd_sched_model m = q->model;
@@ -725,7 +762,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_lock(&s->lock);
             continue;
         }
-        if (s->stopping && !any_pending(s))
+        if (s->stopping && !any_pending(s) && !s->jobs_head)
             break;
         if (wake != INT64_MAX)
             timed_wait(s, wake);
@@ -789,6 +826,10 @@ void inferd_sched_drain(inferd_sched *s) {
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
+    // Posted jobs were accepted work (a body being parsed): they finish first, and the
+    // requests they submit are still taken.
+    while ((s->jobs_head || s->jobs_running > 0) && s->n_started > 0)
+        pthread_cond_wait(&s->idle_cv, &s->lock);
     s->draining = 1;
     pthread_cond_broadcast(&s->work_cv);
     while ((any_pending(s) || s->running > 0) && s->n_started > 0)
@@ -1087,6 +1128,23 @@ int inferd_sched_submit_all(inferd_sched_queue *q, inferd_sched_request *reqs, i
     return 0;
 }
 
+int inferd_sched_post(inferd_sched *s, inferd_sched_job *job, inferd_error *err) {
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || s->n_started == 0) {
+        pthread_mutex_unlock(&s->lock);
+        return inferd_error_set(err, INFERD_EUNAVAIL, "the scheduler is stopping");
+    }
+    job->next_ = NULL;
+    if (s->jobs_tail)
+        s->jobs_tail->next_ = job;
+    else
+        s->jobs_head = job;
+    s->jobs_tail = job;
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
 int inferd_sched_queue_pending(const inferd_sched_queue *q) {
     return atomic_load_explicit(&q->pending_mirror, memory_order_relaxed);
 }
@@ -1120,6 +1178,9 @@ void inferd_sched_return_thread(inferd_sched *s) {
 
 int inferd_sched_threads(const inferd_sched *s) { return s->budget; }
 int inferd_sched_workers(const inferd_sched *s) { return s->n_workers; }
+long long inferd_sched_jobs_run(const inferd_sched *s) {
+    return atomic_load_explicit(&s->jobs_run, memory_order_relaxed);
+}
 int inferd_sched_threads_in_use(const inferd_sched *s) {
     return atomic_load_explicit(&s->in_use_mirror, memory_order_relaxed);
 }

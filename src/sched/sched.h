@@ -21,6 +21,10 @@
  * thread each. A worker that finds no free thread waits. The budget is held until the batch's
  * done callbacks have returned, so response formatting is counted too.
  *
+ * Jobs: other work for the compute threads (inferd_sched_post: parsing a large body, so that
+ * an HTTP thread is not held by it) is run by the workers too, one thread of the budget each,
+ * before any batch.
+ *
  * Priorities: workers lower their own priority (setpriority on their tid, --worker-nice) when
  * they start; the OpenMP team threads they create inherit it, so compute always yields to
  * HTTP threads.
@@ -129,7 +133,8 @@ int inferd_sched_create(const inferd_sched_options *opts, inferd_sched **out, in
  * destroyed. NULL does nothing. Main thread. */
 void inferd_sched_destroy(inferd_sched *s);
 
-/* Refuses new requests from now on (INFERD_EUNAVAIL), runs every queued request without
+/* Waits for posted jobs to finish (the requests they submit are taken), then refuses new
+ * requests from now on (INFERD_EUNAVAIL), runs every queued request without
  * waiting for batch delays, and returns once no request is queued and no batch runs, so every
  * done callback has returned. Any thread except a worker. */
 void inferd_sched_drain(inferd_sched *s);
@@ -171,6 +176,21 @@ int inferd_sched_borrow_thread(inferd_sched *s, inferd_error *err);
 /* Gives back a thread taken by inferd_sched_borrow_thread. Any thread. */
 void inferd_sched_return_thread(inferd_sched *s);
 
+/* Work that is not a batch but belongs on the compute threads: parsing a large request body
+ * (the HTTP threads must stay free for health checks). Caller-allocated; set run and user. */
+typedef struct inferd_sched_job inferd_sched_job;
+struct inferd_sched_job {
+    void (*run)(inferd_sched_job *job); /* on a worker, without scheduler locks; may free job */
+    void *user;
+    inferd_sched_job *next_; /* private to sched */
+};
+
+/* Queues job to run once on a worker thread, holding one thread of the budget. Jobs run in
+ * order and before any batch (they prepare the requests batches are made of). A drain first
+ * waits for every posted job to finish, and the requests they submit meanwhile are taken.
+ * Returns 0, or INFERD_EUNAVAIL (job not queued) when the scheduler is stopping. Any thread. */
+int inferd_sched_post(inferd_sched *s, inferd_sched_job *job, inferd_error *err);
+
 /* Requests queued on q, not yet in a batch. Lock-free; any thread. */
 int inferd_sched_queue_pending(const inferd_sched_queue *q);
 
@@ -179,5 +199,7 @@ int inferd_sched_queue_pending(const inferd_sched_queue *q);
 int inferd_sched_threads(const inferd_sched *s);
 int inferd_sched_workers(const inferd_sched *s);
 int inferd_sched_threads_in_use(const inferd_sched *s);
+/* Posted jobs that have run to their end. Lock-free; any thread. */
+long long inferd_sched_jobs_run(const inferd_sched *s);
 
 #endif

@@ -1,5 +1,6 @@
 /* Unit tests for sched/: grouping, padding and slicing, delays, preferred sizes, admission
- * control, timeouts, the thread budget, drain, and failures, all against a fake model.
+ * control, timeouts, the thread budget, drain, posted jobs, and failures, all against a fake
+ * model.
  *
  * The fake model has one input x (INT64 [batch, seq], seq dynamic) and three outputs:
  *   y    FP32  [batch, seq]  2 * x, so a request's slice shows whether it got its own rows
@@ -946,6 +947,162 @@ static void test_drain_runs_everything_then_refuses(void **state) {
     env_stop(&e);
 }
 
+
+/* ---- jobs (inferd_sched_post) ---- */
+
+typedef struct test_job {
+    inferd_sched_job job;
+    env *e;
+    pthread_t ran_on;
+    int threads_in_use; /* seen from inside the job */
+    int done_before;    /* requests completed when the job ran */
+    job *submit;        /* a request the job submits, or NULL */
+    int submit_rc;
+    _Atomic int ran;
+} test_job;
+
+static void test_job_run(inferd_sched_job *jb) {
+    test_job *t = jb->user;
+    t->ran_on = pthread_self();
+    t->threads_in_use = inferd_sched_threads_in_use(t->e->s);
+    pthread_mutex_lock(&done_lock);
+    t->done_before = n_done;
+    pthread_mutex_unlock(&done_lock);
+    if (t->submit) {
+        inferd_error err = {0};
+        t->submit_rc = inferd_sched_submit(t->e->q, &t->submit->req, &err);
+    }
+    atomic_store(&t->ran, 1);
+}
+
+static void test_job_init(test_job *t, env *e) {
+    memset(t, 0, sizeof *t);
+    t->e = e;
+    t->job = (inferd_sched_job){.run = test_job_run, .user = t};
+}
+
+static void wait_job(test_job *t) {
+    for (int i = 0; i < 5000 && !atomic_load(&t->ran); i++)
+        usleep(1000);
+    assert_true(atomic_load(&t->ran));
+}
+
+static void test_job_runs_on_a_worker_within_the_budget(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    env_start(&e, 1, 2, &o);
+    gate(1);
+    job a;
+    job_init(&a, 1, 2, 1);
+    submit_ok(&e, &a); // takes the only thread and blocks in the model
+    while (inferd_sched_threads_in_use(e.s) == 0)
+        usleep(1000);
+    test_job t;
+    test_job_init(&t, &e);
+    inferd_error err = {0};
+    assert_int_equal(inferd_sched_post(e.s, &t.job, &err), 0);
+    // An idle worker is there, but no thread of the budget: the job waits for the batch.
+    usleep(50000);
+    assert_false(atomic_load(&t.ran));
+    gate(0);
+    wait_job(&t);
+    assert_false(pthread_equal(t.ran_on, pthread_self()));
+    assert_int_equal(t.threads_in_use, 1); // the job's own thread
+    wait_done(1);
+    wait_threads_free(&e);
+    assert_int_equal(inferd_sched_jobs_run(e.s), 1);
+    job_free(&a);
+    env_stop(&e);
+}
+
+static void test_jobs_run_before_queued_batches(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    o.max_batch = 1;
+    env_start(&e, 1, 1, &o);
+    gate(1);
+    job a, b;
+    job_init(&a, 1, 2, 1);
+    job_init(&b, 1, 2, 5);
+    submit_ok(&e, &a); // running, blocked
+    while (inferd_sched_threads_in_use(e.s) == 0)
+        usleep(1000);
+    submit_ok(&e, &b); // queued
+    test_job t;
+    test_job_init(&t, &e);
+    inferd_error err = {0};
+    assert_int_equal(inferd_sched_post(e.s, &t.job, &err), 0);
+    gate(0);
+    wait_done(2);
+    wait_job(&t);
+    // The job, posted after b was queued, still ran before b's batch.
+    assert_int_equal(t.done_before, 1);
+    check_own_output(&a);
+    check_own_output(&b);
+    job_free(&a);
+    job_free(&b);
+    env_stop(&e);
+}
+
+typedef struct drain_arg {
+    inferd_sched *s;
+    _Atomic int returned;
+} drain_arg;
+
+static void *drain_main(void *p) {
+    drain_arg *d = p;
+    inferd_sched_drain(d->s);
+    atomic_store(&d->returned, 1);
+    return NULL;
+}
+
+static void test_drain_waits_for_jobs_and_takes_their_requests(void **state) {
+    (void)state;
+    env e;
+    inferd_sched_queue_options o = base_options(&e);
+    env_start(&e, 1, 1, &o);
+    gate(1);
+    job a, c;
+    job_init(&a, 1, 2, 1);
+    job_init(&c, 1, 2, 7);
+    submit_ok(&e, &a); // running, blocked: the job cannot start yet
+    while (inferd_sched_threads_in_use(e.s) == 0)
+        usleep(1000);
+    test_job t;
+    test_job_init(&t, &e);
+    t.submit = &c;
+    inferd_error err = {0};
+    assert_int_equal(inferd_sched_post(e.s, &t.job, &err), 0);
+    drain_arg d = {.s = e.s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drain_main, &d), 0);
+    usleep(50000);
+    assert_false(atomic_load(&d.returned));
+    gate(0);
+    pthread_join(th, NULL);
+    // The job was accepted work: the request it submitted while the drain waited was taken
+    // and ran before the drain returned.
+    assert_true(atomic_load(&t.ran));
+    assert_int_equal(t.submit_rc, 0);
+    assert_int_equal(c.done, 1);
+    check_own_output(&c);
+    // After the drain, posting still runs the job (the scheduler is not stopping), but what
+    // it submits is refused.
+    job late;
+    job_init(&late, 1, 2, 0);
+    test_job t2;
+    test_job_init(&t2, &e);
+    t2.submit = &late;
+    assert_int_equal(inferd_sched_post(e.s, &t2.job, &err), 0);
+    wait_job(&t2);
+    assert_int_equal(t2.submit_rc, INFERD_EUNAVAIL);
+    job_free(&a);
+    job_free(&c);
+    env_stop(&e);
+}
+
 static void test_model_failure_reaches_every_request(void **state) {
     (void)state;
     env e;
@@ -1130,6 +1287,9 @@ int main(void) {
         cmocka_unit_test(test_borrowed_threads_leave_fewer_for_batches),
         cmocka_unit_test(test_instance_threads_cap),
         cmocka_unit_test(test_drain_runs_everything_then_refuses),
+        cmocka_unit_test(test_job_runs_on_a_worker_within_the_budget),
+        cmocka_unit_test(test_jobs_run_before_queued_batches),
+        cmocka_unit_test(test_drain_waits_for_jobs_and_takes_their_requests),
         cmocka_unit_test(test_model_failure_reaches_every_request),
         cmocka_unit_test(test_bad_input_fails_only_its_own_request),
         cmocka_unit_test(test_wrong_output_batch_is_internal_error),
