@@ -56,6 +56,8 @@ typedef struct text_call {
     int has_route;
     inferd_repo_waiter wait;
     inferd_sched_job job; /* parse on a worker (large bodies) */
+    long version_asked;   /* for the worker: the model and version the path names */
+    char model_asked[1024];
 } text_call;
 
 /* One infer request from parse to response. */
@@ -72,6 +74,8 @@ typedef struct infer_call {
     long long hl;      /* Inference-Header-Content-Length, read in the handler */
     inferd_repo_waiter wait;
     inferd_sched_job job; /* parse on a worker (large bodies) */
+    long version_asked;   /* for the worker: the model and version the path names */
+    char model_asked[1024];
 } infer_call;
 
 /* A request answered from a version's metadata once it is loaded. */
@@ -796,11 +800,27 @@ static int64_t predict_peek(void *user) {
     return t->pr.timeout_us;
 }
 
-/* A worker: parses and tokenizes a large /v1 predict (offload). */
+/* Takes the version (or parks until it is loaded), then parses, tokenizes and submits. */
+static void predict_start(text_call *t, const char *model, long version) {
+    int rc = acquire_or_wait(t->api, t->http, model, version, t->arrival_ns, &t->wait,
+                             on_predict_version, t, predict_peek, &t->v);
+    if (rc == 0)
+        return; // parked: on_predict_version goes on
+    if (rc < 0) {
+        if (t->has_route)
+            atomic_fetch_add_explicit(&t->route.stats->failure, 1, memory_order_relaxed);
+        text_free(t); // no version yet
+        return;
+    }
+    predict_continue(t);
+}
+
+/* A worker: all of predict_start for a large body (offload), the wait for a worker counted
+ * against the request's timeout. */
 static void predict_job(inferd_sched_job *job) {
     text_call *t = job->user;
-    t->waited_us = (inferd_now_ns() - t->arrival_ns) / 1000; // counts against its timeout
-    predict_continue(t);
+    t->waited_us = (inferd_now_ns() - t->arrival_ns) / 1000;
+    predict_start(t, t->model_asked, t->version_asked);
 }
 
 /* /v1 predict, or a per-team route (route not NULL: its reference moves to the call). */
@@ -828,19 +848,13 @@ static void handle_predict(inferd_api *a, inferd_http_request *req, const char *
         t->route = *route;
         t->has_route = 1;
     }
-    int rc = acquire_or_wait(a, req, model, version, t->arrival_ns, &t->wait, on_predict_version, t,
-                             predict_peek, &t->v);
-    if (rc == 0)
-        return; // parked: on_predict_version goes on
-    if (rc < 0) {
-        if (t->has_route)
-            atomic_fetch_add_explicit(&t->route.stats->failure, 1, memory_order_relaxed);
-        text_free(t); // no version yet
-        return;
-    }
+    // The names live in the path and the route table only while the handler runs.
+    t->version_asked = version;
+    int fits = snprintf(t->model_asked, sizeof t->model_asked, "%s", model) <
+               (int)sizeof t->model_asked;
     t->job = (inferd_sched_job){.run = predict_job, .user = t};
-    if (!offload(a, json_bytes(req, -1), &t->job))
-        predict_continue(t);
+    if (!fits || !offload(a, json_bytes(req, -1), &t->job))
+        predict_start(t, model, version);
 }
 
 static void method_not_allowed(inferd_http_request *req, const char *want);
@@ -967,11 +981,25 @@ static int64_t infer_peek(void *user) {
     return body ? inferd_kserve_peek_timeout(body, len, c->hl) : 0;
 }
 
-/* A worker: parses (and, with texts, tokenizes) a large infer body (offload). */
+/* Takes the version (or parks until it is loaded), then parses and submits. */
+static void infer_start(infer_call *c, const char *model, long version) {
+    int rc = acquire_or_wait(c->api, c->http, model, version, c->arrival_ns, &c->wait,
+                             on_infer_version, c, infer_peek, &c->v);
+    if (rc == 0)
+        return; // parked: on_infer_version goes on
+    if (rc < 0) {
+        inferd_free(c);
+        return;
+    }
+    infer_continue(c);
+}
+
+/* A worker: all of infer_start for a large body (offload), the wait for a worker counted
+ * against the request's timeout. */
 static void infer_job(inferd_sched_job *job) {
     infer_call *c = job->user;
-    c->waited_us = (inferd_now_ns() - c->arrival_ns) / 1000; // counts against its timeout
-    infer_continue(c);
+    c->waited_us = (inferd_now_ns() - c->arrival_ns) / 1000;
+    infer_start(c, c->model_asked, c->version_asked);
 }
 
 static void handle_infer(inferd_api *a, inferd_http_request *req, const char *model, long version) {
@@ -988,17 +1016,13 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
     c->http = req;
     c->arrival_ns = inferd_http_request_arrival_ns(req);
     c->hl = header_length(req); // headers can be read only here, in the handler
-    int rc = acquire_or_wait(a, req, model, version, c->arrival_ns, &c->wait, on_infer_version, c,
-                             infer_peek, &c->v);
-    if (rc == 0)
-        return; // parked: on_infer_version goes on
-    if (rc < 0) {
-        inferd_free(c);
-        return;
-    }
+    // The names live in the path only while the handler runs.
+    c->version_asked = version;
+    int fits = snprintf(c->model_asked, sizeof c->model_asked, "%s", model) <
+               (int)sizeof c->model_asked;
     c->job = (inferd_sched_job){.run = infer_job, .user = c};
-    if (!offload(a, json_bytes(req, c->hl), &c->job))
-        infer_continue(c);
+    if (!fits || !offload(a, json_bytes(req, c->hl), &c->job))
+        infer_start(c, model, version);
 }
 
 /* ---- routing ---- */

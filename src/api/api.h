@@ -24,10 +24,11 @@
  * copies, so health and metrics never wait for a queue, a batch or a load. Infer takes a
  * reference on the model version, parses and validates (untrusted input is refused with
  * 400/404/413 naming the field), and submits to the version's queue; the connection is then
- * suspended. A small body is parsed on the HTTP thread; one with more than offload_bytes of
- * JSON is parsed (and its texts tokenized) by a worker, as a job on the compute thread budget
- * ahead of batches, so that a few multi-megabyte bodies cannot hold every HTTP thread for
- * tenths of a second while health checks wait behind them. The worker that runs the batch formats
+ * suspended. A small body is parsed on the HTTP thread; a request with more than
+ * offload_bytes of JSON goes to a worker as it is (a job on the compute thread budget, ahead of
+ * batches), which takes the version, parses, tokenizes and submits, so that a few
+ * multi-megabyte bodies cannot hold every HTTP thread for tenths of a second while health
+ * checks wait behind them. The worker that runs the batch formats
  * the response and answers through inferd_http_respond, then drops the reference. Admission
  * refusals (429, 503) are answered at once, from the HTTP thread. Error statuses come from
  * api/status.c only.

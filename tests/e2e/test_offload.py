@@ -101,6 +101,28 @@ def test_tensors_parsed_on_a_worker_answer_as_on_the_http_thread(eager, default)
     assert offloaded(eager) == before + 2
 
 
+def test_requests_for_evicted_versions_wait_and_parse_on_a_worker(repo, inferd_available):
+    """With one version in memory at a time, each request alternately finds its version
+    evicted: the worker parks it until the load, then parses it; answers stay right."""
+    srv = Server(repo, repo.parent / "cold.log", "--offload-parse", "0", "--max-loaded", "1",
+                 threads=2)
+    _, inputs = mlp_inputs()
+    want_text = expected("bert", 1)["texts"][0]
+    with srv.running():
+        want = None
+        for _ in range(3):
+            r = srv.post("/v2/models/mlp/infer", json={"inputs": inputs})
+            assert r.status_code == 200, r.text
+            want = want or r.json()
+            assert r.json() == want
+            r = srv.post("/v1/models/bert:predict", json={"text": want_text["text"]})
+            assert r.status_code == 200, r.text
+            check_prediction(r.json()["predictions"][0], want_text, multi=False)
+        assert offloaded(srv) == 6
+        evictions = metric_value(srv.metrics(), "inferd_evictions_total")
+        assert evictions >= 5, evictions
+
+
 @pytest.mark.parametrize("path,body,status,words", [
     ("/v2/models/mlp/infer", b'{"inputs": [', 400, "JSON"),
     ("/v2/models/mlp/infer", json.dumps({"inputs": [
