@@ -184,7 +184,8 @@ fuzz-replay: all
 # The same corpora and reproducers under ASan+UBSan: a reproducer of an out-of-bounds read
 # need not crash a plain build, so only this replay proves the fix holds.
 fuzz-replay-asan:
-	@$(MAKE) --no-print-directory SANITIZE=address -j$(JOBS) fuzz-replay
+	@LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 \
+	    $(MAKE) --no-print-directory SANITIZE=address -j$(JOBS) fuzz-replay
 
 e2e: all
 	@scripts/deps.sh test
