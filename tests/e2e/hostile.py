@@ -2,7 +2,9 @@
 in ways an HTTP library refuses to produce), keep-alive clients, and /proc readings."""
 import json
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 
 class Response:
@@ -129,3 +131,36 @@ def ready_latency_ms(port, timeout=5.0):
     ms = (time.monotonic() - t0) * 1000
     assert r is not None and r.status == 200, r
     return ms
+
+
+def hammer(port, path, bodies, total, conns=4, headers=None):
+    """Sends `total` requests over `conns` keep-alive connections (bodies in turn); returns the
+    count of responses by status."""
+    counts = {}
+    lock = threading.Lock()
+    per = total // conns
+
+    def worker(k):
+        local = {}
+        reqs = [request_bytes("POST", path, b, headers, close=False) for b in bodies]
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for i in range(per):
+                s.sendall(reqs[(i + k) % len(reqs)])
+                r = read_response(s, 30)
+                if r is None:  # closed: reconnect and go on
+                    s.close()
+                    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                    local["closed"] = local.get("closed", 0) + 1
+                    continue
+                local[r.status] = local.get(r.status, 0) + 1
+        finally:
+            s.close()
+        with lock:
+            for key, v in local.items():
+                counts[key] = counts.get(key, 0) + v
+
+    with ThreadPoolExecutor(max_workers=conns) as pool:
+        list(pool.map(worker, range(conns)))
+    return counts

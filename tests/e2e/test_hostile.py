@@ -10,13 +10,11 @@ while health stays fast; one request with bad data cannot fail the requests batc
 Tests marked `asan` also run against the ASan+UBSan build in `make test` (make e2e-asan).
 """
 import json
-import os
 import re
 import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Server, fixture_model, inferd_bin, make_repo
-from hostile import (closed_by_server, get_raw, post_raw, raw, read_response, ready_latency_ms,
-                     request_bytes, vm_rss_kib)
+from conftest import Server, fixture_model, make_repo
+from hostile import (closed_by_server, get_raw, hammer, post_raw, raw, read_response,
+                     ready_latency_ms, request_bytes, vm_rss_kib)
 
 MAX_BODY = 2 << 20
 MAX_HEADER = 8192
@@ -554,39 +552,6 @@ BAD_BODIES = [
     deep(5000),
     body_with(ids=ids_with(parameters={"binary_data_size": 24}, data=None)),
 ]
-
-
-def hammer(port, path, bodies, total, conns=4, headers=None):
-    """Sends `total` requests over `conns` keep-alive connections (bodies in turn); returns the
-    count of responses by status."""
-    counts = {}
-    lock = threading.Lock()
-    per = total // conns
-
-    def worker(k):
-        local = {}
-        reqs = [request_bytes("POST", path, b, headers, close=False) for b in bodies]
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            for i in range(per):
-                s.sendall(reqs[(i + k) % len(reqs)])
-                r = read_response(s, 30)
-                if r is None:  # closed: reconnect and go on
-                    s.close()
-                    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-                    local["closed"] = local.get("closed", 0) + 1
-                    continue
-                local[r.status] = local.get(r.status, 0) + 1
-        finally:
-            s.close()
-        with lock:
-            for key, v in local.items():
-                counts[key] = counts.get(key, 0) + v
-
-    with ThreadPoolExecutor(max_workers=conns) as pool:
-        list(pool.map(worker, range(conns)))
-    return counts
 
 
 @pytest.mark.slow

@@ -13,12 +13,14 @@ Covered: /v1 predict (one text, a batch), the KServe text signature (metadata, J
 tensors, output selection), the raw tensor signature on the same version, invalid UTF-8 and
 the other errors (each naming the field or the item, the server staying ready), limits, two
 versions side by side, versions whose pipeline does not fit their model, a 50-text request
-under concurrent load, texts of one request batched with other requests, and the metrics.
+under concurrent load, texts of one request batched with other requests, the metrics, and
+RSS across many valid and invalid text requests.
 """
 import json
 import shutil
 import struct
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES as ENGINE_FIXTURES, ROOT, Server, metric_value
+from hostile import hammer, vm_rss_kib
 
 TEXT_FIXTURES = ROOT / "tests" / "fixtures" / "text"
 EXPECTED = json.loads((TEXT_FIXTURES / "expected.json").read_text(encoding="utf-8"))
@@ -512,3 +515,39 @@ def test_text_metrics(server):
     # Tensor-only models have no text series.
     with pytest.raises(KeyError):
         metric_value(m1, "inferd_text_items_total", model="tensors", version="1")
+
+
+# ---- many text requests: RSS flat ----
+
+TEXT_BODIES = [
+    json.dumps({"instances": ["The quick brown fox", "中文文本分类很有趣。", ""]}).encode(),
+    json.dumps({"text": "What time does the market open tomorrow?"}).encode(),
+    # Over 64K of JSON: parsed and tokenized on a worker (--offload-parse).
+    json.dumps({"instances": ["the team won the final match " * 100] * 30}).encode(),
+    json.dumps({"instances": ["x"] * (MAX_ITEMS + 1)}).encode(),   # 413: too many texts
+    json.dumps({"text": "a" * 5000}).encode(),                     # 413: over --max-text-bytes
+    b'{"text": "caf\xe9"}',                                         # 400: not UTF-8
+    b'{"instances": ["ok", 7]}',                                    # 400: not a string
+    b'{"instances": [',                                             # 400: not JSON
+]
+
+
+@pytest.mark.slow
+def test_many_text_requests_leave_rss_flat(server):
+    """Valid and invalid text requests by the ten thousand (tokenizing, batching, the worker
+    parse of large bodies and every error path) leave the server's RSS where warm-up left it."""
+    path = "/v1/models/bert/versions/1:predict"
+    hammer(server.port, path, TEXT_BODIES, 4000)  # warm-up: pools, arenas, buffers grown
+    before = vm_rss_kib(server.pid)
+    t0 = time.monotonic()
+    counts = hammer(server.port, path, TEXT_BODIES, 40_000)
+    took = time.monotonic() - t0
+    after = vm_rss_kib(server.pid)
+    assert sum(v for k, v in counts.items() if k != "closed") == 40_000, counts
+    assert set(counts) <= {200, 400, 413}, counts
+    assert counts[200] == 15_000, counts  # three of every eight bodies are valid
+    growth = (after - before) / before
+    print(f"40000 text requests in {took:.1f} s ({40000 / took:.0f}/s): VmRSS {before} -> "
+          f"{after} KiB ({growth * 100:+.2f}%)")
+    assert abs(growth) <= 0.05, (before, after, counts)
+    assert_ready(server)
