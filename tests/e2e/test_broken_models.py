@@ -190,15 +190,14 @@ def test_unreadable_version_folder(tmp_path, inferd_available):
                                              "config": {"version_policy": {"all": True}}}})
     (repo / "m" / "2").chmod(0)
     try:
-        srv = Server(repo, tmp_path / "inferd.log", "--cache-dir", "off",
-                     prefix=prefix).start().wait_ready()
-        rows = {(r["name"], r["version"]): r for r in srv.index()}
-        assert rows[("m", "1")]["state"] == "READY"
-        assert rows[("m", "2")]["state"] == "UNAVAILABLE", rows
-        assert "Permission denied" in rows[("m", "2")]["reason"], rows[("m", "2")]
-        r = srv.post("/v2/models/m/versions/1/infer", json=REQUEST)
-        assert r.status_code == 200, r.text
-        assert srv.stop() == 0
+        with Server(repo, tmp_path / "inferd.log", "--cache-dir", "off",
+                    prefix=prefix).running() as srv:
+            rows = {(r["name"], r["version"]): r for r in srv.index()}
+            assert rows[("m", "1")]["state"] == "READY"
+            assert rows[("m", "2")]["state"] == "UNAVAILABLE", rows
+            assert "Permission denied" in rows[("m", "2")]["reason"], rows[("m", "2")]
+            r = srv.post("/v2/models/m/versions/1/infer", json=REQUEST)
+            assert r.status_code == 200, r.text
     finally:
         (repo / "m" / "2").chmod(0o755)
         if base != tmp_path:
@@ -221,8 +220,7 @@ def test_missing_tokenizer_files(tmp_path, inferd_available):
     (repo / "clf" / "2" / "pipeline.json").write_text(json.dumps(missing_vocab))
     missing_labels = dict(good, postprocess={"labels": "labels.txt"})
     (repo / "clf" / "3" / "pipeline.json").write_text(json.dumps(missing_labels))
-    srv = Server(repo, tmp_path / "inferd.log").start().wait_ready()
-    try:
+    with Server(repo, tmp_path / "inferd.log").running() as srv:
         rows = {(r["name"], r["version"]): r for r in srv.index()}
         if rows[("clf", "2")]["state"] == "READY":
             pytest.skip("this build does not read pipeline.json yet (text API, issue #4)")
@@ -233,8 +231,6 @@ def test_missing_tokenizer_files(tmp_path, inferd_available):
         assert "labels" in rows[("clf", "3")]["reason"], rows[("clf", "3")]
         r = srv.post("/v2/models/clf/infer", json=REQUEST)
         assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 class Hammer:
@@ -316,28 +312,25 @@ def test_full_disk_while_writing_the_cache(tmp_path, inferd_available):
     if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=4k tmpfs {cache} 2>/dev/null"):
         pytest.skip("needs root and mount to make a small file system")
     repo = make_repo(tmp_path / "models", {"clf": {"case": "peer_bert_op14", "versions": [1]}})
-    srv = None
     try:
-        srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2", "--cache-dir",
-                     str(cache)).start().wait_ready()
-        with Hammer(srv) as h:
-            add_version(repo, 2,
-                        lambda d: (d / "model.onnx").symlink_to(fixture_model("peer_bert_op14")))
-            rows = wait_for_version(srv, 2, lambda r: r["state"] == "READY")
-            time.sleep(0.3)
-        results = h.results
-        assert rows[("clf", "2")]["state"] == "READY", rows
-        assert len(results) > 10 and all(s == 200 for s, _ in results), \
-            [r for r in results if r[0] != 200][:5]
-        r = srv.post("/v2/models/clf/infer", json=REQUEST)
-        assert r.status_code == 200 and r.json()["model_version"] == "2", r.text
-        log = srv.log()
-        assert "not written" in log and "No space left on device" in log, log
-        left = [p.name for p in cache.rglob("*") if ".tmp." in p.name]
-        assert not left, f"partial cache files left behind: {left}"
+        with Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.2", "--cache-dir",
+                    str(cache)).running() as srv:
+            with Hammer(srv) as h:
+                add_version(repo, 2, lambda d: (d / "model.onnx").symlink_to(
+                    fixture_model("peer_bert_op14")))
+                rows = wait_for_version(srv, 2, lambda r: r["state"] == "READY")
+                time.sleep(0.3)
+            results = h.results
+            assert rows[("clf", "2")]["state"] == "READY", rows
+            assert len(results) > 10 and all(s == 200 for s, _ in results), \
+                [r for r in results if r[0] != 200][:5]
+            r = srv.post("/v2/models/clf/infer", json=REQUEST)
+            assert r.status_code == 200 and r.json()["model_version"] == "2", r.text
+            log = srv.log()
+            assert "not written" in log and "No space left on device" in log, log
+            left = [p.name for p in cache.rglob("*") if ".tmp." in p.name]
+            assert not left, f"partial cache files left behind: {left}"
     finally:
-        if srv:
-            assert srv.stop() == 0, srv.log()
         os.system(f"umount {cache}")
 
 

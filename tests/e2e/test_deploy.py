@@ -329,8 +329,7 @@ def test_server_runs_with_manifest_arguments_and_answers_its_probes(inferd_avail
         args.append(a)
     s = Server(repo, tmp_path / "inferd.log", threads=1)
     s.args = args  # exactly the manifest's flags: no --threads, as in the pod
-    s.start().wait_ready()
-    try:
+    with s.running():
         # --log-format=json: every line is a JSON object, the budget among them.
         lines = [json.loads(line) for line in s.log().splitlines() if line.strip()]
         budget = [line["msg"] for line in lines if line["msg"].startswith("thread budget ")]
@@ -346,8 +345,6 @@ def test_server_runs_with_manifest_arguments_and_answers_its_probes(inferd_avail
         hc = subprocess.run([str(DEPLOY / "healthcheck.sh")], capture_output=True,
                             env={**os.environ, "INFERD_HEALTH_PORT": str(s.port)})
         assert hc.returncode == 0, hc
-    finally:
-        assert s.stop() == 0, s.log()
 
 
 def test_healthcheck_fails_when_nothing_answers(tmp_path):

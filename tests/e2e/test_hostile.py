@@ -355,8 +355,7 @@ def test_symlinks_leaving_the_repository_are_refused(tmp_path, inferd_available)
     (repo / "escaped").symlink_to(outside / "model")  # a model folder leading outside
     (repo / "mixed" / "2").symlink_to(outside / "version")  # a version folder leading outside
     (repo / "linked").symlink_to("store")  # a model folder linked inside: served
-    srv = Server(repo, tmp_path / "inferd.log").start().wait_ready()
-    try:
+    with Server(repo, tmp_path / "inferd.log").running() as srv:
         rows = {(r["name"], r["version"]): r for r in srv.index()}
         assert rows[("escaped", "")]["state"] == "UNAVAILABLE", rows
         assert "outside the repository" in rows[("escaped", "")]["reason"]
@@ -370,8 +369,6 @@ def test_symlinks_leaving_the_repository_are_refused(tmp_path, inferd_available)
         r = srv.post("/v2/models/mixed/infer", json={"inputs": [feats]})
         assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
         assert srv.post("/v2/models/linked/infer", json={"inputs": [feats]}).status_code == 200
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 # ---- limits ----
@@ -393,8 +390,7 @@ def test_json_part_limit(tmp_path, inferd_available):
     """The JSON part of a request is capped at 8 MiB (it costs ~20x its size while parsed);
     binary data is not."""
     repo = make_repo(tmp_path / "models", {"mlp": {"case": "mlp_features_op11"}})
-    srv = Server(repo, tmp_path / "inferd.log", "--max-body", "32M").start().wait_ready()
-    try:
+    with Server(repo, tmp_path / "inferd.log", "--max-body", "32M").running() as srv:
         rss0 = vm_rss_kib(srv.pid)
         n = 5_000_000  # ~10 MB of "1,"
         body = (b'{"inputs":[{"name":"features","shape":[1,20],"datatype":"FP32","data":[' +
@@ -414,8 +410,6 @@ def test_json_part_limit(tmp_path, inferd_available):
         err = assert_json_error(r)
         assert "declare 80 bytes" in err, err
         assert_ready(srv)
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 @pytest.mark.asan
@@ -468,34 +462,34 @@ def test_connections_per_ip_limit(tmp_path, inferd_available):
     included); the next is closed at once without an answer, and a slot freed is usable again.
     Off by default: the shared server above lets 28 connections come from 127.0.0.1."""
     repo = make_repo(tmp_path / "models", {"mlp": {"case": "mlp_features_op11"}})
-    srv = Server(repo, tmp_path / "inferd.log", "--max-connections-per-ip", "3").start()
-    srv.wait_ready()
-    srv.session.close()  # its keep-alive connection would hold one of the three
-    time.sleep(0.2)
-    socks = []
-    try:
-        for _ in range(3):  # three slow-loris connections from 127.0.0.1
-            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            socks.append(s)
-        time.sleep(0.3)  # accepted by the server
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-            try:
-                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
-            except (ConnectionResetError, BrokenPipeError):
-                pass
-            assert read_response(s, 5) is None, "a fourth connection from one address was served"
-        socks.pop().close()
-        r, t0 = None, time.monotonic()
-        while r is None and time.monotonic() - t0 < 5:
-            time.sleep(0.1)
-            r = raw(srv.port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n"
-                              b"Connection: close\r\n\r\n", timeout=2)
-        assert r is not None and r.status == 200, (r, srv.log())
-    finally:
-        for s in socks:
-            s.close()
-        assert srv.stop() == 0, srv.log()
+    srv = Server(repo, tmp_path / "inferd.log", "--max-connections-per-ip", "3")
+    with srv.running():
+        srv.session.close()  # its keep-alive connection would hold one of the three
+        time.sleep(0.2)
+        socks = []
+        try:
+            for _ in range(3):  # three slow-loris connections from 127.0.0.1
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                socks.append(s)
+            time.sleep(0.3)  # accepted by the server
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                try:
+                    s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+                assert read_response(s, 5) is None, \
+                    "a fourth connection from one address was served"
+            socks.pop().close()
+            r, t0 = None, time.monotonic()
+            while r is None and time.monotonic() - t0 < 5:
+                time.sleep(0.1)
+                r = raw(srv.port, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n"
+                                  b"Connection: close\r\n\r\n", timeout=2)
+            assert r is not None and r.status == 200, (r, srv.log())
+        finally:
+            for s in socks:
+                s.close()
 
 
 def test_trickled_body_is_cut_off_at_the_body_timeout(server):
@@ -576,8 +570,7 @@ def test_100k_bad_requests_leave_rss_flat(server):
 
 def test_listens_on_loopback_only_by_default(tmp_path, inferd_available):
     repo = make_repo(tmp_path / "models", {})
-    srv = Server(repo, tmp_path / "inferd.log").start()
-    try:
+    with Server(repo, tmp_path / "inferd.log").running() as srv:
         port_hex = f"{srv.port:04X}"
         listening = []
         for table in ("tcp", "tcp6"):
@@ -590,8 +583,6 @@ def test_listens_on_loopback_only_by_default(tmp_path, inferd_available):
         r = srv.post("/v2/repository/models/x/load")
         # Repository control is off unless --allow-repository-control.
         assert r.status_code == 403 and "repository control is disabled" in r.json()["error"]
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 # ---- text models: BYTES framing end to end (the KServe text signature), /v1 predict ----

@@ -52,9 +52,7 @@ def rows_by_key(index):
 
 def calibrate(tmp, repo):
     """Bytes one tiny model holds once it has served a few batches (its plans included)."""
-    srv = Server(repo, tmp / "calibrate.log", "--memory-budget", "1G", threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp / "calibrate.log", "--memory-budget", "1G", threads=2).running() as srv:
         done = []
 
         def hit():
@@ -68,8 +66,6 @@ def calibrate(tmp, repo):
         [t.join() for t in ts]
         assert set(done) == {200}
         return rows_by_key(srv.index())[("m000", "1")]["resident_bytes"]
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +89,8 @@ def zipf_weights(n, s=1.0):
 
 def test_100_models_in_a_budget_for_8_under_zipf_traffic(zipf_setup):
     tmp, repo, budget, one = zipf_setup
-    srv = Server(repo, tmp / "zipf.log", "--memory-budget", str(budget), "--workers", "2",
-                 "--loader-threads", "2", threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp / "zipf.log", "--memory-budget", str(budget), "--workers", "2",
+                "--loader-threads", "2", threads=2).running() as srv:
         rows = rows_by_key(srv.index())
         # Only the pinned model is in memory at start; the others load on demand.
         assert rows[("pinned000", "1")]["state"] == "READY"
@@ -187,8 +181,6 @@ def test_100_models_in_a_budget_for_8_under_zipf_traffic(zipf_setup):
         # Repository control is off without the flag.
         r = srv.post("/v2/repository/models/m000/unload")
         assert r.status_code == 403 and "--allow-repository-control" in r.json()["error"]
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 def test_cache_survives_restarts_and_a_bad_cache_is_rebuilt(zipf_setup):
@@ -206,9 +198,8 @@ def test_cache_survives_restarts_and_a_bad_cache_is_rebuilt(zipf_setup):
         f.seek(size // 2)
         f.write(bytes([b[0] ^ 0xFF]))
     shutil.copy(cache / "m004" / "1.cache", cache / "m003" / "1.cache")
-    srv = Server(repo, tmp / "restart.log", "--memory-budget", str(budget), threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp / "restart.log", "--memory-budget", str(budget),
+                threads=2).running() as srv:
         m = srv.metrics()  # the pinned model loaded at start, from its cache
         hits0 = metric_value(m, "inferd_load_cache_hits_total")
         misses0 = metric_value(m, "inferd_load_cache_misses_total")
@@ -227,18 +218,13 @@ def test_cache_survives_restarts_and_a_bad_cache_is_rebuilt(zipf_setup):
             line = next(x for x in log.splitlines() if f"model {name} version 1 ready" in x)
             assert "cache miss" in line and "written" in line, line
         assert (cache / "m001" / "1.cache").stat().st_size == size  # rewritten whole
-    finally:
-        assert srv.stop() == 0, srv.log()
     # The rebuilt caches now load, with the same answers as from ONNX.
-    srv = Server(repo, tmp / "restart2.log", "--memory-budget", str(budget), threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp / "restart2.log", "--memory-budget", str(budget),
+                threads=2).running() as srv:
         for name, logits in expect.items():
             r = srv.post(f"/v2/models/{name}/infer", json=body())
             assert output(r.json(), "logits") == logits
         assert metric_value(srv.metrics(), "inferd_load_cache_hits_total") == 4 + 1  # + pinned
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 @pytest.fixture(scope="module")

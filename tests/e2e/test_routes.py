@@ -233,9 +233,8 @@ def test_routes_follow_config_json_and_wait_for_loads(tmp_path, inferd_available
     copy_version(TEXT_FIXTURES / "bert" / "2", repo / "bert" / "2")
     copy_version(TEXT_FIXTURES / "chars" / "1", repo / "chars" / "1")
     # One version in memory at a time: the other one loads when it is asked for.
-    srv = Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.1", "--max-loaded", "1",
-                 threads=1).start().wait_ready()
-    try:
+    with Server(repo, tmp_path / "inferd.log", "--poll-interval", "0.1", "--max-loaded", "1",
+                threads=1).running() as srv:
         assert srv.post("/category_predict", json={"text": "a"}).status_code == 404
         # A route appears with its config.json...
         cfg = {"routes": [{"path": "/category_predict", "input": "text"}]}
@@ -273,5 +272,3 @@ def test_routes_follow_config_json_and_wait_for_loads(tmp_path, inferd_available
         wait_for(lambda: srv.post("/category/v3", json={"text": "a"}).status_code == 404,
                  what="the route of a removed model to go")
         assert "model bert: route /category/v3 removed" in srv.log()
-    finally:
-        assert srv.stop() == 0, srv.log()

@@ -575,10 +575,10 @@ def limited_server(tmp_path_factory, inferd_available):
     root = tmp_path_factory.mktemp("limits")
     (root / "models").mkdir()
     srv = Server(root / "models", root / "inferd.log", "--max-connections", "4",
-                 "--http-timeout", "1", "--body-timeout", "1", threads=1).start().wait_ready()
-    srv.session.close()
-    yield srv
-    assert srv.stop() == 0, srv.log()
+                 "--http-timeout", "1", "--body-timeout", "1", threads=1)
+    with srv.running():
+        srv.session.close()
+        yield srv
 
 
 def closed_by_server(sock, wait_s):

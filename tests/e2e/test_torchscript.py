@@ -175,9 +175,7 @@ def test_peer_tiny_pt_matches_its_onnx(tmp_path, torch_build):
                      "dims": [-1, info["labels"]]}]}))
     (repo / "tiny_onnx" / "1").mkdir(parents=True)
     (repo / "tiny_onnx" / "1" / "model.onnx").symlink_to(PEERS / "tiny.onnx")
-    srv = Server(repo, tmp_path / "inferd.log", threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp_path / "inferd.log", threads=2).running() as srv:
         cases = json.loads((PEERS / "tiny.check.json").read_text())["cases"]
         assert cases
         for case in cases:
@@ -189,8 +187,6 @@ def test_peer_tiny_pt_matches_its_onnx(tmp_path, torch_build):
             d = float(np.abs(pt - ox).max())
             assert d <= TOL, f"batch {case['batch']} seq {case['seq']}: .pt vs .onnx {d}"
             assert float(np.abs(pt - want).max()) <= TOL
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 # ---- broken models ----
@@ -229,9 +225,7 @@ def test_broken_torchscript_versions_are_refused_and_the_server_serves_on(tmp_pa
     copy_version(good, repo / "good" / "1")
     (repo / "good" / "config.json").write_text(json.dumps(bert_config()))
 
-    srv = Server(repo, tmp_path / "inferd.log", threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp_path / "inferd.log", threads=2).running() as srv:
         rows = {(r["name"], r["version"]): r for r in srv.index()}
         for v, (what, _, reason) in broken.items():
             row = rows[("broken", str(v))]
@@ -258,8 +252,6 @@ def test_broken_torchscript_versions_are_refused_and_the_server_serves_on(tmp_pa
         assert r.status_code == 200, r.text
         assert srv.get("/v2/health/ready").status_code == 200
         assert srv.proc.poll() is None
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 @pytest.mark.parametrize("plugin", ["not_a_library", "missing"])
@@ -317,20 +309,17 @@ def test_memory_budget_evicts_and_reloads_torchscript_models(tmp_path, torch_bui
         (repo / f"m{i}" / "config.json").write_text(json.dumps(
             bert_config(dynamic_batching={"max_queue_delay_us": 500})))
     # One model's resident bytes once it has served (weights, descriptions, pipeline).
-    srv = Server(repo, tmp_path / "calibrate.log", "--memory-budget", "1G", threads=2).start()
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp_path / "calibrate.log", "--memory-budget", "1G",
+                threads=2).running() as srv:
         for w in cases[:4]:
             assert srv.post("/v1/models/m0:predict", json={"text": w["text"]}).status_code == 200
         one = {r["name"]: r for r in srv.index()}["m0"]["resident_bytes"]
-    finally:
-        assert srv.stop() == 0, srv.log()
     assert 100_000 <= one <= 1_000_000, one
     # 15/16 of the budget is for loaded versions: three models fit, four do not. (A first load
     # reserves an estimate from the file sizes, ~430 KB here, which also fits.)
     budget = int(one * 3.3)
 
-    srv = Server(repo, tmp_path / "inferd.log", "--memory-budget", str(budget), threads=2).start()
+    srv = Server(repo, tmp_path / "inferd.log", "--memory-budget", str(budget), threads=2)
     used = []
     stop = threading.Event()
 
@@ -343,48 +332,47 @@ def test_memory_budget_evicts_and_reloads_torchscript_models(tmp_path, torch_bui
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    try:
-        srv.wait_ready()
-        rows = {r["name"]: r for r in srv.index()}
-        assert all(r["state"] == "UNLOADED" for r in rows.values()), rows  # on demand
-        sampler.start()
+    with srv.running():
+        try:
+            rows = {r["name"]: r for r in srv.index()}
+            assert all(r["state"] == "UNLOADED" for r in rows.values()), rows  # on demand
+            sampler.start()
 
-        def client(k):
-            bad = []
-            for j in range(24):
-                i = (j + k) % n_models
-                w = cases[(j * 3 + k) % len(cases)]
-                r = srv.post(f"/v1/models/m{i}:predict", json={"text": w["text"]}, timeout=60)
-                if r.status_code != 200:
-                    bad.append((i, r.status_code, r.text[:200]))
-                    continue
-                p = r.json()["predictions"][0]
-                if p["label"] != w["label"] or abs(p["score"] - w["score"]) > TOL:
-                    bad.append((i, w["name"], p))
-            return bad
+            def client(k):
+                bad = []
+                for j in range(24):
+                    i = (j + k) % n_models
+                    w = cases[(j * 3 + k) % len(cases)]
+                    r = srv.post(f"/v1/models/m{i}:predict", json={"text": w["text"]}, timeout=60)
+                    if r.status_code != 200:
+                        bad.append((i, r.status_code, r.text[:200]))
+                        continue
+                    p = r.json()["predictions"][0]
+                    if p["label"] != w["label"] or abs(p["score"] - w["score"]) > TOL:
+                        bad.append((i, w["name"], p))
+                return bad
 
-        with ThreadPoolExecutor(3) as ex:
-            bad = [b for bs in ex.map(client, range(3)) for b in bs]
-        assert bad == [], bad[:5]
-        stop.set()
-        sampler.join()
-        m = srv.metrics()
-        assert metric_value(m, "inferd_memory_budget_bytes") == budget
-        evictions = metric_value(m, "inferd_evictions_total")
-        loads = metric_value(m, "inferd_loads_total")
-        assert evictions >= 3, evictions
-        assert loads >= n_models + 3, loads
-        assert 1 <= metric_value(m, "inferd_loaded_versions") <= 3
-        # TorchScript has no load cache: its loads are neither hits nor misses.
-        assert metric_value(m, "inferd_load_cache_misses_total") == 0
-        assert used and max(used) <= budget, (max(used), budget)
-        rows = {r["name"]: r for r in srv.index()}
-        assert sum(r.get("resident_bytes", 0) for r in rows.values()) <= budget
-        log = srv.log()
-        assert "model m0 version 1 ready (platform torchscript" in log
-    finally:
-        stop.set()
-        assert srv.stop() == 0, srv.log()
+            with ThreadPoolExecutor(3) as ex:
+                bad = [b for bs in ex.map(client, range(3)) for b in bs]
+            assert bad == [], bad[:5]
+            stop.set()
+            sampler.join()
+            m = srv.metrics()
+            assert metric_value(m, "inferd_memory_budget_bytes") == budget
+            evictions = metric_value(m, "inferd_evictions_total")
+            loads = metric_value(m, "inferd_loads_total")
+            assert evictions >= 3, evictions
+            assert loads >= n_models + 3, loads
+            assert 1 <= metric_value(m, "inferd_loaded_versions") <= 3
+            # TorchScript has no load cache: its loads are neither hits nor misses.
+            assert metric_value(m, "inferd_load_cache_misses_total") == 0
+            assert used and max(used) <= budget, (max(used), budget)
+            rows = {r["name"]: r for r in srv.index()}
+            assert sum(r.get("resident_bytes", 0) for r in rows.values()) <= budget
+            log = srv.log()
+            assert "model m0 version 1 ready (platform torchscript" in log
+        finally:
+            stop.set()
 
 
 # ---- 21 models under load: the thread bound ----
