@@ -210,9 +210,11 @@ static void residency_families(inferd_strbuf *b, inferd_repo *repo) {
          "Times a newly loaded version became its model's default."},
         {"inferd_load_cache_hits_total", "Loads that mapped the packed weights from the cache."},
         {"inferd_load_cache_misses_total", "Loads that read ONNX and (re)wrote the cache."},
+        {"inferd_heap_trims_total",
+         "Times freed heap pages were handed back after unloads (at most once a second)."},
     };
     uint64_t values[] = {st.loads,    st.load_failures, st.evictions,   st.unloads,
-                         st.switches, st.cache_hits,    st.cache_misses};
+                         st.switches, st.cache_hits,    st.cache_misses, st.heap_trims};
     for (size_t i = 0; i < N_OF(counters); i++) {
         header(b, counters[i].name, "counter", counters[i].help);
         inferd_strbuf_appendf(b, "%s %llu\n", counters[i].name, (unsigned long long)values[i]);

@@ -504,6 +504,36 @@ static void test_max_loaded(void **state) {
     inferd_repo_destroy(r);
 }
 
+/* Unloads in a burst hand the heap back once (the first), not once each; the trim put off is
+ * done when the loader runs out of work. */
+static void test_heap_trims_are_rate_limited(void **state) {
+    fresh(state);
+    const char *names[] = {"a", "b", "c", "d", "e", "f"};
+    for (int i = 0; i < 6; i++)
+        put_model(names[i], 1, 10 * KB, 10 * KB, 0, 0);
+    inferd_repo *r = open_repo(0, 1, 0);
+    int64_t t0 = inferd_now_ns();
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 6; i++)
+            use(r, names[i], 0); // each evicts the one before
+    settle(r);
+    int64_t took = inferd_now_ns() - t0;
+    inferd_repo_residency st;
+    inferd_repo_residency_stats(r, &st);
+    assert_true(st.evictions >= 11);
+    if (took < 900000000LL) // the burst fit in the one-second interval
+        assert_int_equal(st.heap_trims, 1);
+    uint64_t burst = st.heap_trims;
+    assert_true(burst <= 1 + (uint64_t)(took / 1000000000LL));
+    // The loader exits after two idle seconds, trimming what it put off first.
+    for (int i = 0; i < 400 && st.heap_trims == burst; i++) {
+        usleep(10000);
+        inferd_repo_residency_stats(r, &st);
+    }
+    assert_int_equal(st.heap_trims, burst + 1);
+    inferd_repo_destroy(r);
+}
+
 static void test_a_parked_request_times_out_at_its_deadline(void **state) {
     fresh(state);
     put_model("slow", 1, KB, KB, 400, 0);
@@ -766,6 +796,7 @@ int main(void) {
         cmocka_unit_test(test_a_version_in_use_is_not_evicted),
         cmocka_unit_test(test_a_version_larger_than_the_budget_is_refused),
         cmocka_unit_test(test_max_loaded),
+        cmocka_unit_test(test_heap_trims_are_rate_limited),
         cmocka_unit_test(test_a_parked_request_times_out_at_its_deadline),
         cmocka_unit_test(test_polling_switches_versions_and_drains_the_old),
         cmocka_unit_test(test_load_and_unload_requests),
