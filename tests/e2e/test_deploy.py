@@ -15,12 +15,9 @@ checked without one:
 import json
 import os
 import re
-import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
-import requests
 
 from conftest import ROOT, Server, make_repo
 

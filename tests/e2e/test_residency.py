@@ -13,14 +13,12 @@ response. Two scenarios from the issue run here with bounded time:
     polling (each new folder renamed into place, the old one deleted once the new one serves):
     no failed request, and every response labelled with the version that computed it.
 """
-import json
 import os
 import random
 import shutil
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests

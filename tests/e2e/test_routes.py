@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import FIXTURES as ENGINE_FIXTURES, Server, metric_value
-from test_text_api import EXPECTED, TEXT_FIXTURES, TOL, copy_version, expected
+from test_text_api import TEXT_FIXTURES, TOL, copy_version, expected
 
 TEXTS = [t["text"] for t in expected("bert", 1)["texts"]]
 

@@ -11,7 +11,6 @@ import json
 import re
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
