@@ -19,11 +19,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "peers")
-PEERS = os.path.join(ROOT, "bench", ".peers")
-INFERD = os.path.join(ROOT, "build", "inferd")
-PY = "/usr/bin/python3"
+import benchlib
+
+ROOT = benchlib.ROOT
+SHARED = benchlib.SHARED
+PEERS = benchlib.PEERS
+INFERD = benchlib.INFERD
+PY = benchlib.PY
 
 
 def ensure_peers(sizes):
@@ -75,7 +77,7 @@ def run_ort(model, threads, batches, seqs, seconds):
 
 
 def run_torch(models, size, threads, batches, seqs, seconds):
-    out = os.path.join(ROOT, "bench", "out", f"torch_{size}_t{threads}.jsonl")
+    out = os.path.join(benchlib.OUT, f"torch_{size}_t{threads}.jsonl")
     subprocess.run([PY, os.path.join(SHARED, "engine_bench.py"), "--models", models,
                     "--variants", f"torch-t{threads}-malloc", "--sizes", size, "--batches",
                     batches, "--seqs", seqs, "--min-time", str(seconds), "--max-time",
@@ -85,7 +87,7 @@ def run_torch(models, size, threads, batches, seqs, seconds):
 
 
 def fmt(x, nd=2):
-    return "-" if x is None else f"{x:.{nd}f}"
+    return benchlib.fmt(x, nd)
 
 
 def markdown(results, args, started, elapsed):
@@ -93,7 +95,7 @@ def markdown(results, args, started, elapsed):
     L.append("<!-- bench-engine:start -->")
     L.append("## Engine: inferd vs ONNX Runtime 1.30 vs libtorch 1.13 (`make bench-engine`)")
     L.append("")
-    L.append(f"Command: `/usr/bin/python3 bench/bench_engine.py {' '.join(args.argv)}`".rstrip())
+    L.append(benchlib.command_line("bench_engine.py", args.argv))
     L.append(f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, AVX-512, shared "
              "and noisy: compare ratios within the run, not absolute numbers across runs).")
     L.append("Models: the peers' seeded random BERT classifiers (`make_models.py`), inputs "
@@ -103,9 +105,9 @@ def markdown(results, args, started, elapsed):
     for size in args.sizes:
         L.append(f"### {size}")
         L.append("")
-        L.append("| threads | seq | batch | inferd ms (p95) | ORT ms (p95) | torch ms (p95) | "
-                 "inferd seq/s | ORT seq/s | x ORT | x torch |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        L += benchlib.table_head("threads", "seq", "batch", "inferd ms (p95)", "ORT ms (p95)",
+                                 "torch ms (p95)", "inferd seq/s", "ORT seq/s", "x ORT",
+                                 "x torch")
         for t in args.threads:
             r = results.get((size, t), {})
             for seq in args.seqs:
@@ -132,8 +134,8 @@ def markdown(results, args, started, elapsed):
         L.append("")
     L.append("### Load time (file to ready), median of 3, ms")
     L.append("")
-    L.append("| model | inferd | ORT session creation | torch.jit.load | inferd / ORT |")
-    L.append("|---|---|---|---|---|")
+    L += benchlib.table_head("model", "inferd", "ORT session creation", "torch.jit.load",
+                             "inferd / ORT")
     for size in args.sizes:
         loads = {}
         for t in args.threads:
@@ -157,16 +159,6 @@ def markdown(results, args, started, elapsed):
     return "\n".join(L) + "\n"
 
 
-def write_section(path, text, start="<!-- bench-engine:start -->", end="<!-- bench-engine:end -->"):
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
-    if start in old and end in old:
-        new = old[:old.index(start)] + text + old[old.index(end) + len(end) + 1:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="tiny,small,base")
@@ -175,20 +167,20 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--results", default=benchlib.RESULTS)
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.sizes = args.sizes.split(",")
     args.threads = [int(x) for x in args.threads.split(",")]
     args.batches = [int(x) for x in args.batches.split(",")]
     args.seqs = [int(x) for x in args.seqs.split(",")]
-    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
+    os.makedirs(benchlib.OUT, exist_ok=True)
     models = ensure_peers(args.sizes)
     b, s = ",".join(map(str, args.batches)), ",".join(map(str, args.seqs))
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     t0 = time.time()
     results = {}
-    raw = open(os.path.join(ROOT, "bench", "out", "engine.jsonl"), "w")
+    raw = open(os.path.join(benchlib.OUT, "engine.jsonl"), "w")
     for size in args.sizes:
         model = os.path.join(models, size + ".onnx")
         for t in args.threads:
@@ -226,7 +218,7 @@ def main():
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         args.profile = p.stderr
     text = markdown(results, args, started, time.time() - t0)
-    write_section(args.results, text)
+    benchlib.write_section(args.results, text, "bench-engine")
     print(text)
 
 

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,13 +38,10 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_engine as be  # noqa: E402
+import benchlib  # noqa: E402
+from benchlib import median  # noqa: E402
 
-OUT = os.path.join(be.ROOT, "bench", "out")
-
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else None
+OUT = benchlib.OUT
 
 
 def inferd_perf_loads(model, reps, cache=None):
@@ -83,14 +79,6 @@ def torch_loads(models, size, reps):
     return load and load["load_ms"]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def http(url, data=None, timeout=60):
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -112,7 +100,7 @@ def server_reloads(model, size, reps):
     for name in ("a", "b"):
         os.makedirs(os.path.join(repo, name, "1"))
         os.link(model, os.path.join(repo, name, "1", "model.onnx"))
-    port = free_port()
+    port = benchlib.free_port()
     log = open(os.path.join(OUT, f"load_server_{size}.log"), "w")
     proc = subprocess.Popen([be.INFERD, "serve", "--repo", repo, "--http-port", str(port),
                              "--max-loaded", "1", "--threads", "2"], stdout=log,
@@ -156,14 +144,14 @@ def server_reloads(model, size, reps):
 
 
 def fmt(x, nd=1):
-    return "-" if x is None else f"{x:.{nd}f}"
+    return benchlib.fmt(x, nd)
 
 
 def markdown(res, args, started, elapsed):
     L = ["<!-- bench-load:start -->",
          "## Loading a model back into memory (`make bench-load`, issue #5)",
          "",
-         f"Command: `/usr/bin/python3 bench/bench_load.py {' '.join(args.argv)}`".rstrip(),
+         benchlib.command_line("bench_load.py", args.argv),
          f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared and noisy). "
          f"Median of {args.reps} loads of the peers' models (files in the page cache), 1 "
          "thread. **inferd, cache**: `inferd perf --cache` after the load that wrote the cache "
@@ -174,10 +162,10 @@ def markdown(res, args, started, elapsed):
          "(graph optimisation `all`); **torch**: `torch.jit.load` + `eval()`. Targets: small "
          "< 20 ms, base < 200 ms.",
          "",
-         "| model | file MB | inferd, cache ms | inferd, from ONNX ms | server reload ms "
-         "(request ms) | ORT session ms | torch.jit.load ms | ORT / inferd cache | "
-         "torch / inferd cache |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         *benchlib.table_head("model", "file MB", "inferd, cache ms", "inferd, from ONNX ms",
+                              "server reload ms (request ms)", "ORT session ms",
+                              "torch.jit.load ms", "ORT / inferd cache",
+                              "torch / inferd cache")]
     for size in args.sizes:
         r = res.get(size, {})
         c = median(r.get("inferd_cache") or [])
@@ -202,14 +190,14 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-ort", action="store_true")
-    ap.add_argument("--results", default=os.path.join(be.ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--results", default=benchlib.RESULTS)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.sizes = args.sizes.split(",")
     os.makedirs(OUT, exist_ok=True)
     models = be.ensure_peers(args.sizes)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     t0 = time.time()
     res = {}
     for size in args.sizes:
@@ -236,7 +224,7 @@ def main():
         json.dump({"args": args.argv, "started": started, "results": res}, f, indent=1)
     text = markdown(res, args, started, time.time() - t0)
     if not args.no_write:
-        be.write_section(args.results, text, "<!-- bench-load:start -->", "<!-- bench-load:end -->")
+        benchlib.write_section(args.results, text, "bench-load")
     print(text)
 
 

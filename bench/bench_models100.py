@@ -41,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_text as bt  # noqa: E402
+import benchlib  # noqa: E402
 import make_text_repo  # noqa: E402
 import text_pool  # noqa: E402
 
@@ -89,7 +90,7 @@ def eager_load_ms(reps=5):
     if p.returncode:
         return None
     ts = sorted(json.loads(p.stdout.strip().splitlines()[-1]))
-    return {"median": ts[len(ts) // 2], "mean": sum(ts) / len(ts)}
+    return {"median": benchlib.median(ts), "mean": sum(ts) / len(ts)}
 
 
 def inferd_metrics(srv):
@@ -116,8 +117,7 @@ def inferd_metrics(srv):
     return out
 
 
-def fmt(x, nd=0):
-    return "-" if x is None else f"{x:.{nd}f}"
+fmt = benchlib.fmt
 
 
 def markdown(runs, args, started, elapsed, load, budget):
@@ -125,7 +125,7 @@ def markdown(runs, args, started, elapsed, load, budget):
          f"## {N} classifiers, memory for {LRU}: Gunicorn's LRU vs inferd "
          "(`bench/bench_models100.py`, issue #5)",
          "",
-         f"Command: `/usr/bin/python3 bench/bench_models100.py {' '.join(args.argv)}`".rstrip(),
+         benchlib.command_line("bench_models100.py", args.argv),
          f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared and noisy).",
          f"{N} names for the peers' small model; texts, tokenizer, {args.users} Locust users and "
          f"the /ready probe as in `make bench-text`; {args.duration:g} s measured per server "
@@ -141,9 +141,9 @@ def markdown(runs, args, started, elapsed, load, budget):
          f"inferd with a budget: `--memory-budget {budget}` "
          f"(~{LRU}.5 versions of {fmt(args.model_mib, 1)} MiB).",
          "",
-         "| server | setting | dist | QPS | QPS per turn | p50 ms | p95 ms | p99 ms | errors | loads | "
-         "load ms | /ready p99 ms | CPU% | threads | other CPU% | start s |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         *benchlib.table_head("server", "setting", "dist", "QPS", "QPS per turn", "p50 ms",
+                              "p95 ms", "p99 ms", "errors", "loads", "load ms", "/ready p99 ms",
+                              "CPU%", "threads", "other CPU%", "start s")]
     for r in runs:
         if "error" in r:
             L.append(f"| {r['server']} | {r['setting']} | {r['dist']} | {r['error']} | "
@@ -165,22 +165,14 @@ def markdown(runs, args, started, elapsed, load, budget):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default="gunicorn,inferd-budget,inferd-all")
-    ap.add_argument("--dists", default="uniform,zipf:1")
-    ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="turns per server and distribution, in a rotating order")
-    ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--texts", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--ready-interval", type=float, default=0.25)
-    ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--delay-us", type=int, default=500)
-    ap.add_argument("--buckets", default="32,64,128")
-    ap.add_argument("--inferd", help="inferd binary (default build/inferd)")
-    ap.add_argument("--results", default=os.path.join(bt.ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--no-write", action="store_true")
+    benchlib.add_options(
+        ap, "--servers", ("--dists", dict(default="uniform,zipf:1")), "--duration", "--warmup",
+        "--rounds", "--users", "--texts", "--seed", "--ready-interval", "--max-batch",
+        "--delay-us", "--buckets", "--inferd", "--results", "--no-write",
+        servers=dict(default="gunicorn,inferd-budget,inferd-all"),
+        duration=dict(help=None),
+        rounds=dict(help="turns per server and distribution, in a rotating order"),
+        inferd=dict(help="inferd binary (default build/inferd)"))
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.inferd_bench_binary = None
@@ -193,7 +185,7 @@ def main():
     peer100 = make_text_repo.peer_repo(N)
     texts_file = os.path.join(bt.OUT, "text_pool.json")
     texts = text_pool.write_pool(texts_file, args.texts, args.seed)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     t0 = time.time()
     servers = args.servers.split(",")
     load = eager_load_ms() if "gunicorn" in servers else None
@@ -237,8 +229,7 @@ def main():
     parts = {}
     try:
         for rnd in range(args.rounds):
-            k = rnd % len(turns)
-            for name, dist in turns[k:] + turns[:k]:
+            for name, dist in benchlib.rotated(turns, rnd):
                 srv = up.get(name)
                 if srv is None:
                     continue
@@ -286,13 +277,11 @@ def main():
         runs.append(rec)
     with open(os.path.join(bt.OUT, "models100.json"), "w") as fh:
         json.dump({"args": args.argv, "started": started, "eager_load_ms": load,
-                   "budget": budget, "runs": runs,
-                   "rounds": {f"{k[0]} {k[1]}": [bt.public(r) for r in v]
-                              for k, v in parts.items()}}, fh, indent=1)
+                   "budget": budget, "runs": runs, "rounds": bt.public_rounds(parts)}, fh,
+                  indent=1)
     text = markdown(runs, args, started, time.time() - t0, load, budget)
     if not args.no_write:
-        bt.write_section(args.results, text, "<!-- bench-models100:start -->",
-                         "<!-- bench-models100:end -->")
+        benchlib.write_section(args.results, text, "bench-models100")
     print(text)
 
 

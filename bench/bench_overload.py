@@ -37,17 +37,20 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INFERD = os.environ.get("INFERD_BIN") or os.path.join(ROOT, "build", "inferd")
-PEER_MODELS = os.path.join(ROOT, "bench", ".peers", "models")
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "peers")
+import benchlib
+
+ROOT = benchlib.ROOT
+INFERD = os.environ.get("INFERD_BIN") or benchlib.INFERD
+PEER_MODELS = os.path.join(benchlib.PEERS, "models")
+SHARED = benchlib.SHARED
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "engine", "peer_bert_op14", "model.onnx")
 REPORT = os.path.join(ROOT, "bench", "RELIABILITY.md")
 BEGIN, END = "<!-- overload:begin -->", "<!-- overload:end -->"
 
 
 def pct(xs, p):
-    """Nearest-rank percentile of xs (p in 0..100)."""
+    """Nearest-rank percentile of xs (p in 0..100), rounding its rank half to even: not
+    benchlib.pct, whose rank is the ceiling (the two differ on some list lengths)."""
     if not xs:
         return float("nan")
     s = sorted(xs)
@@ -56,11 +59,7 @@ def pct(xs, p):
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return benchlib.proc_status(pid, "VmRSS")
 
 
 class Server:
@@ -338,7 +337,7 @@ def markdown(r, args):
     timeout_ms = r["config"]["dynamic_batching"]["default_timeout_us"] / 1000
     lines = [
         BEGIN,
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
+        f"Measured {benchlib.utc_now()} with "
         f"`/usr/bin/python3 bench/bench_overload.py --write` (duration {args.duration} s, "
         f"{args.factor:g}x): model {r['model']} ({MODEL_NOTE.get(r['model'], '')}), "
         f"{args.seq} tokens per request, `--threads "
@@ -346,8 +345,7 @@ def markdown(r, args):
         f"The machine is shared (load average {' '.join(r['loadavg_before'])} before, "
         f"{' '.join(r['loadavg_after'])} after).",
         "",
-        "| figure | value |",
-        "|---|---|",
+        *benchlib.table_head("figure", "value"),
         f"| capacity (closed loop, {args.concurrency} connections, 10 s) | "
         f"{r['capacity_qps']:.0f} req/s |",
         f"| idle latency of a lone request (p50 / p99) | {r['baseline_p50_ms']:.1f} / "
@@ -392,6 +390,8 @@ def markdown(r, args):
 
 
 def write_section(section):
+    # Not benchlib.write_section: RELIABILITY.md's markers, and the newlines around the
+    # section, are its own.
     text = open(REPORT).read() if os.path.exists(REPORT) else ""
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]

@@ -35,11 +35,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_engine as be  # noqa: E402
 import bench_load as bl  # noqa: E402
+import benchlib  # noqa: E402
 
 OUT = bl.OUT
 be.INFERD = os.environ.get("INFERD_BIN", be.INFERD)
@@ -61,7 +61,7 @@ def make_repo(model, n_cold):
 
 
 def start(repo, budget, extra, tag):
-    port = bl.free_port()
+    port = benchlib.free_port()
     log = open(os.path.join(OUT, f"residency_{tag}.log"), "w")
     proc = subprocess.Popen(["taskset", "-c", "0,1", be.INFERD, "serve", "--repo", repo,
                              "--http-port", str(port), "--threads", "2", "--memory-budget",
@@ -167,7 +167,7 @@ def run_variant(repo, names, budget, args, tag, extra):
                              d["inferd_model_load_duration_seconds_count"]
                              if d["inferd_model_load_duration_seconds_count"] else None),
                     churn_ok=ch["ok"], churn_failed=ch["failed"],
-                    churn_ms=bl.median(ch["ms"]), used=m1["inferd_memory_used_bytes"],
+                    churn_ms=benchlib.median(ch["ms"]), used=m1["inferd_memory_used_bytes"],
                     budget=m1["inferd_memory_budget_bytes"])
                 res[phase].append(rec)
                 print(f"# {tag} {phase} round {rnd}: p50 {rec['p50']:.2f} p99 {rec['p99']:.2f} "
@@ -180,7 +180,7 @@ def run_variant(repo, names, budget, args, tag, extra):
 
 def agg(recs, key):
     vals = [r[key] for r in recs if r.get(key) is not None]
-    return bl.median(vals) if vals else None
+    return benchlib.median(vals) if vals else None
 
 
 def markdown(results, args, started, elapsed, budget):
@@ -188,7 +188,7 @@ def markdown(results, args, started, elapsed, budget):
          "## A busy model's latency while others load and evict (`make bench-residency`, "
          "issue #5)",
          "",
-         f"Command: `/usr/bin/python3 bench/bench_residency.py {' '.join(args.argv)}`".rstrip(),
+         benchlib.command_line("bench_residency.py", args.argv),
          f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared and noisy). "
          f"inferd `--threads 2 --memory-budget {budget}` (the hot model, pinned, and two cold "
          f"ones) on 1 + {args.cold} copies of the peers' small model. **hot**: open loop at "
@@ -201,9 +201,9 @@ def markdown(results, args, started, elapsed, budget):
          f"{args.cold} cold models in turn, each evicting one and loading another from its "
          "load cache. **loads**, **load ms**: from /metrics during the phase.",
          "",
-         "| loader | phase | hot QPS | p50 ms | p95 ms | p99 ms | max ms | errors | loads | "
-         "evictions | load ms | churn request ms |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         *benchlib.table_head("loader", "phase", "hot QPS", "p50 ms", "p95 ms", "p99 ms",
+                              "max ms", "errors", "loads", "evictions", "load ms",
+                              "churn request ms")]
     for tag, res in results.items():
         for phase in ("quiet", "resident", "churn"):
             recs = res[phase]
@@ -228,14 +228,14 @@ def main():
     ap.add_argument("--cold", type=int, default=12)
     ap.add_argument("--churn-interval", type=float, default=0.1)
     ap.add_argument("--variants", default="nice10,nice19")
-    ap.add_argument("--results", default=os.path.join(be.ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--results", default=benchlib.RESULTS)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     os.makedirs(OUT, exist_ok=True)
     models = be.ensure_peers(["small"])
     repo, names = make_repo(os.path.join(models, "small.onnx"), args.cold)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     t0 = time.time()
     # What one copy holds serving this shape, measured, and room for the hot one and two.
     proc, url, log = start(repo, 1 << 40, [], "calibrate")
@@ -263,8 +263,7 @@ def main():
                    "results": results}, f, indent=1)
     text = markdown(results, args, started, time.time() - t0, budget)
     if not args.no_write:
-        be.write_section(args.results, text, "<!-- bench-residency:start -->",
-                         "<!-- bench-residency:end -->")
+        benchlib.write_section(args.results, text, "bench-residency")
     print(text)
     shutil.rmtree(repo, ignore_errors=True)
 

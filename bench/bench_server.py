@@ -23,20 +23,16 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INFERD = os.path.join(ROOT, "build", "inferd")
-PEERS = os.path.join(ROOT, "bench", ".peers", "models")
+import benchlib
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ROOT = benchlib.ROOT
+INFERD = benchlib.INFERD
+PEERS = os.path.join(benchlib.PEERS, "models")
 
 
 class Server:
     def __init__(self, repo, extra=()):
-        self.port = free_port()
+        self.port = benchlib.free_port()
         self.log = open(os.path.join(repo, "server.log"), "w")
         self.p = subprocess.Popen([INFERD, "serve", "--repo", repo, "--http-port", str(self.port),
                                    *extra], stdout=self.log, stderr=subprocess.STDOUT)
@@ -123,14 +119,6 @@ def perf(model, batch, seq, threads, seconds=5):
     return runs[-1]["items_per_s"]
 
 
-def threads_of(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
-
-
 def write_repo(root, name, model, config):
     d = os.path.join(root, name, "1")
     os.makedirs(d)
@@ -139,17 +127,12 @@ def write_repo(root, name, model, config):
         json.dump(config, f)
 
 
-def pct(vals, p):
-    s = sorted(vals)
-    return s[min(len(s) - 1, max(0, int(-(-p * len(s) // 100)) - 1))]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--results", default=benchlib.RESULTS)
     args = ap.parse_args()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     tmp = tempfile.mkdtemp(prefix="inferd-bench-server-")
     res = {}
     try:
@@ -200,7 +183,7 @@ def main():
                                     health.append(secs * 1000)
                             except OSError:
                                 pass
-                            peak[0] = max(peak[0], threads_of(s.p.pid))
+                            peak[0] = max(peak[0], benchlib.proc_status(s.p.pid, "Threads"))
                             time.sleep(0.02)
 
                     t = threading.Thread(target=probe)
@@ -221,13 +204,18 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    text = markdown(res, sys.argv[1:], started)
+    benchlib.write_section(args.results, text, "bench-server")
+    print(text)
+
+
+def markdown(res, argv, started):
     L = ["<!-- bench-server:start -->", "## Server (`make bench-server`)", "",
-         f"Command: `/usr/bin/python3 bench/bench_server.py {' '.join(sys.argv[1:])}`".rstrip(),
+         benchlib.command_line("bench_server.py", argv),
          f"Run {started}; client and server share the machine's 2 cores.", "",
          "### 1. Overhead: tiny MLP (20 features), 32 keep-alive connections", "",
-         "| driver | tensors | requests/s | p50 ms | p99 ms | server CPU % "
-         "| server CPU us/request |",
-         "|---|---|---|---|---|---|---|"]
+         *benchlib.table_head("driver", "tensors", "requests/s", "p50 ms", "p99 ms",
+                              "server CPU %", "server CPU us/request")]
     for k, label in (("binary", "binary"), ("json", "JSON"),
                      ("binary_epoll", "binary, `--http-poll epoll`")):
         r = res[k]
@@ -243,7 +231,7 @@ def main():
     if "small_on" in res:
         on, off = res["small_on"], res["small_off"]
         L += ["### 2. Batching gain: peers' small BERT, seq 64, 16 concurrent clients", "",
-              "| batching | requests/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|",
+              *benchlib.table_head("batching", "requests/s", "p50 ms", "p95 ms", "p99 ms"),
               f"| on (max 16, 2 ms) | {on['qps']:.1f} | {on['p50']:.1f} | {on['p95']:.1f} | {on['p99']:.1f} |",
               f"| off | {off['qps']:.1f} | {off['p50']:.1f} | {off['p95']:.1f} | {off['p99']:.1f} |",
               f"| **gain** | **{on['qps'] / off['qps']:.2f}x** | | "
@@ -258,26 +246,17 @@ def main():
               f"{c['b1'] / c['b8'] * 100:.0f}% of batch 8's speed a thread (its 64-row GEMMs "
               "are efficient).", ""]
         L += ["### 3-4. /v2/health/ready while both cores run inference; peak threads", "",
-              "| batching | ready probes | p50 ms | p99 ms | max ms | server CPU % | peak threads |",
-              "|---|---|---|---|---|---|---|"]
+              *benchlib.table_head("batching", "ready probes", "p50 ms", "p99 ms", "max ms",
+                                   "server CPU %", "peak threads")]
         for mode in ("on", "off"):
-            h = res["health_" + mode]
-            L.append(f"| {mode} | {len(h)} | {pct(h, 50):.2f} | {pct(h, 99):.2f} | {max(h):.2f} | "
+            h = sorted(res["health_" + mode])
+            L.append(f"| {mode} | {len(h)} | {benchlib.pct(h, .5):.2f} | "
+                     f"{benchlib.pct(h, .99):.2f} | {max(h):.2f} | "
                      f"{res['small_' + mode].get('server_cpu_percent') or 0:.0f} | "
                      f"{res['threads_' + mode]} |")
         L.append("")
     L.append("<!-- bench-server:end -->")
-    text = "\n".join(L) + "\n"
-    old = open(args.results).read() if os.path.exists(args.results) else "# Benchmark results\n"
-    a, b = "<!-- bench-server:start -->", "<!-- bench-server:end -->"
-    if a in old and b in old:
-        new = old[:old.index(a)] + text + old[old.index(b) + len(b) + 1:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(args.results, "w") as f:
-        f.write(new)
-    print(text)
-
+    return "\n".join(L) + "\n"
 
 if __name__ == "__main__":
     main()

@@ -48,7 +48,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -56,14 +55,17 @@ import time
 
 import psutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "peers")
-PEERS = os.path.join(ROOT, "bench", ".peers")
-OUT = os.path.join(ROOT, "bench", "out")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import pct  # noqa: E402
+
+ROOT = benchlib.ROOT
+SHARED = benchlib.SHARED
+PEERS = benchlib.PEERS
+OUT = benchlib.OUT
 RUN_SERVER = os.path.join(SHARED, "servers", "run_server.sh")
 LOCUST = "/usr/bin/locust"
-PY = "/usr/bin/python3"
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+PY = benchlib.PY
 sys.path.insert(0, os.path.join(SHARED, "servers"))
 import make_text_repo  # noqa: E402
 import text_pool  # noqa: E402
@@ -110,12 +112,6 @@ class Server:
         self.ready_path = "/v2/health/ready" if self.kind == "inferd" else "/ready"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def peer_repo_for(n):
     return make_text_repo.peer_repo(n)
 
@@ -128,7 +124,7 @@ def inferd_variant(repo, binary=None, target="inferd"):
 def start_server(variant, peer_repo, name=None, binary=None, extra_args=(), timeout=600):
     """Starts a server in its own session, waits until its health endpoint answers 200."""
     os.makedirs(OUT, exist_ok=True)
-    port = free_port()
+    port = benchlib.free_port()
     name = name or variant.get("peer") or "inferd"
     log = os.path.join(OUT, f"text_{name}.log")
     logf = open(log, "w")
@@ -141,7 +137,7 @@ def start_server(variant, peer_repo, name=None, binary=None, extra_args=(), time
     else:
         repo = variant["repo"]
         repo = repo if os.path.isabs(repo) else os.path.join(PEERS, repo)
-        inferd = binary or variant.get("binary") or os.path.join(ROOT, "build", "inferd")
+        inferd = binary or variant.get("binary") or benchlib.INFERD
         cmd = ["taskset", "-c", "0,1", inferd, "serve", "--repo", repo, "--http-port", str(port),
                *variant.get("args", ()), *extra_args]
         models = len([d for d in os.listdir(repo) if not d.startswith(".")])
@@ -336,13 +332,6 @@ class ReadyProbe(threading.Thread):
             th.join(11)
 
 
-def pct(sorted_vals, q):
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_vals:
-        return None
-    return sorted_vals[min(len(sorted_vals) - 1, max(0, math.ceil(q * len(sorted_vals)) - 1))]
-
-
 def lat_summary(ms):
     v = sorted(ms)
     return {"n": len(v), "p50": pct(v, .5), "p95": pct(v, .95), "p99": pct(v, .99),
@@ -418,7 +407,7 @@ def measure(srv, driver, args, texts_file, body_text, tag):
         bfile = os.path.join(OUT, f"body_{srv.target}.json")
         with open(bfile, "w", encoding="utf-8") as f:
             f.write(body)
-        inferd = args.inferd_bench_binary or os.path.join(ROOT, "build", "inferd")
+        inferd = args.inferd_bench_binary or benchlib.INFERD
         cmd = [inferd, "bench", "--url", srv.url, "--path", path, "--body-file", bfile,
                "--concurrency", str(args.users), "--duration", str(args.duration),
                "--warmup", str(args.warmup), "--timeout", "60", "--json", "--quiet"]
@@ -499,6 +488,18 @@ def public(rec):
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
 
+def public_rounds(parts):
+    """The records of every round, {(server, driver): [record, ...]}, as the JSON output
+    keeps them: {"server driver": [public record, ...]}."""
+    return {f"{k[0]} {k[1]}": [public(r) for r in v] for k, v in parts.items()}
+
+
+def error_record(srv, name, driver, e):
+    """The record of a turn of `driver` against server `name` that failed with e."""
+    return {"server": srv.variant["server"], "variant": name, "setting": srv.variant["setting"],
+            "kind": srv.kind, "models": srv.models, "driver": driver, "error": str(e)[:200]}
+
+
 def merge_rounds(recs):
     """One record for the rounds of one server and driver: requests, windows and CPU seconds
     added up, latency percentiles over every request (Locust) or, for `inferd bench`, which
@@ -547,8 +548,7 @@ def merge_rounds(recs):
 # ---------------------------------------------------------------------------------------------
 # report
 
-def f(x, nd=0):
-    return "-" if x is None else f"{x:.{nd}f}"
+f = benchlib.fmt
 
 
 def check(ok):
@@ -559,7 +559,7 @@ def markdown(runs, args, started, elapsed, pool_source):
     L = ["<!-- bench-text:start -->",
          "## Text API, 21 classifiers, 16 users: inferd vs the peer servers (`make bench-text`)",
          "",
-         f"Command: `/usr/bin/python3 bench/bench_text.py {' '.join(args.argv)}`".rstrip(),
+         benchlib.command_line("bench_text.py", args.argv),
          f"Run {started}" + (f", {elapsed / 60:.0f} min" if elapsed else "") + ", on this machine (2 cores, shared with other "
          "work and noisy: compare within the run).",
          f"Scenario: {args.models21} copies of the peers' small model (4 layers, hidden 312, 30 "
@@ -591,9 +591,10 @@ def markdown(runs, args, started, elapsed, pool_source):
          "**other CPU%**: everything else on the machine meanwhile (other people's work: the "
          "2 cores give 200 in all).",
          "",
-         "| server | setting | models | driver | QPS | QPS per turn | p50 ms | p95 ms | p99 ms | errors | "
-         "/ready p50 / p99 / max ms | CPU% | threads | gen CPU% | other CPU% |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         *benchlib.table_head("server", "setting", "models", "driver", "QPS", "QPS per turn",
+                              "p50 ms", "p95 ms", "p99 ms", "errors",
+                              "/ready p50 / p99 / max ms", "CPU%", "threads", "gen CPU%",
+                              "other CPU%")]
     for r in runs:
         if "error" in r:
             L.append(f"| {r['server']} | {r['setting']} | {r['models']} | {r['driver']} | "
@@ -636,8 +637,7 @@ def markdown(runs, args, started, elapsed, pool_source):
             L.append(f"Targets, inferd's {api} (Locust runs; best peer: {best['server']}, "
                      f"{best['setting']}, {f(best['qps'], 1)} QPS):")
             L.append("")
-            L.append("| target | measured | met |")
-            L.append("|---|---|---|")
+            L += benchlib.table_head("target", "measured", "met")
             if not i21:
                 L.append(f"| all | `{v21}` not measured (see the table) | **no** |")
                 L.append("")
@@ -688,46 +688,31 @@ def markdown(runs, args, started, elapsed, pool_source):
     return "\n".join(L) + "\n"
 
 
-def write_section(path, text, start="<!-- bench-text:start -->", end="<!-- bench-text:end -->"):
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
-    if start in old and end in old:
-        new = old[:old.index(start)] + text + old[old.index(end) + len(end) + 1:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as fh:
-        fh.write(new)
-
-
 # ---------------------------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default=DEFAULT_SERVERS,
-                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    ap.add_argument("--drivers", default="locust,inferd-bench", help="locust, inferd-bench")
-    ap.add_argument("--duration", type=float, default=60.0,
-                    help="measured seconds per server and driver, over all rounds")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="split each measurement into this many rounds, the servers taking "
+    benchlib.add_options(
+        ap, "--servers", "--drivers", "--duration", "--rounds", "--warmup", "--users", "--texts",
+        "--seed", "--ready-interval", "--max-batch", "--delay-us", "--buckets", "--inferd",
+        "--inferd-bench-binary",
+        ("--inferd-args", dict(default="", help="extra `inferd serve` flags")),
+        "--results", "--no-write",
+        ("--report-only", dict(action="store_true",
+                               help="run nothing: write the section again from "
+                               "bench/out/text.json (pass the flags of the run it holds)")),
+        servers=dict(default=DEFAULT_SERVERS,
+                     help=f"comma-separated, from: {', '.join(VARIANTS)}"),
+        rounds=dict(help="split each measurement into this many rounds, the servers taking "
                     "turns in a rotating order (other work on the machine then weighs on "
-                    "every server alike)")
-    ap.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds before it")
-    ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--texts", type=int, default=2000, help="size of the text pool")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--ready-interval", type=float, default=0.25)
-    ap.add_argument("--max-batch", type=int, default=16, help="inferd repos: max_batch_size")
-    ap.add_argument("--delay-us", type=int, default=500, help="inferd repos: max_queue_delay_us")
-    ap.add_argument("--buckets", default="32,64,128", help="inferd repos: length buckets")
-    ap.add_argument("--inferd", help="inferd binary to serve with (default build/inferd)")
-    ap.add_argument("--inferd-bench-binary", help="inferd binary for `inferd bench`")
-    ap.add_argument("--inferd-args", default="", help="extra `inferd serve` flags")
-    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
-    ap.add_argument("--report-only", action="store_true",
-                    help="run nothing: write the section again from bench/out/text.json (pass "
-                    "the flags of the run it holds)")
+                    "every server alike)"),
+        warmup=dict(help="unmeasured seconds before it"),
+        texts=dict(help="size of the text pool"),
+        max_batch=dict(help="inferd repos: max_batch_size"),
+        delay_us=dict(help="inferd repos: max_queue_delay_us"),
+        buckets=dict(help="inferd repos: length buckets"),
+        no_write=dict(help="print, do not touch RESULTS.md"))
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     args.models21 = 21
@@ -737,14 +722,12 @@ def main():
         text = markdown(d["runs"], args, d["started"], d.get("elapsed_s", 0),
                         d.get("pool_source", text_pool.text_pool_source()))
         if not args.no_write:
-            write_section(args.results, text)
+            benchlib.write_section(args.results, text, "bench-text")
         print(text)
         return
     servers = args.servers.split(",")
     drivers = args.drivers.split(",")
-    for s in servers:
-        if s not in VARIANTS:
-            sys.exit(f"unknown server {s!r}; choose from {', '.join(VARIANTS)}")
+    benchlib.check_servers(servers, VARIANTS)
     os.makedirs(OUT, exist_ok=True)
     import bench_engine  # noqa: E402  makes the peers' models, installs onnxruntime-node
     bench_engine.ensure_peers(["small"])
@@ -755,7 +738,7 @@ def main():
     texts = text_pool.write_pool(texts_file, args.texts, args.seed)
     pool_source = text_pool.text_pool_source()
     body_text = min(texts, key=lambda t: abs(len(t) - 70))
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     t0 = time.time()
     started_srv, failed = {}, {}
     for name in servers:  # every server up at once; idle ones use no CPU
@@ -783,8 +766,7 @@ def main():
     parts = {}
     try:
         for rnd in range(args.rounds):
-            k = rnd % len(servers)
-            for name in servers[k:] + servers[:k]:  # a different order each round
+            for name in benchlib.rotated(servers, rnd):  # a different order each round
                 srv = started_srv.get(name)
                 if srv is None:
                     continue
@@ -794,9 +776,7 @@ def main():
                     try:
                         rec = measure(srv, d, seg, texts_file, body_text, f"{name}_{d}_r{rnd}")
                     except Exception as e:  # keep going with the other servers
-                        rec = {"server": srv.variant["server"], "variant": name,
-                               "setting": srv.variant["setting"], "kind": srv.kind,
-                               "models": srv.models, "driver": d, "error": str(e)[:200]}
+                        rec = error_record(srv, name, d, e)
                     parts.setdefault((name, d), []).append(rec)
                     print("# " + json.dumps(public(rec)), flush=True)
     finally:
@@ -814,11 +794,11 @@ def main():
     with open(os.path.join(OUT, "text.json"), "w") as fh:
         json.dump({"args": args.argv, "started": started, "elapsed_s": time.time() - t0,
                    "pool_source": pool_source, "runs": runs,
-                   "rounds": {f"{k[0]} {k[1]}": [public(r) for r in v] for k, v in parts.items()}},
+                   "rounds": public_rounds(parts)},
                   fh, indent=1)
     text = markdown(runs, args, started, time.time() - t0, pool_source)
     if not args.no_write:
-        write_section(args.results, text)
+        benchlib.write_section(args.results, text, "bench-text")
     print(text)
 
 

@@ -36,9 +36,9 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_text as bt  # noqa: E402
+import benchlib  # noqa: E402
 import make_text_repo  # noqa: E402
 
 REPOS = os.path.join(bt.OUT, "torch_repos")
@@ -76,7 +76,7 @@ def markdown(runs, args, started, elapsed, check):
          "## TorchScript models, 21 classifiers, 16 users: inferd's plugin vs Tornado+TorchScript "
          "and vs inferd's ONNX engine (`make bench-torch`)",
          "",
-         f"Command: `/usr/bin/python3 bench/bench_torch.py {' '.join(args.argv)}`".rstrip(),
+         benchlib.command_line("bench_torch.py", args.argv),
          f"Run {started}, {elapsed / 60:.0f} min, on this machine (2 cores, shared with other "
          "work and noisy: only ratios within this run mean anything, and only roughly).",
          "Scenario: the 21-model text scenario of `make bench-text` (21 copies of the peers' "
@@ -96,9 +96,9 @@ def markdown(runs, args, started, elapsed, check):
          f"{check['ref']} ({check['mismatches']} mismatches) with scores within "
          f"{check['worst']:.1e}.",
          "",
-         "| server | setting | models | driver | QPS | QPS per turn | p50 ms | p95 ms | p99 ms | "
-         "errors | /ready p99 / max ms | CPU% | threads | other CPU% |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         *benchlib.table_head("server", "setting", "models", "driver", "QPS", "QPS per turn",
+                              "p50 ms", "p95 ms", "p99 ms", "errors", "/ready p99 / max ms",
+                              "CPU%", "threads", "other CPU%")]
     for r in runs:
         if "error" in r:
             L.append(f"| {r['server']} | {r['setting']} | {r['models']} | {r['driver']} | "
@@ -126,7 +126,7 @@ def markdown(runs, args, started, elapsed, check):
                              f"{f(o['qps'], 1)} = **{pt['qps'] / o['qps']:.2f}x** | "
                              f"{f(pt['latency']['p95'], 1)} / {f(o['latency']['p95'], 1)} ms |")
     if lines:
-        L += ["Ratios (same run):", "", "| driver | ratio | QPS | p95 |", "|---|---|---|---|"]
+        L += ["Ratios (same run):", "", *benchlib.table_head("driver", "ratio", "QPS", "p95")]
         L += lines
         L.append("")
     batch = [r for r in runs if r.get("batch")]
@@ -149,33 +149,20 @@ def markdown(runs, args, started, elapsed, check):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default=DEFAULT_SERVERS,
-                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    ap.add_argument("--drivers", default="locust,inferd-bench", help="locust, inferd-bench")
-    ap.add_argument("--duration", type=float, default=45.0,
-                    help="measured seconds per server and driver, over all rounds")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--texts", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--ready-interval", type=float, default=0.25)
-    ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--delay-us", type=int, default=500)
-    ap.add_argument("--buckets", default="32,64,128")
-    ap.add_argument("--check-texts", type=int, default=42)
-    ap.add_argument("--inferd", help="inferd binary to serve with (default build/inferd)")
-    ap.add_argument("--inferd-bench-binary", help="inferd binary for `inferd bench`")
-    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
-    ap.add_argument("--no-write", action="store_true")
+    benchlib.add_options(
+        ap, "--servers", "--drivers", "--duration", "--rounds", "--warmup", "--users", "--texts",
+        "--seed", "--ready-interval", "--max-batch", "--delay-us", "--buckets",
+        ("--check-texts", dict(type=int, default=42)),
+        "--inferd", "--inferd-bench-binary", "--results", "--no-write",
+        servers=dict(default=DEFAULT_SERVERS,
+                     help=f"comma-separated, from: {', '.join(VARIANTS)}"),
+        duration=dict(default=45.0))
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     servers = args.servers.split(",")
-    for s in servers:
-        if s not in VARIANTS:
-            sys.exit(f"unknown server {s!r}; choose from {', '.join(VARIANTS)}")
+    benchlib.check_servers(servers, VARIANTS)
     if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(
-            args.inferd or os.path.join(ROOT, "build", "inferd"))), "libinferd_torch.so")):
+            args.inferd or benchlib.INFERD)), "libinferd_torch.so")):
         sys.exit("build/libinferd_torch.so is not built (install libtorch-dev, then make)")
     os.environ.pop("OPENBLAS_CORETYPE", None)
     os.makedirs(REPOS, exist_ok=True)
@@ -189,7 +176,7 @@ def main():
     texts_file = os.path.join(bt.OUT, "text_pool.json")
     texts = bt.text_pool.write_pool(texts_file, args.texts, args.seed)
     body_text = min(texts, key=lambda t: abs(len(t) - 70))
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = benchlib.utc_now()
     t0 = time.time()
     up = {}
     try:
@@ -212,8 +199,7 @@ def main():
         seg.duration = args.duration / args.rounds
         parts = {}
         for rnd in range(args.rounds):
-            k = rnd % len(servers)
-            for name in servers[k:] + servers[:k]:
+            for name in benchlib.rotated(servers, rnd):
                 for d in args.drivers.split(","):
                     print(f"# round {rnd + 1}/{args.rounds}: {name} {d}", flush=True)
                     srv = up[name]
@@ -221,9 +207,7 @@ def main():
                         rec = bt.measure(srv, d, seg, texts_file, body_text,
                                          f"torch_{name}_{d}_r{rnd}")
                     except Exception as e:  # noqa: BLE001  keep going with the others
-                        rec = {"server": srv.variant["server"], "variant": name,
-                               "setting": srv.variant["setting"], "kind": srv.kind,
-                               "models": srv.models, "driver": d, "error": str(e)[:200]}
+                        rec = bt.error_record(srv, name, d, e)
                     parts.setdefault((name, d), []).append(rec)
                     print("# " + json.dumps(bt.public(rec)), flush=True)
     finally:
@@ -234,13 +218,10 @@ def main():
     elapsed = time.time() - t0
     with open(os.path.join(bt.OUT, "torch.json"), "w") as fh:
         json.dump({"args": args.argv, "started": started, "elapsed_s": elapsed, "check": check,
-                   "runs": runs,
-                   "rounds": {f"{k[0]} {k[1]}": [bt.public(r) for r in v]
-                              for k, v in parts.items()}}, fh, indent=1)
+                   "runs": runs, "rounds": bt.public_rounds(parts)}, fh, indent=1)
     text = markdown(runs, args, started, elapsed, check)
     if not args.no_write:
-        bt.write_section(args.results, text, "<!-- bench-torch:start -->",
-                         "<!-- bench-torch:end -->")
+        benchlib.write_section(args.results, text, "bench-torch")
     print(text)
 
 
