@@ -9,7 +9,9 @@ Two servers on the same repository (the micro BERT text fixture, and an MLP for 
 """
 import json
 import random
+import re
 import shutil
+import signal
 import threading
 import time
 
@@ -198,3 +200,41 @@ def test_health_stays_fast_while_large_bodies_are_parsed(default):
     # within a few ms. A quarter of one request's time separates the two by a wide margin.
     assert p90 < alone / 4, (f"/ready p90 {p90 * 1e3:.1f} ms with large bodies in flight; one "
                              f"request alone takes {alone * 1e3:.1f} ms", probes[-5:])
+
+
+def test_sigterm_finishes_bodies_still_waiting_for_a_worker(repo, inferd_available):
+    """SIGTERM while large bodies wait for the one worker to parse them: they were accepted,
+    so the drain parses, runs and answers every one before the server exits 0."""
+    srv = Server(repo, repo.parent / "drain.log", "--offload-parse", "0", "--workers", "1",
+                 threads=1)
+    srv.start().wait_ready()
+    srv.require_ready("bert")
+    body = json.dumps({"instances": ["the market opened higher today " * 900] * 256}).encode()
+    results = []
+
+    def one():
+        import requests
+        r = requests.post(srv.url("/v1/models/bert:predict"), data=body, timeout=60)
+        results.append((r.status_code, len(r.json().get("predictions", []))))
+
+    clients = [threading.Thread(target=one) for _ in range(4)]
+    for c in clients:
+        c.start()
+    # The first body holds the only compute thread; wait for that, then give the others the
+    # few milliseconds their upload takes.
+    deadline = time.monotonic() + 10
+    while metric_value(srv.metrics(), "inferd_compute_threads_in_use") < 1:
+        assert time.monotonic() < deadline, srv.log()[-2000:]
+        time.sleep(0.002)
+    time.sleep(0.1)
+    srv.session.close()
+    srv.proc.send_signal(signal.SIGTERM)
+    for c in clients:
+        c.join(60)
+    code = srv.proc.wait(30)
+    srv.log_file.close()
+    log = srv.log()
+    m = re.search(r"draining \((\d+) requests in flight\)", log)
+    assert m and int(m.group(1)) == 4, log[-2000:]
+    assert results == [(200, 256)] * 4, (results, log[-2000:])
+    assert code == 0, log[-3000:]
