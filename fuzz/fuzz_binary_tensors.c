@@ -31,8 +31,20 @@ static const inferd_tensor_desc all_in[] = {
 };
 static const inferd_tensor_desc all_out[] = {{"s", INFERD_DTYPE_STRING, 1, {-1}}};
 static const inferd_kserve_model models[] = {
-    {"text", 1, 4, 3, text_in, 1, text_out},
-    {"all", 2, 0, 10, all_in, 1, all_out},
+    {.name = "text",
+     .version = 1,
+     .max_batch = 4,
+     .n_inputs = 3,
+     .inputs = text_in,
+     .n_outputs = 1,
+     .outputs = text_out},
+    {.name = "all",
+     .version = 2,
+     .max_batch = 0,
+     .n_inputs = 10,
+     .inputs = all_in,
+     .n_outputs = 1,
+     .outputs = all_out},
 };
 
 static const inferd_dtype dtypes[] = {

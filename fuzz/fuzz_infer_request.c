@@ -1,7 +1,7 @@
 /* fuzz_infer_request.c: the KServe v2 infer request parser (JSON and binary tensors) and the
- * response formatter, against two models: a batched text classifier and an unbatched model
- * with every datatype. Input layout: 2 bytes little-endian Inference-Header-Content-Length
- * (0xFFFF: no header), then the body. */
+ * response formatter (classification included: the text model labels its class 0), against two
+ * models: a batched text classifier and an unbatched model with every datatype. Input layout: 2
+ * bytes little-endian Inference-Header-Content-Length (0xFFFF: no header), then the body. */
 #include <stdint.h>
 #include <string.h>
 
@@ -21,9 +21,28 @@ static const inferd_tensor_desc all_in[] = {
 };
 static const inferd_tensor_desc all_out[] = {{"s", INFERD_DTYPE_STRING, 1, {-1}},
                                              {"h", INFERD_DTYPE_F16, 1, {2}}};
+/* Labels for the text model's logits (classification): class 0 only. */
+static const char *label_of(const void *ctx, int64_t index) {
+    (void)ctx;
+    return index == 0 ? "neg" : NULL;
+}
+
 static const inferd_kserve_model models[] = {
-    {"text", 1, 8, 2, text_in, 1, text_out},
-    {"all", 2, 0, 7, all_in, 2, all_out},
+    {.name = "text",
+     .version = 1,
+     .max_batch = 8,
+     .n_inputs = 2,
+     .inputs = text_in,
+     .n_outputs = 1,
+     .outputs = text_out,
+     .label_of = label_of},
+    {.name = "all",
+     .version = 2,
+     .max_batch = 0,
+     .n_inputs = 7,
+     .inputs = all_in,
+     .n_outputs = 2,
+     .outputs = all_out},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

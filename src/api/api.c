@@ -122,6 +122,15 @@ static void respond_buf(inferd_http_request *req, int status, inferd_strbuf *b) 
     inferd_http_respond(req, status, "application/json", body, len, NULL);
 }
 
+/* A label from a version's labels.txt for KServe classification, or NULL past its end. */
+static const char *pipeline_label(const void *ctx, int64_t index) {
+    const inferd_pipeline *p = ctx;
+    char buf[16];
+    if (index < 0 || (size_t)index >= inferd_pipeline_label_count(p))
+        return NULL;
+    return inferd_pipeline_label_text(p, (int32_t)index, buf); // within the count: the label
+}
+
 static void fill_model(inferd_kserve_model *m, const inferd_repo_version *v) {
     const inferd_repo_model *rm = inferd_repo_version_model(v);
     *m = (inferd_kserve_model){
@@ -132,7 +141,18 @@ static void fill_model(inferd_kserve_model *m, const inferd_repo_version *v) {
         .inputs = rm->inputs,
         .n_outputs = rm->n_outputs,
         .outputs = rm->outputs,
+        .labels_output = -1,
     };
+    // A version with a pipeline and a labels file names the classes of its scores output.
+    const inferd_pipeline *p = inferd_repo_version_pipeline(v);
+    if (p && inferd_pipeline_label_count(p) > 0) {
+        const char *out = inferd_pipeline_output_name(p);
+        for (int j = 0; j < rm->n_outputs; j++)
+            if (!strcmp(rm->outputs[j].name, out))
+                m->labels_output = j;
+        m->label_of = pipeline_label;
+        m->labels_ctx = p;
+    }
 }
 
 /* Fills sig with v's text signature; returns 0 when v has no pipeline. */
@@ -239,7 +259,8 @@ static int server_ready(inferd_api *a, char *why, size_t cap) {
 static void handle_server_metadata(inferd_http_request *req) {
     inferd_status_respond_json(req, 200,
                                "{\"name\":\"inferd\",\"version\":\"" INFERD_VERSION "\","
-                               "\"extensions\":[\"binary_tensor_data\",\"model_repository\"]}");
+                               "\"extensions\":[\"binary_tensor_data\",\"classification\","
+                               "\"model_repository\"]}");
 }
 
 static const char *state_name(inferd_repo_state s) {
@@ -850,8 +871,8 @@ static void handle_predict(inferd_api *a, inferd_http_request *req, const char *
     }
     // The names live in the path and the route table only while the handler runs.
     t->version_asked = version;
-    int fits = snprintf(t->model_asked, sizeof t->model_asked, "%s", model) <
-               (int)sizeof t->model_asked;
+    int fits =
+        snprintf(t->model_asked, sizeof t->model_asked, "%s", model) < (int)sizeof t->model_asked;
     t->job = (inferd_sched_job){.run = predict_job, .user = t};
     if (!fits || !offload(a, json_bytes(req, -1), &t->job))
         predict_start(t, model, version);
@@ -1018,8 +1039,8 @@ static void handle_infer(inferd_api *a, inferd_http_request *req, const char *mo
     c->hl = header_length(req); // headers can be read only here, in the handler
     // The names live in the path only while the handler runs.
     c->version_asked = version;
-    int fits = snprintf(c->model_asked, sizeof c->model_asked, "%s", model) <
-               (int)sizeof c->model_asked;
+    int fits =
+        snprintf(c->model_asked, sizeof c->model_asked, "%s", model) < (int)sizeof c->model_asked;
     c->job = (inferd_sched_job){.run = infer_job, .user = c};
     if (!fits || !offload(a, json_bytes(req, c->hl), &c->job))
         infer_start(c, model, version);

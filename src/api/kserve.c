@@ -452,7 +452,7 @@ static int parse_outputs(const inferd_kserve_model *m, const json_t *outs, int b
                 return inferd_error_set(err, INFERD_EINVAL,
                                         "%s.name: output '%s' is requested twice", where,
                                         m->outputs[j].name);
-        int binary = binary_default;
+        int binary = binary_default, classes = 0;
         const json_t *params = json_object_get(o, "parameters");
         if (params) {
             if (!json_is_object(params))
@@ -466,12 +466,25 @@ static int parse_outputs(const inferd_kserve_model *m, const json_t *outs, int b
                                             where);
                 binary = json_is_true(bd);
             }
-            if (json_object_get(params, "classification"))
-                return inferd_error_set(err, INFERD_EUNSUPPORTED,
-                                        "%s.parameters.classification: not supported", where);
+            const json_t *cl = json_object_get(params, "classification");
+            if (cl) {
+                if (!json_is_integer(cl) || json_integer_value(cl) < 1 ||
+                    json_integer_value(cl) > INT_MAX)
+                    return inferd_error_set(err, INFERD_EINVAL,
+                                            "%s.parameters.classification: must be a positive "
+                                            "integer, the number of classes to return",
+                                            where);
+                if (m->outputs[j].dtype == INFERD_DTYPE_STRING)
+                    return inferd_error_set(err, INFERD_EINVAL,
+                                            "%s.parameters.classification: output '%s' is BYTES; "
+                                            "only numeric outputs can be classified",
+                                            where, m->outputs[j].name);
+                classes = (int)json_integer_value(cl);
+            }
         }
         r->output_index[r->n_outputs] = j;
         r->output_binary[r->n_outputs] = binary;
+        r->output_class[r->n_outputs] = classes;
         r->n_outputs++;
     }
     return 0;
@@ -796,11 +809,145 @@ static void append_shape(inferd_strbuf *b, int rank, const int64_t *dims) {
     inferd_strbuf_append(b, "]", 1);
 }
 
-int inferd_kserve_format_infer(const inferd_kserve_model *m, const inferd_kserve_request *r,
-                               const inferd_tensor *outputs, char **body, size_t *len,
-                               size_t *json_len, inferd_error *err) {
-    *body = NULL;
-    *len = *json_len = 0;
+/* ---- classification (Triton's extension, kserve.h) ---- */
+
+/* Element i of a numeric tensor; long double holds every 64-bit integer exactly. */
+static long double value_at(const inferd_tensor *t, int64_t i) {
+    const uint8_t *p = t->data;
+    union {
+        int8_t i8;
+        int16_t i16;
+        int32_t i32;
+        int64_t i64;
+        uint16_t u16;
+        uint32_t u32;
+        uint64_t u64;
+        float f32;
+        double f64;
+    } x;
+    size_t esz = inferd_dtype_size(t->dtype);
+    memcpy(&x, p + (size_t)i * esz, esz);
+    switch (t->dtype) {
+    case INFERD_DTYPE_BOOL:
+    case INFERD_DTYPE_U8:
+        return p[i];
+    case INFERD_DTYPE_I8:
+        return x.i8;
+    case INFERD_DTYPE_U16:
+        return x.u16;
+    case INFERD_DTYPE_I16:
+        return x.i16;
+    case INFERD_DTYPE_U32:
+        return x.u32;
+    case INFERD_DTYPE_I32:
+        return x.i32;
+    case INFERD_DTYPE_U64:
+        return x.u64;
+    case INFERD_DTYPE_I64:
+        return x.i64;
+    case INFERD_DTYPE_F32:
+        return x.f32;
+    case INFERD_DTYPE_F64:
+        return x.f64;
+    case INFERD_DTYPE_F16:
+        return half_to_float(x.u16);
+    case INFERD_DTYPE_BF16: {
+        uint32_t bits = (uint32_t)x.u16 << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int is_floating(inferd_dtype d) {
+    return d == INFERD_DTYPE_F32 || d == INFERD_DTYPE_F64 || d == INFERD_DTYPE_F16 ||
+           d == INFERD_DTYPE_BF16;
+}
+
+/* qsort_r order of element indices: highest value first, NaN last, ties by lower index. */
+static int by_value_desc(const void *pa, const void *pb, void *ctx) {
+    const inferd_tensor *t = ctx;
+    int64_t ia = *(const int64_t *)pa, ib = *(const int64_t *)pb;
+    long double a = value_at(t, ia), b = value_at(t, ib);
+    int an = isnan(a), bn = isnan(b);
+    if (an != bn)
+        return an - bn;
+    if (a != b && !an)
+        return a > b ? -1 : 1;
+    return (ia > ib) - (ia < ib);
+}
+
+/* The BYTES tensor that answers "classification": count for model output j, whose values are
+ * t: per batch entry, its best count elements as "<value>:<index>[:<label>]". On success
+ * out->data is from inferd_malloc (the caller's). */
+static int classify(const inferd_kserve_model *m, int j, const inferd_tensor *t, int count,
+                    inferd_tensor *out, inferd_error *err) {
+    if (t->dtype == INFERD_DTYPE_STRING || inferd_dtype_size(t->dtype) == 0)
+        return inferd_error_set(err, INFERD_EINVAL,
+                                "output '%s': classification needs a numeric output, got %s",
+                                m->outputs[j].name, inferd_dtype_name(t->dtype));
+    int64_t numel = inferd_tensor_numel(t->rank, t->dims);
+    int batched = m->max_batch > 0 && t->rank >= 1;
+    int64_t entries = batched ? t->dims[0] : 1;
+    int64_t per = entries > 0 ? numel / entries : 0;
+    int64_t n = count < per ? count : per;
+    int64_t *idx = inferd_malloc(NULL, (size_t)(per > 0 ? per : 1) * sizeof *idx);
+    if (!idx)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory classifying '%s'",
+                                m->outputs[j].name);
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    const char *(*label_of)(const void *, int64_t) = j == m->labels_output ? m->label_of : NULL;
+    for (int64_t e = 0; e < entries; e++) {
+        for (int64_t i = 0; i < per; i++)
+            idx[i] = e * per + i;
+        qsort_r(idx, (size_t)per, sizeof *idx, by_value_desc, (void *)t);
+        for (int64_t k = 0; k < n; k++) {
+            long double v = value_at(t, idx[k]);
+            int64_t cls = idx[k] - e * per;
+            const char *label = label_of ? label_of(m->labels_ctx, cls) : NULL;
+            // The 4-byte length goes first; it is known once the text is written.
+            size_t at = b.len;
+            inferd_strbuf_append(&b, "\0\0\0\0", 4);
+            if (is_floating(t->dtype))
+                inferd_strbuf_appendf(&b, "%f", (double)v);
+            else if (v < 0)
+                inferd_strbuf_appendf(&b, "%lld", (long long)v);
+            else
+                inferd_strbuf_appendf(&b, "%llu", (unsigned long long)v);
+            inferd_strbuf_appendf(&b, ":%lld", (long long)cls);
+            if (label) {
+                inferd_strbuf_append(&b, ":", 1);
+                inferd_strbuf_appends(&b, label);
+            }
+            if (b.failed)
+                break;
+            size_t tl = b.len - at - 4;
+            for (int q = 0; q < 4; q++)
+                b.data[at + (size_t)q] = (char)(uint8_t)(tl >> (8 * q));
+        }
+    }
+    inferd_free(idx);
+    size_t nbytes;
+    char *data = inferd_strbuf_take(&b, &nbytes);
+    if (!data)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory classifying '%s'",
+                                m->outputs[j].name);
+    *out = (inferd_tensor){.dtype = INFERD_DTYPE_STRING,
+                           .rank = batched ? 2 : 1,
+                           .dims = {batched ? entries : n, n},
+                           .data = data,
+                           .nbytes = nbytes};
+    return 0;
+}
+
+/* The response of inferd_kserve_format_infer, the outputs in answer[] (response order). */
+static int format_answer(const inferd_kserve_model *m, const inferd_kserve_request *r,
+                         const inferd_tensor *const *answer, char **body, size_t *len,
+                         size_t *json_len, inferd_error *err) {
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     inferd_strbuf_appends(&b, "{\"model_name\":");
@@ -813,7 +960,7 @@ int inferd_kserve_format_infer(const inferd_kserve_model *m, const inferd_kserve
     inferd_strbuf_appends(&b, ",\"outputs\":[");
     size_t binary_total = 0;
     for (int k = 0; k < r->n_outputs; k++) {
-        const inferd_tensor *t = &outputs[r->output_index[k]];
+        const inferd_tensor *t = answer[k];
         const char *name = m->outputs[r->output_index[k]].name;
         const char *dt = inferd_dtype_kserve_name(t->dtype);
         if (!dt) {
@@ -841,16 +988,38 @@ int inferd_kserve_format_infer(const inferd_kserve_model *m, const inferd_kserve
     inferd_strbuf_appends(&b, "]}");
     size_t jl = b.len;
     for (int k = 0; k < r->n_outputs && binary_total; k++)
-        if (r->output_binary[k]) {
-            const inferd_tensor *t = &outputs[r->output_index[k]];
-            inferd_strbuf_append(&b, t->data, t->nbytes);
-        }
+        if (r->output_binary[k])
+            inferd_strbuf_append(&b, answer[k]->data, answer[k]->nbytes);
     char *data = inferd_strbuf_take(&b, len);
     if (!data)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory formatting the response");
     *body = data;
     *json_len = jl;
     return 0;
+}
+
+int inferd_kserve_format_infer(const inferd_kserve_model *m, const inferd_kserve_request *r,
+                               const inferd_tensor *outputs, char **body, size_t *len,
+                               size_t *json_len, inferd_error *err) {
+    *body = NULL;
+    *len = *json_len = 0;
+    // Outputs asked for as classifications are answered with the BYTES tensor made here.
+    inferd_tensor classified[INFERD_KSERVE_MAX_TENSORS] = {0};
+    const inferd_tensor *answer[INFERD_KSERVE_MAX_TENSORS];
+    int rc = 0;
+    for (int k = 0; k < r->n_outputs; k++) {
+        answer[k] = &outputs[r->output_index[k]];
+        if (rc == 0 && r->output_class[k] > 0) {
+            rc =
+                classify(m, r->output_index[k], answer[k], r->output_class[k], &classified[k], err);
+            answer[k] = &classified[k];
+        }
+    }
+    if (rc == 0)
+        rc = format_answer(m, r, answer, body, len, json_len, err);
+    for (int k = 0; k < r->n_outputs; k++)
+        inferd_free(classified[k].data);
+    return rc;
 }
 
 static void append_descs(inferd_strbuf *b, const inferd_tensor_desc *d, int n) {

@@ -4,9 +4,9 @@
  *
  * Request: {"id", "parameters": {"timeout", "binary_data_output"}, "inputs": [{"name",
  * "shape", "datatype", "data" | "parameters": {"binary_data_size"}}], "outputs": [{"name",
- * "parameters": {"binary_data"}}]}. With the binary extension the body is the JSON header
- * (Inference-Header-Content-Length bytes) followed by the binary inputs back to back, in the
- * order of the inputs that declare binary_data_size. JSON data may be flat or nested arrays
+ * "parameters": {"binary_data", "classification"}}]}. With the binary extension the body is the
+ * JSON header (Inference-Header-Content-Length bytes) followed by the binary inputs back to back,
+ * in the order of the inputs that declare binary_data_size. JSON data may be flat or nested arrays
  * (only the element count is checked against the shape); BYTES elements are JSON strings, and
  * FP16/BF16 come only as binary. Every input is checked against the model: known name, given
  * once, datatype, rank, fixed dims, batch within max_batch_size and equal across inputs, and
@@ -18,6 +18,13 @@
  * "shape", "data" | "parameters": {"binary_data_size"}}]}, binary outputs appended after the
  * JSON in output order. FP16/BF16 outputs are written to JSON as numbers; NaN and infinities
  * as the bare tokens NaN, Infinity, -Infinity (as Python's json does).
+ *
+ * Classification (Triton's extension): an output asked for with "classification": N comes
+ * back as a BYTES tensor [batch, N] (no batch dim: [N]) instead of its values: per batch entry
+ * (all its elements), the N highest values, best first (ties: lower index first), each as
+ * "<value>:<index>" or, when the model has a label for the index, "<value>:<index>:<label>".
+ * Values are written as C++'s std::to_string writes them (as Triton does): %f for floating
+ * types, integers in decimal. N larger than an entry's element count returns them all.
  */
 #ifndef INFERD_API_KSERVE_H
 #define INFERD_API_KSERVE_H
@@ -45,6 +52,11 @@ typedef struct inferd_kserve_model {
     const inferd_tensor_desc *inputs;
     int n_outputs;
     const inferd_tensor_desc *outputs;
+    /* Labels for classification: label_of(labels_ctx, i) names class i of output
+     * labels_output, or returns NULL when it has no label; label_of NULL: no labels. */
+    const char *(*label_of)(const void *labels_ctx, int64_t index);
+    const void *labels_ctx;
+    int labels_output;
 } inferd_kserve_model;
 
 /* A parsed request. Caller-allocated; filled by inferd_kserve_parse_infer and released with
@@ -57,6 +69,8 @@ typedef struct inferd_kserve_request {
     /* The outputs to return, in response order: all of the model's, or those named. */
     int output_index[INFERD_KSERVE_MAX_TENSORS];  /* model output index */
     int output_binary[INFERD_KSERVE_MAX_TENSORS]; /* nonzero: as binary data */
+    int output_class[INFERD_KSERVE_MAX_TENSORS];  /* classification: classes to return; 0:
+                                                     the tensor's values */
     int n_outputs;
 } inferd_kserve_request;
 

@@ -1,5 +1,6 @@
 /* Unit tests for api/kserve: JSON and binary requests, every datatype, every error class
- * (each message naming its field), output selection, and response formatting. */
+ * (each message naming its field), output selection, response formatting, and Triton's
+ * classification extension. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,7 +36,13 @@ static const inferd_tensor_desc text_out[] = {
     {"logits", INFERD_DTYPE_F32, 2, {-1, 2}},
     {"hidden", INFERD_DTYPE_F32, 3, {-1, -1, 4}},
 };
-static const inferd_kserve_model text = {"clf", 3, 8, 2, text_in, 2, text_out};
+static const inferd_kserve_model text = {.name = "clf",
+                                         .version = 3,
+                                         .max_batch = 8,
+                                         .n_inputs = 2,
+                                         .inputs = text_in,
+                                         .n_outputs = 2,
+                                         .outputs = text_out};
 
 /* Every datatype, no batching, shape [2] each. */
 static const inferd_tensor_desc all_in[] = {
@@ -47,10 +54,22 @@ static const inferd_tensor_desc all_in[] = {
     {"f64", INFERD_DTYPE_F64, 1, {2}}, {"s", INFERD_DTYPE_STRING, 1, {2}},
 };
 static const inferd_tensor_desc all_out[] = {{"o", INFERD_DTYPE_F32, 1, {2}}};
-static const inferd_kserve_model all = {"all", 1, 0, 12, all_in, 1, all_out};
+static const inferd_kserve_model all = {.name = "all",
+                                        .version = 1,
+                                        .max_batch = 0,
+                                        .n_inputs = 12,
+                                        .inputs = all_in,
+                                        .n_outputs = 1,
+                                        .outputs = all_out};
 
 static const inferd_tensor_desc half_in[] = {{"h", INFERD_DTYPE_F16, 2, {-1, 2}}};
-static const inferd_kserve_model half = {"half", 1, 4, 1, half_in, 1, all_out};
+static const inferd_kserve_model half = {.name = "half",
+                                         .version = 1,
+                                         .max_batch = 4,
+                                         .n_inputs = 1,
+                                         .inputs = half_in,
+                                         .n_outputs = 1,
+                                         .outputs = all_out};
 
 static int parse(const inferd_kserve_model *m, const char *body, long long hl,
                  inferd_kserve_request *r, inferd_error *err) {
@@ -187,7 +206,13 @@ static void test_binary_inputs(void **state) {
 static void test_binary_bytes_input(void **state) {
     (void)state;
     static const inferd_tensor_desc in[] = {{"s", INFERD_DTYPE_STRING, 1, {-1}}};
-    static const inferd_kserve_model m = {"strings", 1, 4, 1, in, 1, all_out};
+    static const inferd_kserve_model m = {.name = "strings",
+                                          .version = 1,
+                                          .max_batch = 4,
+                                          .n_inputs = 1,
+                                          .inputs = in,
+                                          .n_outputs = 1,
+                                          .outputs = all_out};
     const char *json = "{\"inputs\":[{\"name\":\"s\",\"shape\":[2],\"datatype\":\"BYTES\","
                        "\"parameters\":{\"binary_data_size\":11}}]}";
     uint8_t body[256];
@@ -328,8 +353,15 @@ static const struct {
     {&text,
      TEXT_OK ",\"outputs\":[{\"name\":\"logits\",\"parameters\":{\"binary_data\":\"yes\"}}]}",
      INFERD_EINVAL, "outputs[0].parameters.binary_data: must be true or false"},
-    {&text, TEXT_OK ",\"outputs\":[{\"name\":\"logits\",\"parameters\":{\"classification\":2}}]}",
-     INFERD_EUNSUPPORTED, "outputs[0].parameters.classification: not supported"},
+    {&text, TEXT_OK ",\"outputs\":[{\"name\":\"logits\",\"parameters\":{\"classification\":0}}]}",
+     INFERD_EINVAL,
+     "outputs[0].parameters.classification: must be a positive integer, the number of classes "
+     "to return"},
+    {&text,
+     TEXT_OK ",\"outputs\":[{\"name\":\"logits\",\"parameters\":{\"classification\":\"2\"}}]}",
+     INFERD_EINVAL,
+     "outputs[0].parameters.classification: must be a positive integer, the number of classes "
+     "to return"},
     {&text, TEXT_OK ",\"outputs\":{}}", INFERD_EINVAL, "outputs: must be an array"},
 };
 
@@ -384,7 +416,13 @@ static void test_binary_sizes_that_wrap_around(void **state) {
     static const inferd_tensor_desc in[] = {{"a", INFERD_DTYPE_STRING, 1, {-1}},
                                             {"b", INFERD_DTYPE_STRING, 1, {-1}},
                                             {"c", INFERD_DTYPE_STRING, 1, {-1}}};
-    static const inferd_kserve_model m = {"strings", 1, 0, 3, in, 1, all_out};
+    static const inferd_kserve_model m = {.name = "strings",
+                                          .version = 1,
+                                          .max_batch = 0,
+                                          .n_inputs = 3,
+                                          .inputs = in,
+                                          .n_outputs = 1,
+                                          .outputs = all_out};
     const char *json = "{\"inputs\":[{\"name\":\"a\",\"shape\":[2],\"datatype\":\"BYTES\","
                        "\"parameters\":{\"binary_data_size\":9223372036854775807}},"
                        "{\"name\":\"b\",\"shape\":[1],\"datatype\":\"BYTES\","
@@ -487,7 +525,13 @@ static void test_format_other_types(void **state) {
                                               {"b", INFERD_DTYPE_BOOL, 1, {-1}},
                                               {"u", INFERD_DTYPE_U64, 1, {-1}}};
     static const inferd_tensor_desc ind[] = {{"x", INFERD_DTYPE_I64, 1, {-1}}};
-    static const inferd_kserve_model m = {"t", 2, 4, 1, ind, 4, outd};
+    static const inferd_kserve_model m = {.name = "t",
+                                          .version = 2,
+                                          .max_batch = 4,
+                                          .n_inputs = 1,
+                                          .inputs = ind,
+                                          .n_outputs = 4,
+                                          .outputs = outd};
     inferd_kserve_request r;
     inferd_error err;
     assert_int_equal(
@@ -519,6 +563,117 @@ static void test_format_other_types(void **state) {
     inferd_kserve_request_deinit(&r);
 }
 
+/* Labels for the classification tests: classes 0 and 2 have one, 1 has none. */
+static const char *test_label(const void *ctx, int64_t index) {
+    (void)ctx;
+    return index == 0 ? "neg" : index == 2 ? "pos" : NULL;
+}
+
+/* Splits a BYTES tensor (4-byte length prefixes) into strings joined by '|'. */
+static void join_bytes(const uint8_t *p, size_t n, char *out, size_t cap) {
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t off = 0; off + 4 <= n;) {
+        uint32_t l = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
+                     (uint32_t)p[off + 3] << 24;
+        o += (size_t)snprintf(out + o, cap - o, "%s%.*s", off ? "|" : "", (int)l,
+                              (const char *)p + off + 4);
+        off += 4 + l;
+    }
+}
+
+static void test_classification(void **state) {
+    (void)state;
+    static const inferd_tensor_desc outd[] = {{"scores", INFERD_DTYPE_F32, 2, {-1, 3}},
+                                              {"ids", INFERD_DTYPE_I64, 2, {-1, 2}}};
+    static const inferd_tensor_desc ind[] = {{"x", INFERD_DTYPE_I64, 1, {-1}}};
+    inferd_kserve_model m = {.name = "c",
+                             .version = 1,
+                             .max_batch = 4,
+                             .n_inputs = 1,
+                             .inputs = ind,
+                             .n_outputs = 2,
+                             .outputs = outd};
+    m.label_of = test_label;
+    m.labels_output = 0;
+    inferd_kserve_request r;
+    inferd_error err;
+    const char *req = "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT64\","
+                      "\"data\":[1,2]}],\"outputs\":[{\"name\":\"scores\",\"parameters\":"
+                      "{\"classification\":2}},{\"name\":\"ids\",\"parameters\":"
+                      "{\"classification\":5,\"binary_data\":true}}]}";
+    assert_int_equal(parse(&m, req, -1, &r, &err), 0);
+    assert_int_equal(r.output_class[0], 2);
+    assert_int_equal(r.output_class[1], 5);
+    // Row 0: the best is class 2 (labelled), then 1 (no label). Row 1: a tie between 0 and 1
+    // goes to the lower index; NaN is never first.
+    float scores[6] = {0.25f, 0.5f, 4.0f, -1.0f, -1.0f, NAN};
+    int64_t ids[4] = {-7, 9, 3, 3};
+    inferd_tensor outs[2] = {
+        {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 3}, .data = scores, .nbytes = 24},
+        {.dtype = INFERD_DTYPE_I64, .rank = 2, .dims = {2, 2}, .data = ids, .nbytes = 32},
+    };
+    char *body;
+    size_t len, jl;
+    assert_int_equal(inferd_kserve_format_infer(&m, &r, outs, &body, &len, &jl, &err), 0);
+    char *head = strndup(body, jl);
+    assert_contains(head, "{\"name\":\"scores\",\"datatype\":\"BYTES\",\"shape\":[2,2],"
+                          "\"data\":[\"4.000000:2:pos\",\"0.500000:1\",\"-1.000000:0:neg\","
+                          "\"-1.000000:1\"]}");
+    // Asked for 5 of 2 classes: both, as binary BYTES; labels belong to "scores" only.
+    assert_contains(head, "{\"name\":\"ids\",\"datatype\":\"BYTES\",\"shape\":[2,2],"
+                          "\"parameters\":{\"binary_data_size\":");
+    char joined[256];
+    join_bytes((const uint8_t *)body + jl, len - jl, joined, sizeof joined);
+    assert_string_equal(joined, "9:1|-7:0|3:0|3:1");
+    free(head);
+    inferd_free(body);
+    inferd_kserve_request_deinit(&r);
+
+    // Without a batch dim the whole tensor is one entry: shape [N].
+    static const inferd_tensor_desc flat_out[] = {{"o", INFERD_DTYPE_F32, 1, {2}}};
+    static const inferd_kserve_model flat = {.name = "f",
+                                             .version = 1,
+                                             .max_batch = 0,
+                                             .n_inputs = 1,
+                                             .inputs = ind,
+                                             .n_outputs = 1,
+                                             .outputs = flat_out};
+    assert_int_equal(
+        parse(&flat,
+              "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,2]}],"
+              "\"outputs\":[{\"name\":\"o\",\"parameters\":{\"classification\":1}}]}",
+              -1, &r, &err),
+        0);
+    float o[2] = {-3.5f, 1e-7f};
+    inferd_tensor one = {.dtype = INFERD_DTYPE_F32, .rank = 1, .dims = {2}, .data = o, .nbytes = 8};
+    assert_int_equal(inferd_kserve_format_infer(&flat, &r, &one, &body, &len, &jl, &err), 0);
+    head = strndup(body, len);
+    assert_contains(head, "\"datatype\":\"BYTES\",\"shape\":[1],\"data\":[\"0.000000:1\"]");
+    free(head);
+    inferd_free(body);
+    inferd_kserve_request_deinit(&r);
+
+    // A BYTES output cannot be classified.
+    static const inferd_tensor_desc sout[] = {{"s", INFERD_DTYPE_STRING, 1, {-1}}};
+    static const inferd_kserve_model sm = {.name = "s",
+                                           .version = 1,
+                                           .max_batch = 4,
+                                           .n_inputs = 1,
+                                           .inputs = ind,
+                                           .n_outputs = 1,
+                                           .outputs = sout};
+    assert_int_equal(
+        parse(&sm,
+              "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,2]}],"
+              "\"outputs\":[{\"name\":\"s\",\"parameters\":{\"classification\":1}}]}",
+              -1, &r, &err),
+        INFERD_EINVAL);
+    assert_string_equal(err.msg, "outputs[0].parameters.classification: output 's' is BYTES; "
+                                 "only numeric outputs can be classified");
+    inferd_kserve_request_deinit(&r);
+}
+
 static void test_metadata(void **state) {
     (void)state;
     inferd_strbuf b;
@@ -539,7 +694,13 @@ static void test_metadata_with_text_signature(void **state) {
     static const inferd_tensor_desc sig_in[] = {{"text", INFERD_DTYPE_STRING, 1, {-1}}};
     static const inferd_tensor_desc sig_out[] = {{"label", INFERD_DTYPE_STRING, 1, {-1}},
                                                  {"score", INFERD_DTYPE_F32, 1, {-1}}};
-    const inferd_kserve_model sig = {"clf", 3, 0, 1, sig_in, 2, sig_out};
+    const inferd_kserve_model sig = {.name = "clf",
+                                     .version = 3,
+                                     .max_batch = 0,
+                                     .n_inputs = 1,
+                                     .inputs = sig_in,
+                                     .n_outputs = 2,
+                                     .outputs = sig_out};
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     long versions[] = {3};
@@ -599,6 +760,7 @@ int main(void) {
         cmocka_unit_test(test_output_selection),
         cmocka_unit_test(test_format_json_and_binary),
         cmocka_unit_test(test_format_other_types),
+        cmocka_unit_test(test_classification),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_metadata_with_text_signature),
         cmocka_unit_test(test_names_input),

@@ -177,6 +177,36 @@ def test_raw_tensor_signature_on_the_reference_ids(server):
         np.testing.assert_allclose(logits, want["logits"], atol=TOL)
 
 
+def test_classification_extension_names_the_labels(server):
+    """Triton's classification extension on the raw signature: the two best logits of each
+    row as "<value>:<index>:<label>", labels from the version's labels.txt, checked against
+    the reference logits and labels."""
+    exp = expected("bert", 1)
+    texts = exp["texts"][:3]
+    L = max(len(t["ids"]) for t in texts)
+    ids = [t["ids"] + [0] * (L - len(t["ids"])) for t in texts]
+    mask = [[1] * len(t["ids"]) + [0] * (L - len(t["ids"])) for t in texts]
+    inputs = [{"name": n, "shape": [len(texts), L], "datatype": "INT64", "data": d}
+              for n, d in (("input_ids", ids), ("attention_mask", mask),
+                           ("token_type_ids", [[0] * L] * len(texts)))]
+    meta = server.get("/v2/models/bert/versions/1").json()
+    logits_name = meta["outputs"][0]["name"]
+    assert "classification" in server.get("/v2").json()["extensions"]
+    r = server.post("/v2/models/bert/versions/1/infer", json={
+        "inputs": inputs,
+        "outputs": [{"name": logits_name, "parameters": {"classification": 2}}]})
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"][0]
+    assert out["datatype"] == "BYTES" and out["shape"] == [len(texts), 2], out
+    got = np.array(out["data"]).reshape(len(texts), 2)
+    for row, want in zip(got, texts):
+        best = np.argsort(-np.array(want["logits"]), kind="stable")[:2]
+        for cell, k in zip(row, best):
+            value, index, label = cell.split(":")
+            assert int(index) == k and label == exp["labels"][k], (cell, want["name"])
+            assert abs(float(value) - want["logits"][k]) <= TOL, (cell, want["name"])
+
+
 def test_default_version_is_the_newest_with_its_own_pipeline(server):
     exp = expected("bert", 2)
     for want in exp["texts"][:5]:
