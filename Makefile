@@ -76,7 +76,8 @@ FUZZ_REPLAY_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 HDRS := $(wildcard src/*/*.h src/*/*/*.h)
 
 .PHONY: all build-only deps test unit unit-asan unit-tsan tsan-bins e2e e2e-asan fuzz fuzz-replay fuzz-replay-asan run \
-        bench bench-engine bench-server bench-text bench-load bench-residency bench-overload soak \
+        bench bench-engine bench-targets bench-server bench-text bench-load bench-residency \
+        bench-overload soak \
         format format-check clean help fixtures models
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -100,6 +101,7 @@ help:
 	@echo "make SANITIZE=address|thread   build into build-asan/ or build-tsan/"
 	@echo "make fuzz FUZZ_SECONDS=N       run each libFuzzer target (clang) for N seconds"
 	@echo "make e2e-asan   a short end-to-end run against the ASan+UBSan server (part of make test)"
+	@echo "make bench-targets   issue #2's speed targets, median of interleaved inferd/ORT rounds"
 	@echo "make bench-overload  2x capacity for 60 s: refusals, health p99, RSS, recovery"
 	@echo "make soak MINUTES=N  mixed valid and invalid traffic at ~70% of capacity"
 	@echo "make format / format-check     clang-format the sources / check them"
@@ -234,6 +236,10 @@ bench: bench-engine bench-server bench-text bench-load bench-residency
 bench-engine: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_engine.py
+
+bench-targets: all
+	@scripts/deps.sh bench
+	$(PY) bench/bench_targets.py
 
 bench-server: all
 	@scripts/deps.sh bench
