@@ -260,7 +260,7 @@ static void handle_server_metadata(inferd_http_request *req) {
     inferd_status_respond_json(req, 200,
                                "{\"name\":\"inferd\",\"version\":\"" INFERD_VERSION "\","
                                "\"extensions\":[\"binary_tensor_data\",\"classification\","
-                               "\"model_repository\"]}");
+                               "\"model_repository\",\"statistics\"]}");
 }
 
 static const char *state_name(inferd_repo_state s) {
@@ -525,6 +525,21 @@ static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const
     inferd_free(c);
     if (rc > 0)
         respond_metadata(a, req, v, version);
+}
+
+/* Triton's statistics extension (metrics.h): model NULL for every model. */
+static void handle_stats(inferd_api *a, inferd_http_request *req, const char *model,
+                         long version) {
+    inferd_strbuf b;
+    inferd_strbuf_init(&b);
+    inferd_error err = {0};
+    int rc = inferd_metrics_format_stats(a->repo, model, version, &b, &err);
+    if (rc < 0) {
+        inferd_strbuf_deinit(&b);
+        inferd_status_respond_error(req, rc, err.msg);
+        return;
+    }
+    respond_buf(req, 200, &b);
 }
 
 static void handle_model_ready(inferd_api *a, inferd_http_request *req, const char *model,
@@ -1173,6 +1188,10 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
         }
         goto not_found;
     }
+    if (n == 3 && !strcmp(seg[1], "models") && !strcmp(seg[2], "stats")) {
+        get ? handle_stats(a, req, NULL, 0) : method_not_allowed(req, "GET");
+        return;
+    }
     if (n >= 3 && !strcmp(seg[1], "models")) {
         const char *model = seg[2];
         long version = 0;
@@ -1193,6 +1212,10 @@ void inferd_api_handle(void *user, inferd_http_request *req) {
         }
         if (n == rest + 1 && !strcmp(seg[rest], "ready")) {
             get ? handle_model_ready(a, req, model, version) : method_not_allowed(req, "GET");
+            return;
+        }
+        if (n == rest + 1 && !strcmp(seg[rest], "stats")) {
+            get ? handle_stats(a, req, model, version) : method_not_allowed(req, "GET");
             return;
         }
         if (n == rest + 1 && !strcmp(seg[rest], "infer")) {

@@ -294,6 +294,67 @@ static void route_families(inferd_strbuf *b, inferd_repo *repo) {
     inferd_free(rs);
 }
 
+static void stat_pair(inferd_strbuf *b, const char *name, uint64_t count, int64_t ns,
+                      int first) {
+    inferd_strbuf_appendf(b, "%s\"%s\":{\"count\":%llu,\"ns\":%lld}", first ? "" : ",", name,
+                          (unsigned long long)count, (long long)ns);
+}
+
+static void hist_pair(inferd_strbuf *b, const char *name, const inferd_hist *h) {
+    stat_pair(b, name, inferd_hist_count(h), inferd_hist_sum(h), 0);
+}
+
+int inferd_metrics_format_stats(inferd_repo *repo, const char *model, long version,
+                                inferd_strbuf *b, inferd_error *err) {
+    inferd_repo_version **vs = NULL;
+    size_t n = 0;
+    int rc = inferd_repo_list_ready(repo, &vs, &n, err);
+    if (rc < 0)
+        return rc;
+    inferd_strbuf_appends(b, "{\"model_stats\":[");
+    int listed = 0;
+    for (size_t i = 0; i < n; i++) {
+        const inferd_repo_version *v = vs[i];
+        if ((model && strcmp(inferd_repo_version_name(v), model)) ||
+            (version > 0 && inferd_repo_version_number(v) != version))
+            continue;
+        inferd_stats *s = inferd_repo_version_stats(vs[i]);
+        inferd_strbuf_appends(b, listed++ ? ",{\"name\":" : "{\"name\":");
+        const char *name = inferd_repo_version_name(v);
+        inferd_strbuf_append_json_string(b, name, strlen(name));
+        inferd_strbuf_appendf(
+            b, ",\"version\":\"%ld\",\"last_inference\":%lld,\"inference_count\":%llu,"
+               "\"execution_count\":%llu,\"inference_stats\":{",
+            inferd_repo_version_number(v),
+            (long long)atomic_load_explicit(&s->last_batch_ms, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&s->inferences, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&s->executions, memory_order_relaxed));
+        stat_pair(b, "success", inferd_hist_count(s->request_ns), inferd_hist_sum(s->request_ns),
+                  1);
+        stat_pair(b, "fail", atomic_load_explicit(&s->failure, memory_order_relaxed), 0, 0);
+        hist_pair(b, "queue", s->queue_ns);
+        stat_pair(b, "compute_input", 0, 0, 0);
+        hist_pair(b, "compute_infer", s->compute_ns);
+        stat_pair(b, "compute_output", 0, 0, 0);
+        stat_pair(b, "cache_hit", 0, 0, 0);
+        stat_pair(b, "cache_miss", 0, 0, 0);
+        inferd_strbuf_appends(b, "}}");
+    }
+    inferd_strbuf_appends(b, "]}");
+    for (size_t i = 0; i < n; i++)
+        inferd_repo_release(vs[i]);
+    inferd_free(vs);
+    if (model && !listed)
+        return version > 0 ? inferd_error_set(err, INFERD_ENOTFOUND,
+                                              "model '%.128s' has no ready version %ld", model,
+                                              version)
+                           : inferd_error_set(err, INFERD_ENOTFOUND,
+                                              "model '%.128s' has no ready version", model);
+    if (b->failed)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory formatting statistics");
+    return 0;
+}
+
 int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_strbuf *b,
                           inferd_error *err) {
     inferd_repo_version **vs = NULL;

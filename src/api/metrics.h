@@ -1,4 +1,5 @@
-/* metrics.h: GET /metrics in the Prometheus text format (version 0.0.4).
+/* metrics.h: GET /metrics in the Prometheus text format (version 0.0.4), and the same
+ * per-version counters as Triton's statistics extension (GET /v2/models/stats).
  *
  * Per model and version (labels model, version): request success and failure counts; request,
  * queue and compute time as counters (microseconds, like Triton's nv_inference_*_duration_us)
@@ -30,5 +31,19 @@
  * memory). Any thread. */
 int inferd_metrics_format(inferd_repo *repo, const inferd_sched *sched, inferd_strbuf *out,
                           inferd_error *err);
+
+/* GET /v2/models[/{m}[/versions/{v}]]/stats, Triton's statistics extension: {"model_stats":
+ * [{"name", "version", "last_inference" (ms since the epoch, 0 before the first batch),
+ * "inference_count" (rows), "execution_count" (batches), "inference_stats": {"success",
+ * "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit",
+ * "cache_miss"}: each {"count", "ns"}}]} for every READY version, or model's (model NULL:
+ * all; version <= 0: all of its READY versions). success counts requests answered 200 with
+ * their arrival-to-response time; queue and compute_infer are per request, as Triton counts
+ * them; what inferd does not time apart is 0: the time of failed requests, compute_input and
+ * compute_output (inside compute_infer here), and the response cache (none). No
+ * "batch_stats": batch times are not kept per batch size. Returns 0, INFERD_ENOTFOUND naming
+ * the model or version when none is READY, or a negative code (out of memory). Any thread. */
+int inferd_metrics_format_stats(inferd_repo *repo, const char *model, long version,
+                                inferd_strbuf *out, inferd_error *err);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/alloc.h"
@@ -101,6 +102,13 @@ typedef struct batch {
 } batch;
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Milliseconds since the epoch (for the statistics' last_inference). */
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ---- workers ---- */
@@ -499,6 +507,7 @@ static void run_alone(inferd_sched_queue *q, inferd_sched_request *req, int64_t 
         atomic_fetch_add_explicit(&q->stats->executions, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&q->stats->inferences, (uint64_t)req->rows_,
                                   memory_order_relaxed);
+        atomic_store_explicit(&q->stats->last_batch_ms, wall_ms(), memory_order_relaxed);
         inferd_hist_record(q->stats->batch_size, req->rows_);
         inferd_hist_record(q->stats->queue_ns, req->queue_ns);
         inferd_hist_record(q->stats->compute_ns, req->compute_ns);
@@ -608,6 +617,7 @@ static void run_batch(worker *w, batch *b) {
     if (q->stats) {
         atomic_fetch_add_explicit(&q->stats->executions, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&q->stats->inferences, (uint64_t)b->rows, memory_order_relaxed);
+        atomic_store_explicit(&q->stats->last_batch_ms, wall_ms(), memory_order_relaxed);
         inferd_hist_record(q->stats->batch_size, b->rows);
     }
 

@@ -11,6 +11,7 @@ int inferd_stats_init(inferd_stats *s) {
     atomic_init(&s->pending, 0);
     atomic_init(&s->executions, 0);
     atomic_init(&s->inferences, 0);
+    atomic_init(&s->last_batch_ms, 0);
     atomic_init(&s->text_success, 0);
     atomic_init(&s->text_failure, 0);
     atomic_init(&s->text_items, 0);

@@ -21,6 +21,8 @@ typedef struct inferd_stats {
     _Atomic int64_t pending;     /* requests queued, not yet taken into a batch */
     _Atomic uint64_t executions; /* batches run */
     _Atomic uint64_t inferences; /* rows run (sum of batch sizes) */
+    _Atomic int64_t last_batch_ms; /* wall clock (ms since the epoch) when a batch last ran; 0:
+                                      none yet */
     inferd_hist *request_ns;     /* arrival to response, per request */
     inferd_hist *queue_ns;       /* submit to batch start, per request */
     inferd_hist *compute_ns;     /* the run of the request's batch, per request */

@@ -216,6 +216,52 @@ def test_infer_binary_both_ways(server):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_statistics_extension_counts_requests_batches_and_times(server):
+    """Triton's statistics extension: per version, requests by outcome with their time, rows,
+    batches, queue and compute time, and when the last batch ran."""
+    server.require_ready("mlp")
+    assert "statistics" in server.get("/v2").json()["extensions"]
+
+    def stats():
+        r = server.get("/v2/models/mlp/versions/1/stats")
+        assert r.status_code == 200, r.text
+        (s,) = r.json()["model_stats"]
+        assert s["name"] == "mlp" and s["version"] == "1"
+        return s
+
+    before = stats()
+    t0 = time.time() * 1000
+    feats = np.linspace(-1, 1, 60, dtype=np.float32).reshape(3, 20)
+    inputs = [{"name": "features", "shape": [3, 20], "datatype": "FP32",
+               "data": feats.flatten().tolist()}]
+    for _ in range(2):
+        assert server.post("/v2/models/mlp/infer", json={"inputs": inputs}).status_code == 200
+    bad = [{"name": "features", "shape": [1, 20], "datatype": "FP32", "data": [1.0]}]
+    assert server.post("/v2/models/mlp/infer", json={"inputs": bad}).status_code == 400
+    after = stats()
+    st, st0 = after["inference_stats"], before["inference_stats"]
+    assert st["success"]["count"] - st0["success"]["count"] == 2
+    assert st["success"]["ns"] > st0["success"]["ns"]
+    assert st["fail"]["count"] - st0["fail"]["count"] == 1
+    assert st["queue"]["count"] - st0["queue"]["count"] == 2
+    assert st["compute_infer"]["count"] - st0["compute_infer"]["count"] == 2
+    assert st["compute_infer"]["ns"] > st0["compute_infer"]["ns"]
+    assert after["inference_count"] - before["inference_count"] == 6  # rows
+    assert after["execution_count"] - before["execution_count"] == 2
+    assert t0 - 1000 <= after["last_inference"] <= time.time() * 1000 + 1000
+    # Every model, one model's versions, and the errors.
+    all_names = {s["name"] for s in server.get("/v2/models/stats").json()["model_stats"]}
+    assert {"mlp", "text", "multi"} <= all_names
+    versions = [s["version"] for s in server.get("/v2/models/multi/stats").json()["model_stats"]]
+    assert sorted(versions) == ["1", "3"], versions  # version_policy serves 1 and 3
+    for path, words in (("/v2/models/nope/stats", "nope"),
+                        ("/v2/models/mlp/versions/9/stats", "version 9"),
+                        ("/v2/models/multi/versions/2/stats", "version 2")):
+        r = server.get(path)
+        assert r.status_code == 404 and words in r.json()["error"], r.text
+    assert server.post("/v2/models/mlp/stats").status_code == 405
+
+
 def test_outputs_selection(server):
     server.require_ready("mlp")
     feats = np.linspace(-1, 1, 40, dtype=np.float32).reshape(2, 20)
