@@ -691,6 +691,13 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
+static float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 static void append_double(inferd_strbuf *b, double d, int digits) {
     if (isnan(d))
         inferd_strbuf_appends(b, "NaN");
@@ -776,10 +783,7 @@ static int append_data(inferd_strbuf *b, const inferd_tensor *t, inferd_error *e
         case INFERD_DTYPE_BF16: {
             uint16_t h;
             memcpy(&h, p + i * 2, 2);
-            uint32_t bits = (uint32_t)h << 16;
-            float f;
-            memcpy(&f, &bits, 4);
-            append_double(b, f, 4);
+            append_double(b, bf16_to_float(h), 4);
             break;
         }
         case INFERD_DTYPE_STRING: {
@@ -851,12 +855,8 @@ static long double value_at(const inferd_tensor *t, int64_t i) {
         return x.f64;
     case INFERD_DTYPE_F16:
         return half_to_float(x.u16);
-    case INFERD_DTYPE_BF16: {
-        uint32_t bits = (uint32_t)x.u16 << 16;
-        float f;
-        memcpy(&f, &bits, 4);
-        return f;
-    }
+    case INFERD_DTYPE_BF16:
+        return bf16_to_float(x.u16);
     default:
         return 0;
     }
