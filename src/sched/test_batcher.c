@@ -282,6 +282,15 @@ static void submit_ok(env *e, job *j) {
         fail_msg("submit: %d %s", rc, err.msg);
 }
 
+/* Submits j, with the gate closed by the caller, and waits (at most 5 s, then fails) until its
+ * batch holds threads and blocks in the model. */
+static void submit_running(env *e, job *j) {
+    submit_ok(e, j);
+    for (int i = 0; i < 5000 && inferd_sched_threads_in_use(e->s) == 0; i++)
+        usleep(1000);
+    assert_int_not_equal(inferd_sched_threads_in_use(e->s), 0);
+}
+
 /* ---- tests ---- */
 
 static void test_single_request(void **state) {
@@ -674,9 +683,7 @@ static void test_queued_request_times_out(void **state) {
     job_init(&a, 1, 2, 0);
     job_init(&b, 1, 2, 0);
     b.req.timeout_us = 20000;
-    submit_ok(&e, &a); // takes both threads and blocks in the model
-    while (inferd_sched_threads_in_use(e.s) == 0)
-        usleep(1000);
+    submit_running(&e, &a); // takes both threads and blocks in the model
     submit_ok(&e, &b); // no free thread: it can only wait, then expire
     wait_done(1);
     assert_int_equal(b.done, 1);
@@ -995,9 +1002,7 @@ static void test_job_runs_on_a_worker_within_the_budget(void **state) {
     gate(1);
     job a;
     job_init(&a, 1, 2, 1);
-    submit_ok(&e, &a); // takes the only thread and blocks in the model
-    while (inferd_sched_threads_in_use(e.s) == 0)
-        usleep(1000);
+    submit_running(&e, &a); // takes the only thread and blocks in the model
     test_job t;
     test_job_init(&t, &e);
     inferd_error err = {0};
@@ -1026,9 +1031,7 @@ static void test_jobs_run_before_queued_batches(void **state) {
     job a, b;
     job_init(&a, 1, 2, 1);
     job_init(&b, 1, 2, 5);
-    submit_ok(&e, &a); // running, blocked
-    while (inferd_sched_threads_in_use(e.s) == 0)
-        usleep(1000);
+    submit_running(&e, &a); // running, blocked
     submit_ok(&e, &b); // queued
     test_job t;
     test_job_init(&t, &e);
@@ -1067,9 +1070,7 @@ static void test_drain_waits_for_jobs_and_takes_their_requests(void **state) {
     job a, c;
     job_init(&a, 1, 2, 1);
     job_init(&c, 1, 2, 7);
-    submit_ok(&e, &a); // running, blocked: the job cannot start yet
-    while (inferd_sched_threads_in_use(e.s) == 0)
-        usleep(1000);
+    submit_running(&e, &a); // running, blocked: the job cannot start yet
     test_job t;
     test_job_init(&t, &e);
     t.submit = &c;
