@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
@@ -137,21 +138,16 @@ static void make_dir(const char *path) {
         die(path);
 }
 
-static void remove_tree(void) {
-    static const char *files[] = {
-        "mlp/1/model.onnx",  "mlp/1",          "mlp",
-        "bert/1/model.onnx", "bert/1/pipeline.json", "bert/1/vocab.txt",
-        "bert/1/labels.txt", "bert/1",         "bert/config.json",
-        "bert",              ".inferd-cache",
-    };
-    char p[PATH_MAX];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(p, sizeof p, "%s/%s", g.dir, files[i]);
-        if (unlink(p) != 0)
-            rmdir(p);
-    }
-    rmdir(g.dir);
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
 }
+
+/* Removes the temporary repository, whatever the server wrote into it. */
+static void remove_tree(void) { nftw(g.dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS); }
 
 static void shut_down(void) {
     inferd_api_set_draining(g.api);
