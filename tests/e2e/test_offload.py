@@ -6,6 +6,8 @@ Two servers on the same repository (the micro BERT text fixture, and an MLP for 
          and errors must be the ones the HTTP-thread path gives (the other server's).
   default: small bodies stay on the HTTP thread, and while several multi-megabyte bodies are
          being parsed and tokenized the health checks are still answered at once.
+Two tests start servers of their own: requests for evicted versions (--max-loaded 1) park
+from the worker, and SIGTERM finishes the bodies still waiting for one.
 """
 import json
 import random
@@ -17,6 +19,7 @@ import time
 
 import numpy as np
 import pytest
+import requests
 
 from conftest import ROOT, Server, fixture_model, metric_value
 from test_server import binary_body, split_binary
@@ -164,7 +167,6 @@ def test_health_stays_fast_while_large_bodies_are_parsed(default):
     statuses, errors = [], []
 
     def client():
-        import requests
         s = requests.Session()
         while not stop.is_set():
             try:
@@ -179,7 +181,6 @@ def test_health_stays_fast_while_large_bodies_are_parsed(default):
     try:
         time.sleep(0.5)
         end = time.monotonic() + 5
-        import requests
         s = requests.Session()
         while time.monotonic() < end:
             p0 = time.perf_counter()
@@ -213,7 +214,6 @@ def test_sigterm_finishes_bodies_still_waiting_for_a_worker(repo, inferd_availab
     results = []
 
     def one():
-        import requests
         r = requests.post(srv.url("/v1/models/bert:predict"), data=body, timeout=60)
         results.append((r.status_code, len(r.json().get("predictions", []))))
 
