@@ -110,13 +110,10 @@ def wrk(url, model, duration, binary=False):
 
 def perf(model, batch, seq, threads, seconds=5):
     """items/s of `inferd perf` on one batch shape."""
-    p = subprocess.run([INFERD, "perf", model, "--batch", str(batch), "--seq", str(seq),
-                        "--threads", str(threads), "--seconds", str(seconds), "--vocab", "21128"],
-                       capture_output=True, text=True, timeout=600)
-    runs = [json.loads(l) for l in p.stdout.splitlines() if '"kind":"run"' in l]
-    if p.returncode != 0 or not runs:
-        raise RuntimeError(f"inferd perf failed: {p.stderr[-500:]}")
-    return runs[-1]["items_per_s"]
+    run = benchlib.inferd_perf(model, threads, batch, seq, seconds, inferd=INFERD)
+    if not run:
+        raise RuntimeError("inferd perf failed (its error is above)")
+    return run["items_per_s"]
 
 
 def write_repo(root, name, model, config):

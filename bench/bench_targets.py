@@ -34,12 +34,9 @@ TARGETS = [  # (label, batch, seq, lengths, x ORT needed)
 
 
 def inferd_ms(model, threads, batch, seq, lengths, seconds):
-    cmd = [be.INFERD, "perf", model, "--threads", str(threads), "--batch", str(batch), "--seq",
-           str(seq), "--vocab", "21128", "--seconds", str(seconds)]
-    if lengths == "random":
-        cmd += ["--lengths", "random", "--min-len", "20"]
-    runs = [r for r in be.json_lines(cmd) if r["kind"] == "run"]
-    return runs[-1]["p50_ms"] if runs else None
+    extra = ["--lengths", "random", "--min-len", "20"] if lengths == "random" else []
+    run = benchlib.inferd_perf(model, threads, batch, seq, seconds, *extra, inferd=be.INFERD)
+    return run["p50_ms"] if run else None
 
 
 def ort_ms(model, threads, batch, seq, seconds):

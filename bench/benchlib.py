@@ -4,9 +4,11 @@ options of the text-scenario load runs (bench_text.py, bench_torch.py, bench_mod
 
 Plain stdlib, importable from any of them (each has bench/ on sys.path).
 """
+import json
 import math
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -24,6 +26,19 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def inferd_perf(model, threads, batch, seq, seconds, *extra, inferd=INFERD):
+    """The run record (p50_ms, items_per_s, ...) of `inferd perf` on one batch shape, with the
+    peers' vocabulary; None (its stderr printed) when it fails."""
+    p = subprocess.run([inferd, "perf", model, "--threads", str(threads), "--batch", str(batch),
+                        "--seq", str(seq), "--vocab", "21128", "--seconds", str(seconds), *extra],
+                       capture_output=True, text=True, timeout=3600)
+    runs = [json.loads(l) for l in p.stdout.splitlines() if '"kind":"run"' in l]
+    if p.returncode != 0 or not runs:
+        print(f"# inferd perf failed ({p.returncode}): {p.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return runs[-1]
 
 
 def proc_status(pid, field):
