@@ -116,6 +116,8 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
     }
     size_t cap = 1024, n = 0;
     double *ms = malloc(cap * sizeof *ms);
+    int64_t runs0, groups0, runs1, groups1;
+    inferd_engine_run_stats(m, &runs0, &groups0);
     int64_t t0 = inferd_now_ns();
     while (rc == 0 && ((double)(inferd_now_ns() - t0) / 1e9 < o->seconds || n < 3)) {
         int64_t s = inferd_now_ns();
@@ -133,6 +135,7 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
     if (rc < 0) {
         fprintf(stderr, "inferd perf: %s\n", err.msg);
     } else {
+        inferd_engine_run_stats(m, &runs1, &groups1);
         qsort(ms, n, sizeof *ms, cmp_double);
         double sum = 0;
         long tokens = 0;
@@ -144,10 +147,11 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
         printf("{\"kind\":\"run\",\"model\":\"%s\",\"batch\":%ld,\"seq\":%ld,\"threads\":%ld,"
                "\"lengths\":\"%s\","
                "\"tokens\":%ld,\"runs\":%zu,\"p50_ms\":%.4f,\"p95_ms\":%.4f,\"mean_ms\":%.4f,"
-               "\"items_per_s\":%.2f,\"load_ms\":%.2f,\"first_run_ms\":%.2f}\n",
+               "\"items_per_s\":%.2f,\"load_ms\":%.2f,\"first_run_ms\":%.2f,"
+               "\"groups_per_run\":%.2f}\n",
                o->path, batch, seq, o->threads, o->random_lengths ? "random" : "full", tokens, n,
                p50, p95, sum / (double)n, (double)batch / (p50 / 1000.0), inferd_engine_load_ms(m),
-               first_ms);
+               first_ms, (double)(groups1 - groups0) / (double)(runs1 - runs0 ? runs1 - runs0 : 1));
         fflush(stdout);
     }
     for (int i = 0; i < n_in; i++)

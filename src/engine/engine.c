@@ -68,6 +68,7 @@ struct inferd_engine_model {
     uint64_t tick;
     arena *free_arenas;
     eg_profile_entry profile[EG_OP_COUNT_];
+    _Atomic int64_t runs, groups; /* inferd_engine_run calls, and the runs they made */
 };
 
 int inferd_engine_global_init(inferd_error *err) { return eg_kernels_global_init(err); }
@@ -723,6 +724,77 @@ static int plan_groups(const int64_t *sorted_len, int n, int64_t overhead, int *
     return g_best;
 }
 
+/* The finish time of groups of these costs on `workers` threads, each taken by the least
+ * loaded thread, costliest first (costs sorted in place). */
+static int64_t makespan(int64_t *cost, int n, int workers) {
+    int64_t load[MAX_GROUPS] = {0}, worst = 0;
+    if (workers > MAX_GROUPS)
+        workers = MAX_GROUPS;
+    for (int i = 1; i < n; i++) // insertion sort, largest first (n <= MAX_GROUPS)
+        for (int j = i; j > 0 && cost[j] > cost[j - 1]; j--) {
+            int64_t t = cost[j];
+            cost[j] = cost[j - 1];
+            cost[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++) {
+        int w = 0;
+        for (int k = 1; k < workers; k++)
+            if (load[k] < load[w])
+                w = k;
+        load[w] += cost[i];
+        if (load[w] > worst)
+            worst = load[w];
+    }
+    return worst;
+}
+
+/* Tokens a group of sorted rows [start, end) runs, trimmed to its longest row, plus its fixed
+ * cost. */
+static int64_t group_cost(const int64_t *sorted_len, int start, int end, int64_t S,
+                          int64_t overhead) {
+    int64_t L = round_len(sorted_len[end - 1]);
+    return (end - start) * (L < S ? L : S) + overhead;
+}
+
+static int64_t groups_makespan(const int64_t *sorted_len, const int *ends, int ng, int64_t S,
+                               int64_t overhead, int workers) {
+    int64_t cost[MAX_GROUPS];
+    for (int g = 0, start = 0; g < ng; start = ends[g++])
+        cost[g] = group_cost(sorted_len, start, ends[g], S, overhead);
+    return makespan(cost, ng, workers);
+}
+
+/* With several threads, splits the costliest group in halves while that brings the groups'
+ * finish time down: rows run side by side, one thread each, scale better than one run
+ * sharing its threads (the peers' base model, batch 8 x 128 on 2 threads: 2-3% faster as two
+ * halves; small: 10%). Returns the new number of groups. */
+static int split_for_threads(const int64_t *sorted_len, int *ends, int ng, int64_t S,
+                             int64_t overhead, int threads) {
+    while (ng < MAX_GROUPS) {
+        int c = -1;
+        int64_t worst = 0;
+        for (int g = 0, start = 0; g < ng; start = ends[g++]) {
+            int64_t cost = group_cost(sorted_len, start, ends[g], S, overhead);
+            if (ends[g] - start >= 2 && cost > worst) {
+                worst = cost;
+                c = g;
+            }
+        }
+        if (c < 0)
+            break;
+        int start = c ? ends[c - 1] : 0, split[MAX_GROUPS];
+        memcpy(split, ends, sizeof(int) * (size_t)c);
+        split[c] = start + (ends[c] - start) / 2;
+        memcpy(split + c + 1, ends + c, sizeof(int) * (size_t)(ng - c));
+        if (groups_makespan(sorted_len, split, ng + 1, S, overhead, threads) >=
+            groups_makespan(sorted_len, ends, ng, S, overhead, threads))
+            break;
+        memcpy(ends, split, sizeof(int) * (size_t)(ng + 1));
+        ng++;
+    }
+    return ng;
+}
+
 /* Returns 1 after running the batch in length groups, 0 when grouping does not apply (the
  * caller runs the batch whole), or a negative code. */
 static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
@@ -734,15 +806,13 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
         return 0;
     int64_t len[256];
     int order[256];
-    int64_t max_len = 0, padded = 0;
+    int64_t padded = 0, total = 0;
     for (int64_t b = 0; b < B; b++) {
         int64_t L = S;
         while (L > 0 && get_token(mask, b * S + L - 1) == 0)
             L--;
         len[b] = L > 0 ? L : 1;
         order[b] = (int)b;
-        if (len[b] > max_len)
-            max_len = len[b];
     }
     qsort_r(order, (size_t)B, sizeof order[0], cmp_len, len);
     int64_t sorted[256];
@@ -755,18 +825,36 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
         return 0;
     for (int g = 0, start = 0; g < ng; start = ends[g++])
         padded += (ends[g] - start) * round_len(sorted[ends[g] - 1]);
-    // Worth it only when it removes a real share of the padded work.
-    if (padded + overhead * (ng - 1) > B * S * 92 / 100)
+    // Length groups are worth it only when they remove a real share of the padded work;
+    // without them, several threads may still take the batch in row groups.
+    int by_length = padded + overhead * (ng - 1) <= B * S * 92 / 100;
+    if (!by_length) {
+        if (threads < 2 || B < 2)
+            return 0;
+        ng = 1;
+        ends[0] = (int)B;
+    }
+    if (threads > 1)
+        ng = split_for_threads(sorted, ends, ng, S, overhead, threads);
+    // Length groups run side by side, one thread each: their runs are too small to share
+    // threads well (the peers' small model gained little from a second thread on them). Row
+    // groups of a batch that needs no length groups run so only when they finish sooner that
+    // way than the whole batch on all the threads, which shares them at ~96% (1.92x on two).
+    for (int g = 0, start = 0; g < ng; start = ends[g++])
+        total += group_cost(sorted, start, ends[g], S, overhead);
+    int side_by_side =
+        threads > 1 && ng > 1 &&
+        (by_length ||
+         groups_makespan(sorted, ends, ng, S, overhead, threads) * threads * 96 < total * 100);
+    if (!by_length && !side_by_side)
         return 0;
     if (m->trim == TRIM_UNKNOWN)
         m->trim = probe_trim(m);
     if (m->trim != TRIM_SAFE)
         return 0;
 
-    // Each group runs whole. With several threads and several groups, the groups run side by
-    // side, one thread each (a group's rows are too few to share well: the peers' small model
-    // gained little from a second thread on its groups), longest first; else one after the
-    // other on all the threads.
+    // Each group runs whole: side by side, longest first, or one after the other on all the
+    // threads.
     inferd_tensor(*sub_out)[16] = inferd_calloc(NULL, (size_t)ng, sizeof *sub_out);
     inferd_error *errs = inferd_calloc(NULL, (size_t)ng, sizeof *errs);
     int *rcs = inferd_calloc(NULL, (size_t)ng, sizeof *rcs), starts[MAX_GROUPS],
@@ -791,7 +879,6 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
             by_cost[j] = y;
             by_cost[j - 1] = x;
         }
-    int side_by_side = threads > 1 && ng > 1;
     int team = side_by_side ? (threads < ng ? threads : ng) : 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team) if (side_by_side)
     for (int k = 0; k < ng; k++) {
@@ -808,6 +895,7 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
             rcs[g] = run_whole(m, sub_in, sub_out[g], side_by_side ? 1 : threads, &errs[g]);
         free_tensors(sub_in, m->n_inputs);
     }
+    m->groups += ng;
     memset(outputs, 0, sizeof(*outputs) * (size_t)m->n_outputs);
     int rc = 1;
     for (int g = 0; g < ng && rc == 1; g++)
@@ -913,6 +1001,7 @@ static int useful_threads(const inferd_engine_model *m, const inferd_tensor *inp
 int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                       int threads, inferd_error *err) {
     threads = useful_threads(m, inputs, threads);
+    m->runs++;
     if (!m->opts.disable_length_groups && m->trim != TRIM_UNSAFE && trim_candidate(m)) {
         int rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
         if (rc == 0)
@@ -920,7 +1009,13 @@ int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, infer
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
+    m->groups++;
     return run_whole(m, inputs, outputs, threads, err);
+}
+
+void inferd_engine_run_stats(const inferd_engine_model *m, int64_t *runs, int64_t *groups) {
+    *runs = m->runs;
+    *groups = m->groups;
 }
 
 static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,

@@ -65,6 +65,10 @@ const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int
 int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                       int threads, inferd_error *err);
 
+/* Calls to inferd_engine_run so far, and the runs they made: a batch split into length or
+ * row groups makes one run a group, a batch taken whole one. */
+void inferd_engine_run_stats(const inferd_engine_model *m, int64_t *runs, int64_t *groups);
+
 /* Bytes the model holds now (weights, packed weights, plans, arenas). */
 int64_t inferd_engine_memory(const inferd_engine_model *m);
 

@@ -153,3 +153,38 @@ def test_mixed_lengths_batch_equals_each_row_alone(threads, tmp_path):
         alone = run(ids[r:r + 1, :n], mask[r:r + 1, :n], f"row{r}")
         assert np.abs(together[r] - alone[0]).max() <= 1e-4, (r, n, describe_worst(
             together[r:r + 1], alone))
+
+
+def perf_groups(model, batch, seq, threads):
+    p = subprocess.run([inferd_bin(), "perf", str(model), "--batch", str(batch), "--seq",
+                        str(seq), "--threads", str(threads), "--seconds", "0"],
+                       capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    runs = [json.loads(line) for line in p.stdout.splitlines() if '"kind":"run"' in line]
+    return runs[0]["groups_per_run"]
+
+
+def test_row_groups_equal_the_whole_batch(tmp_path):
+    """With 2 threads, a batch of full-length rows big enough to share runs as two row groups
+    side by side, one thread each; its outputs must equal the batch run whole on one thread.
+    A batch that halves unevenly (3 rows) stays whole."""
+    model = FIXTURES / "peer_bert_op14" / "model.onnx"
+    assert perf_groups(model, 16, 128, 2) == 2
+    assert perf_groups(model, 16, 128, 1) == 1
+    assert perf_groups(model, 3, 128, 2) == 1
+    rng = np.random.default_rng(11)
+    ids = rng.integers(1, 900, (16, 128)).astype(np.int64)
+    np.save(tmp_path / "ids.npy", ids)
+    np.save(tmp_path / "mask.npy", np.ones_like(ids))
+    got = {}
+    for threads in (1, 2):
+        out = tmp_path / f"out{threads}"
+        p = subprocess.run([inferd_bin(), "exec", str(model),
+                            "--input", f"input_ids={tmp_path / 'ids.npy'}",
+                            "--input", f"attention_mask={tmp_path / 'mask.npy'}",
+                            "--output-dir", str(out), "--threads", str(threads)],
+                           capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
+        assert p.returncode == 0, p.stderr
+        got[threads] = np.load(out / "logits.npy")
+    assert got[2].shape == (16,) + got[1].shape[1:]
+    assert np.abs(got[2] - got[1]).max() <= 1e-4, describe_worst(got[2], got[1])
