@@ -60,9 +60,15 @@ static int uses_build(const eg_graph *g, uses *u, inferd_error *err) {
                 u->cons[u->start[v] + fill[v]++] = i;
         }
     }
-    // Shrink counts to what was filled (duplicates skipped).
-    for (int v = 0; v < nv; v++)
-        u->start[v + 1] = u->start[v] + fill[v] + (u->start[v + 1] - u->start[v] - fill[v]);
+    // Close the gaps left by duplicates skipped: each value's list holds fill[v] entries.
+    int to = 0;
+    for (int v = 0; v < nv; v++) {
+        int from = u->start[v];
+        u->start[v] = to;
+        memmove(u->cons + to, u->cons + from, sizeof(int) * (size_t)fill[v]);
+        to += fill[v];
+    }
+    u->start[nv] = to;
     inferd_free(fill);
     return 0;
 }
