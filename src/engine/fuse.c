@@ -1280,6 +1280,102 @@ static int prune_rows(eg_graph *g, inferd_error *err) {
     return rc;
 }
 
+/* ---- plan time: a [CLS]-only attention folds its keys and values ---- */
+
+/* The dense layer (no residual, no activation) producing v, if every use of v is node user;
+ * else -1. */
+static int dense_only_for(const eg_graph *g, const uses *u, int v, int user) {
+    int p = v >= 0 ? g->values[v].producer : -1;
+    if (p < 0 || g->nodes[p].dead || g->nodes[p].op != EG_OP_FusedMatMul ||
+        g->nodes[p].in[2] >= 0 || g->values[v].is_output ||
+        ((const eg_matmul_params *)g->nodes[p].params)->act != EG_ACT_NONE)
+        return -1;
+    for (int k = u->start[v]; k < u->start[v + 1]; k++)
+        if (!g->nodes[u->cons[k]].dead && u->cons[k] != user)
+            return -1;
+    return p;
+}
+
+/* An attention left computing only query row 0 (prune_rows) still had every row's keys and
+ * values projected. When Q, K and V are dense layers over the same rows X and feed nothing
+ * else, it becomes FusedClsAttention, which reads X itself: the Q layer runs on row 0 alone
+ * and the K and V layers not at all (a twelfth of the peers' base model's dense work at 128
+ * tokens: its last layer's Q, K and V projections). */
+static int fold_cls_attention(eg_graph *g, inferd_error *err) {
+    uses u = {0};
+    int rc = eg_plan_remove_dead(g, err), any = 0; // a Split that fed Q, K and V, now unused
+    if (rc == 0) {
+        eg_graph_recount(g);
+        rc = uses_build(g, &u, err);
+    }
+    for (int i = 0; rc == 0 && i < g->n_nodes; i++) {
+        const eg_node *fa = &g->nodes[i];
+        if (fa->dead || fa->op != EG_OP_FusedAttention ||
+            ((const eg_attention_params *)fa->params)->q_rows != 1)
+            continue;
+        int mq = dense_only_for(g, &u, fa->in[0], i), mk = dense_only_for(g, &u, fa->in[1], i),
+            mv = dense_only_for(g, &u, fa->in[2], i);
+        if (mq < 0 || mk < 0 || mv < 0)
+            continue;
+        int x = g->nodes[mq].in[0];
+        const eg_tensor *xt = &g->values[x].t;
+        if (g->nodes[mk].in[0] != x || g->nodes[mv].in[0] != x || xt->rank != 3 ||
+            xt->dtype != INFERD_DTYPE_F32 || xt->dims[1] < 2)
+            continue;
+        const eg_attention_params *ap = fa->params;
+        eg_cls_attention_params *p = eg_graph_alloc(g, sizeof *p);
+        int *q_in = eg_graph_alloc(g, sizeof(int) * (size_t)g->nodes[mq].n_in);
+        if (!p || !q_in) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
+        *p = (eg_cls_attention_params){.heads = ap->heads,
+                                       .head_dim = ap->head_dim,
+                                       .q_off = ap->q_off,
+                                       .k_off = ap->k_off,
+                                       .v_off = ap->v_off,
+                                       .scale = ap->scale,
+                                       .wk = ((eg_matmul_params *)g->nodes[mk].params)->w,
+                                       .wv = ((eg_matmul_params *)g->nodes[mv].params)->w};
+        int q = fa->in[0], mask = fa->in[3], out = fa->out[0];
+        int bk = g->nodes[mk].in[1], bv = g->nodes[mv].in[1];
+        const char *name = fa->name;
+        // The Q layer reads row 0 only (a new in array: plans share the model's node arrays).
+        int one = 0, from, to, xs = slice_rows(g, x, &from, &to, &one, err);
+        if (xs < 0) {
+            rc = xs;
+            break;
+        }
+        memcpy(q_in, g->nodes[mq].in, sizeof(int) * (size_t)g->nodes[mq].n_in);
+        q_in[0] = xs;
+        g->nodes[mq].in = q_in;
+        if (mk != mq)
+            g->nodes[mk].dead = 1;
+        if (mv != mq && mv != mk)
+            g->nodes[mv].dead = 1;
+        if ((rc = rewrite_node(g, i, EG_OP_FusedClsAttention, 5, 1, p, err)) < 0)
+            break;
+        eg_node *ca = &g->nodes[i];
+        ca->name = name;
+        ca->in[0] = q;
+        ca->in[1] = x;
+        ca->in[2] = bk;
+        ca->in[3] = bv;
+        ca->in[4] = mask;
+        ca->out[0] = out;
+        if ((rc = eg_plan_infer_node(g, &g->nodes[mq], 0, err)) < 0 ||
+            (rc = eg_plan_infer_node(g, &g->nodes[i], 0, err)) < 0)
+            break;
+        any = 1;
+        eg_graph_recount(g);
+        rc = uses_build(g, &u, err);
+    }
+    uses_free(&u);
+    if (rc == 0 && any)
+        rc = eg_graph_toposort(g, err);
+    return rc;
+}
+
 int eg_fuse_plan(eg_graph *g, const eg_plan_options *opts, inferd_error *err) {
     (void)opts;
     eg_graph_recount(g);
@@ -1291,6 +1387,10 @@ int eg_fuse_plan(eg_graph *g, const eg_plan_options *opts, inferd_error *err) {
     if (rc == 0) {
         eg_graph_recount(g);
         rc = prune_rows(g, err);
+    }
+    if (rc == 0) {
+        eg_graph_recount(g);
+        rc = fold_cls_attention(g, err);
     }
     if (rc == 0)
         eg_graph_recount(g);

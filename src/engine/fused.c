@@ -174,6 +174,22 @@ static int conv_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, const
 
 /* ---- FusedAttention ---- */
 
+/* An additive attention mask must broadcast to [B, heads, Sq, Sk]. */
+static int check_mask(const eg_node *n, const eg_tensor *m, int64_t B, int64_t heads, int64_t Sq,
+                      int64_t Sk, inferd_error *err) {
+    if (m->dtype != INFERD_DTYPE_F32 || m->rank > 4)
+        return fail(err, n, "mask must be float with rank <= 4");
+    int64_t want[4] = {B, heads, Sq, Sk};
+    for (int i = 0; i < m->rank; i++) {
+        int64_t d = m->dims[i], w = want[4 - m->rank + i];
+        if (d != 1 && d != w)
+            return fail(err, n, "mask does not broadcast to [batch, heads, seq, seq]");
+    }
+    if (m->rank == 0 || m->dims[m->rank - 1] != Sk)
+        return fail(err, n, "mask must have one value per key");
+    return 0;
+}
+
 static int attention_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
                            inferd_error *err) {
     const eg_attention_params *p = n->params;
@@ -186,19 +202,8 @@ static int attention_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out
         p->k_off + HD > in[1].dims[2] || p->v_off + HD > in[2].dims[2])
         return fail(err, n, "Q, K and V shapes do not agree");
     int64_t B = in[0].dims[0], Sq = in[0].dims[1], Sk = in[1].dims[1];
-    if (n->in[3] >= 0) {
-        const eg_tensor *m = &in[3];
-        if (m->dtype != INFERD_DTYPE_F32 || m->rank > 4)
-            return fail(err, n, "mask must be float with rank <= 4");
-        int64_t want[4] = {B, p->heads, Sq, Sk};
-        for (int i = 0; i < m->rank; i++) {
-            int64_t d = m->dims[i], w = want[4 - m->rank + i];
-            if (d != 1 && d != w)
-                return fail(err, n, "mask does not broadcast to [batch, heads, seq, seq]");
-        }
-        if (m->rank == 0 || m->dims[m->rank - 1] != Sk)
-            return fail(err, n, "mask must have one value per key");
-    }
+    if (n->in[3] >= 0 && check_mask(n, &in[3], B, p->heads, Sq, Sk, err) < 0)
+        return -1;
     out[0].dtype = INFERD_DTYPE_F32;
     out[0].rank = 3;
     out[0].dims[0] = B;
@@ -217,6 +222,32 @@ static size_t attention_scratch(const eg_node *n, const eg_tensor *in, const eg_
 
 /* Masks below this are treated as "never attend": exp of them underflows to exactly 0. */
 #define MASKED (-1e4f)
+
+/* The additive mask m (broadcastable to [B, heads, Sq, Sk]) as a base and strides of that
+ * view, 0 where broadcast. With one mask row per batch row, keys after the last unmasked one
+ * are padding: their weights are exactly zero, so they can be skipped; then the valid
+ * lengths go to key_len (B entries) and are returned, else NULL. */
+static const int32_t *mask_view(const eg_tensor *m, int64_t B, int64_t Sk, int32_t *key_len,
+                                const float **mask, int64_t *m_bs, int64_t *m_hs, int64_t *m_is) {
+    int64_t dims[4] = {1, 1, 1, 1};
+    for (int i = 0; i < m->rank; i++)
+        dims[4 - m->rank + i] = m->dims[i];
+    int64_t s_q = Sk, s_h = dims[2] * Sk, s_b = dims[1] * dims[2] * Sk;
+    *mask = m->data;
+    *m_bs = dims[0] == 1 ? 0 : s_b;
+    *m_hs = dims[1] == 1 ? 0 : s_h;
+    *m_is = dims[2] == 1 ? 0 : s_q;
+    if (dims[1] != 1 || dims[2] != 1)
+        return NULL;
+    for (int64_t b = 0; b < B; b++) {
+        const float *row = *mask + b * *m_bs;
+        int64_t L = Sk;
+        while (L > 0 && row[L - 1] <= MASKED)
+            L--;
+        key_len[b] = (int32_t)(L > 0 ? L : Sk);
+    }
+    return key_len;
+}
 
 static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
                          const eg_run_ctx *ctx, inferd_error *err) {
@@ -245,31 +276,100 @@ static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
     a.v_bs = a.v_rs * Sk;
     int32_t *key_len =
         (int32_t *)((char *)ctx->scratch + eg_attention_scratch(Sk, p->head_dim, ctx->threads));
-    if (n->in[3] >= 0) {
-        const eg_tensor *m = &in[3];
-        int64_t dims[4] = {1, 1, 1, 1};
-        for (int i = 0; i < m->rank; i++)
-            dims[4 - m->rank + i] = m->dims[i];
-        // Strides of the mask viewed as [B, H, Sq, Sk], 0 where broadcast.
-        int64_t s_q = Sk, s_h = dims[2] * Sk, s_b = dims[1] * dims[2] * Sk;
-        a.mask = m->data;
-        a.m_bs = dims[0] == 1 ? 0 : s_b;
-        a.m_hs = dims[1] == 1 ? 0 : s_h;
-        a.m_is = dims[2] == 1 ? 0 : s_q;
-        // With one mask row per batch row, keys after the last unmasked one are padding:
-        // their weights are exactly zero, so they are skipped.
-        if (dims[1] == 1 && dims[2] == 1) {
-            for (int64_t b = 0; b < B; b++) {
-                const float *row = a.mask + b * a.m_bs;
-                int64_t L = Sk;
-                while (L > 0 && row[L - 1] <= MASKED)
-                    L--;
-                key_len[b] = (int32_t)(L > 0 ? L : Sk);
-            }
-            a.key_len = key_len;
-        }
-    }
+    if (n->in[3] >= 0)
+        a.key_len = mask_view(&in[3], B, Sk, key_len, &a.mask, &a.m_bs, &a.m_hs, &a.m_is);
     eg_kernels()->attention(&a, ctx->scratch, ctx->threads);
+    return 0;
+}
+
+/* ---- FusedClsAttention ---- */
+
+static int cls_attention_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                               inferd_error *err) {
+    const eg_cls_attention_params *p = n->params;
+    int64_t HD = p->heads * p->head_dim, H = eg_packed_weight_k(p->wk);
+    if (in[0].dtype != INFERD_DTYPE_F32 || in[0].rank != 3 || in[0].dims[1] != 1 ||
+        p->q_off + HD > in[0].dims[2])
+        return fail(err, n, "Q must be float [batch, 1, channels]");
+    if (in[1].dtype != INFERD_DTYPE_F32 || in[1].rank != 3 || in[1].dims[0] != in[0].dims[0] ||
+        in[1].dims[2] != H || eg_packed_weight_k(p->wv) != H)
+        return fail(err, n, "rows must be float [batch, seq, hidden] with the weights' hidden");
+    if (p->k_off + HD > eg_packed_weight_n(p->wk) || p->v_off + HD > eg_packed_weight_n(p->wv))
+        return fail(err, n, "heads do not fit the weights");
+    for (int i = 2; i < 4; i++)
+        if (n->in[i] >= 0 &&
+            (in[i].dtype != INFERD_DTYPE_F32 ||
+             eg_tensor_numel(&in[i]) != eg_packed_weight_n(i == 2 ? p->wk : p->wv)))
+            return fail(err, n, "bias does not match the weight");
+    int64_t B = in[0].dims[0], S = in[1].dims[1];
+    if (n->in[4] >= 0 && check_mask(n, &in[4], B, p->heads, S, S, err) < 0)
+        return -1;
+    out[0].dtype = INFERD_DTYPE_F32;
+    out[0].rank = 3;
+    out[0].dims[0] = B;
+    out[0].dims[1] = 1;
+    out[0].dims[2] = HD;
+    return 0;
+}
+
+typedef struct cls_state {
+    const float *kt, *vp;
+} cls_state;
+
+static int cls_attention_prepare(const eg_node *n, const eg_tensor *in, const eg_tensor *out,
+                                 int threads, void *model_ctx, void **state, inferd_error *err) {
+    const eg_cls_attention_params *p = n->params;
+    (void)in, (void)out, (void)threads;
+    cls_state *st = inferd_calloc(NULL, 1, sizeof *st);
+    if (!st)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int rc = eg_cls_weights_get(model_ctx, p->wk, p->k_off, p->wv, p->v_off,
+                                p->heads * p->head_dim, &st->kt, &st->vp, err);
+    if (rc < 0) {
+        inferd_free(st);
+        return rc;
+    }
+    *state = st;
+    return 0;
+}
+
+static void cls_attention_release(void *state) { inferd_free(state); }
+
+static size_t cls_attention_scratch(const eg_node *n, const eg_tensor *in, const eg_tensor *out,
+                                    int threads) {
+    (void)n, (void)out;
+    return eg_cls_attention_scratch(in[1].dims[1], in[1].dims[2], threads) +
+           sizeof(int32_t) * (size_t)(in[0].dims[0] + 16);
+}
+
+static int cls_attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
+                             const eg_run_ctx *ctx, inferd_error *err) {
+    (void)err;
+    const eg_cls_attention_params *p = n->params;
+    const cls_state *st = ctx->state;
+    int64_t B = in[0].dims[0], S = in[1].dims[1], H = in[1].dims[2];
+    eg_cls_attention_args a = {
+        .batch = B,
+        .seq = S,
+        .heads = p->heads,
+        .head_dim = p->head_dim,
+        .hidden = H,
+        .q = (const float *)in[0].data + p->q_off,
+        .q_bs = in[0].dims[2],
+        .x = in[1].data,
+        .kt = st->kt,
+        .vp = st->vp,
+        .bk = n->in[2] >= 0 ? (const float *)in[2].data + p->k_off : NULL,
+        .bv = n->in[3] >= 0 ? (const float *)in[3].data + p->v_off : NULL,
+        .scale = p->scale,
+        .out = out[0].data,
+    };
+    int32_t *key_len = (int32_t *)((char *)ctx->scratch +
+                                   eg_cls_attention_scratch(S, H, ctx->threads));
+    int64_t m_is;
+    if (n->in[4] >= 0)
+        a.key_len = mask_view(&in[4], B, S, key_len, &a.mask, &a.m_bs, &a.m_hs, &m_is);
+    eg_kernels()->cls_attention(&a, ctx->scratch, ctx->threads);
     return 0;
 }
 
@@ -289,6 +389,11 @@ static const eg_op_def fused_defs[EG_OP_COUNT_] = {
     [EG_OP_FusedAttention] = {.infer = attention_infer,
                               .run = attention_run,
                               .scratch = attention_scratch},
+    [EG_OP_FusedClsAttention] = {.infer = cls_attention_infer,
+                                 .run = cls_attention_run,
+                                 .scratch = cls_attention_scratch,
+                                 .prepare = cls_attention_prepare,
+                                 .release = cls_attention_release},
 };
 
 const eg_op_def *eg_fused_op_def(eg_op op) {

@@ -42,4 +42,16 @@ typedef struct eg_attention_params {
     int64_t q_rows; /* query rows computed per batch row; 0 = all */
 } eg_attention_params;
 
+/* FusedClsAttention: a FusedAttention computing only query row 0 (q_rows 1) whose keys and
+ * values come from dense layers over rows X, folded (eg_cls_attention_args). in[0] Q rows
+ * [B, 1, C] (at q_off), in[1] X [B, S, hidden], in[2] the K layer's bias (optional), in[3]
+ * the V layer's bias (optional), in[4] additive mask (optional, as FusedAttention).
+ * out[0] [B, 1, heads * head_dim]. */
+typedef struct eg_cls_attention_params {
+    int64_t heads, head_dim;
+    int64_t q_off, k_off, v_off; /* column offsets in Q, wk and wv (and the biases) */
+    float scale;
+    eg_packed_weight *wk, *wv;
+} eg_cls_attention_params;
+
 #endif

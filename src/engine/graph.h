@@ -95,6 +95,7 @@ typedef struct eg_attr {
     X(FusedMatMul) /* dense layer on oneDNN: bias, activation, residual add */ \
     X(FusedLayerNorm) /* LayerNorm over the last axis, from the op or its decomposition */ \
     X(FusedAttention) /* softmax(Q K^T * scale + mask) V per head, padded keys skipped */ \
+    X(FusedClsAttention) /* one query row's attention, keys and values folded into it */ \
     X(FusedGelu) /* GELU from its Erf or tanh pattern */ \
     X(FusedConv) /* Conv on oneDNN with bias and activation */ \
     X(FusedEmbedding) /* word + position (+ type) embedding gathers and adds */

@@ -60,13 +60,22 @@ typedef struct conv_weight {
     void *data;
 } conv_weight;
 
+/* K and V columns unpacked for the [CLS] attention (eg_cls_weights_get). */
+typedef struct cls_weight {
+    const eg_packed_weight *wk, *wv;
+    int64_t k_off, v_off, n;
+    float *kt, *vp;
+    struct cls_weight *next;
+} cls_weight;
+
 struct eg_model_ctx {
     inferd_mem_account *acct;
-    pthread_mutex_t pack_lock; /* guards packed and conv_weights */
+    pthread_mutex_t pack_lock; /* guards packed, conv_weights and cls_weights */
     eg_packed_weight **packed;
     int n_packed;
     struct eg_cache *cache;
     conv_weight *conv_weights;
+    cls_weight *cls_weights;
     pthread_mutex_t dense_lock; /* guards denses */
     struct eg_dense *denses;    /* dense layers in use, shared by the plans that need them */
 };
@@ -107,6 +116,12 @@ void eg_model_ctx_destroy(eg_model_ctx *c) {
     for (conv_weight *w = c->conv_weights, *next; w; w = next) {
         next = w->next;
         inferd_free(w->data);
+        inferd_free(w);
+    }
+    for (cls_weight *w = c->cls_weights, *next; w; w = next) {
+        next = w->next;
+        inferd_free(w->kt);
+        inferd_free(w->vp);
         inferd_free(w);
     }
     pthread_mutex_destroy(&c->pack_lock);
@@ -639,6 +654,76 @@ static const void *conv_weight_for(eg_model_ctx *c, const float *src,
     }
     pthread_mutex_unlock(&c->pack_lock);
     return w ? w->data : NULL;
+}
+
+/* A packed weight back in plain [K, N] row-major layout, in memory of the ctx's account. */
+static float *unpack_weight(eg_model_ctx *c, const eg_packed_weight *w) {
+    dnnl_dims_t dims = {w->K, w->N};
+    dnnl_memory_desc_t plain;
+    dnnl_memory_desc_init_by_tag(&plain, 2, dims, dnnl_f32, dnnl_ab);
+    float *out = inferd_malloc(c->acct, (size_t)(w->K * w->N) * sizeof(float));
+    if (out && reorder(&w->md, w->data, &plain, out) != dnnl_success) {
+        inferd_free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+static cls_weight *cls_weight_make(eg_model_ctx *c, const eg_packed_weight *wk, int64_t k_off,
+                                   const eg_packed_weight *wv, int64_t v_off, int64_t n) {
+    cls_weight *w = inferd_calloc(c->acct, 1, sizeof *w);
+    float *pk = unpack_weight(c, wk), *pv = wv == wk ? pk : unpack_weight(c, wv);
+    int64_t K = wk->K;
+    if (w) {
+        w->kt = inferd_malloc(c->acct, (size_t)(n * K) * sizeof(float));
+        w->vp = inferd_malloc(c->acct, (size_t)(K * n) * sizeof(float));
+    }
+    int ok = w && pk && pv && w->kt && w->vp;
+    for (int64_t i = 0; ok && i < K; i++) {
+        for (int64_t j = 0; j < n; j++)
+            w->kt[j * K + i] = pk[i * wk->N + k_off + j];
+        memcpy(w->vp + i * n, pv + i * wv->N + v_off, (size_t)n * sizeof(float));
+    }
+    if (pv != pk)
+        inferd_free(pv);
+    inferd_free(pk);
+    if (!ok && w) {
+        inferd_free(w->kt);
+        inferd_free(w->vp);
+        inferd_free(w);
+        w = NULL;
+    }
+    if (w) {
+        w->wk = wk;
+        w->wv = wv;
+        w->k_off = k_off;
+        w->v_off = v_off;
+        w->n = n;
+    }
+    return w;
+}
+
+int eg_cls_weights_get(eg_model_ctx *c, const eg_packed_weight *wk, int64_t k_off,
+                       const eg_packed_weight *wv, int64_t v_off, int64_t n, const float **kt,
+                       const float **vp, inferd_error *err) {
+    if (wk->K != wv->K || k_off < 0 || v_off < 0 || n < 1 || k_off + n > wk->N ||
+        v_off + n > wv->N)
+        return inferd_error_set(err, INFERD_EINTERNAL, "[CLS] attention weights out of range");
+    pthread_mutex_lock(&c->pack_lock);
+    cls_weight *w = c->cls_weights;
+    while (w && !(w->wk == wk && w->wv == wv && w->k_off == k_off && w->v_off == v_off &&
+                  w->n == n))
+        w = w->next;
+    if (!w && (w = cls_weight_make(c, wk, k_off, wv, v_off, n))) {
+        w->next = c->cls_weights;
+        c->cls_weights = w;
+    }
+    pthread_mutex_unlock(&c->pack_lock);
+    if (!w)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory unpacking weights");
+    *kt = w->kt;
+    *vp = w->vp;
+    return 0;
 }
 
 int eg_conv_create(eg_model_ctx *c, const eg_conv_shape *sh, const float *weights, int has_bias,

@@ -114,6 +114,13 @@ size_t eg_conv_scratch(const eg_conv *conv);
 int eg_conv_run(const eg_conv *conv, const float *x, const float *bias, float *y, void *scratch,
                 inferd_error *err);
 
+/* The K and V projections' columns of packed weights, unpacked for the [CLS] attention
+ * (eg_cls_attention_args): kt [n, K] holds wk's columns [k_off, k_off + n) as rows, vp [K, n]
+ * wv's columns [v_off, v_off + n). Made the first time a plan asks and kept in the ctx. */
+int eg_cls_weights_get(eg_model_ctx *c, const eg_packed_weight *wk, int64_t k_off,
+                       const eg_packed_weight *wv, int64_t v_off, int64_t n, const float **kt,
+                       const float **vp, inferd_error *err);
+
 /* ---- vectorised kernels (provider table) ---- */
 
 /* Attention over one batch: see eg_attention_args. */
@@ -132,6 +139,30 @@ typedef struct eg_attention_args {
     int64_t q_rows_per_batch; /* queries computed per batch row (<= seq_q; the rest untouched) */
 } eg_attention_args;
 
+/* Attention of one query row per batch row (the [CLS] token of a classifier's last layer)
+ * whose keys and values are never computed. With the keys k_j = x_j Wk + bk and values
+ * v_j = x_j Wv + bv of rows x_j (of width `hidden`), per head:
+ *   q . k_j = x_j . (Wk q) + bk . q   and   sum_j p_j v_j = (sum_j p_j x_j) Wv + bv,
+ * since the softmax weights p_j sum to 1. That is two products of the rows with a vector
+ * instead of projecting every row: 4 seq hidden FLOPs a head against 4 seq hidden head_dim. */
+typedef struct eg_cls_attention_args {
+    int64_t batch, seq, heads, head_dim, hidden;
+    const float *q;       /* head h of batch row b at q + b*q_bs + h*head_dim (bias included) */
+    int64_t q_bs;
+    const float *x;       /* [batch, seq, hidden] */
+    const float *kt;      /* [heads*head_dim, hidden]: Wk transposed */
+    const float *vp;      /* [hidden, heads*head_dim]: Wv */
+    const float *bk, *bv; /* [heads*head_dim] or NULL */
+    float scale;
+    const float *mask; /* additive, element (b, h, j) at b*m_bs + h*m_hs + j; NULL for none */
+    int64_t m_bs, m_hs;
+    const int32_t *key_len; /* per batch row: keys >= key_len[b] are padding; NULL: all used */
+    float *out;             /* [batch, heads*head_dim] */
+} eg_cls_attention_args;
+
+/* Scratch bytes eg_cls_attention needs. */
+size_t eg_cls_attention_scratch(int64_t seq, int64_t hidden, int threads);
+
 typedef struct eg_kernel_table {
     const char *name;
     /* y = LayerNorm(x (+ residual)) over rows of n: (x - mean) / sqrt(var + eps) * gamma +
@@ -142,6 +173,8 @@ typedef struct eg_kernel_table {
     void (*gelu)(const float *x, float *y, int64_t n, int tanh_approx, int threads);
     /* Scaled dot-product attention; scratch of eg_attention_scratch bytes. */
     void (*attention)(const eg_attention_args *a, void *scratch, int threads);
+    /* The [CLS] attention above; scratch of eg_cls_attention_scratch bytes. */
+    void (*cls_attention)(const eg_cls_attention_args *a, void *scratch, int threads);
     /* The load cache's hash: lanes v[k] = rotl(v[k] + w[k] * P2, 31) * P1 over the 32 words
      * of each 256-byte block (cache.c). NULL: the caller's scalar loop. n % 256 == 0. */
     void (*hash_blocks)(uint64_t v[32], const uint8_t *p, size_t n);

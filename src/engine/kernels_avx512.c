@@ -283,6 +283,115 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
         }
 }
 
+/* y[0, n) = init (or 0) + sum_r w[r] rows[r][0, n), rows rs floats apart: 128 columns (eight
+ * vectors, eight FMA chains) at a time. */
+static void weighted_rows(float *y, const float *init, const float *w, int64_t nrows,
+                          const float *rows, int64_t rs, int64_t n) {
+    for (int64_t c0 = 0; c0 < n; c0 += 128) {
+        __mmask16 k[8];
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+            k[v] = tail_mask(n - c0 - 16 * v);
+            acc[v] = init ? _mm512_maskz_loadu_ps(k[v], init + c0 + 16 * v) : _mm512_setzero_ps();
+        }
+        if (n - c0 >= 128) {
+            for (int64_t r = 0; r < nrows; r++) {
+                const __m512 wr = _mm512_set1_ps(w[r]);
+                const float *row = rows + r * rs + c0;
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++)
+                    acc[v] = _mm512_fmadd_ps(wr, _mm512_loadu_ps(row + 16 * v), acc[v]);
+            }
+        } else {
+            for (int64_t r = 0; r < nrows; r++) {
+                const __m512 wr = _mm512_set1_ps(w[r]);
+                const float *row = rows + r * rs + c0;
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++)
+                    acc[v] = _mm512_fmadd_ps(wr, _mm512_maskz_loadu_ps(k[v], row + 16 * v), acc[v]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++)
+            _mm512_mask_storeu_ps(y + c0 + 16 * v, k[v], acc[v]);
+    }
+}
+
+/* out[j] = rows[j] . u over n floats for j in [0, count), eight rows at a time. */
+static void row_dots(float *out, const float *rows, int64_t rs, int64_t count, const float *u,
+                     int64_t n) {
+    for (int64_t j0 = 0; j0 < count; j0 += 8) {
+        const float *r[8];
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) {
+            r[t] = rows + (j0 + t < count ? j0 + t : j0) * rs;
+            acc[t] = _mm512_setzero_ps();
+        }
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 k = tail_mask(n - i);
+            __m512 uv = _mm512_maskz_loadu_ps(k, u + i);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++)
+                acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, r[t] + i), uv, acc[t]);
+        }
+        for (int t = 0; t < 8 && j0 + t < count; t++)
+            out[j0 + t] = _mm512_reduce_add_ps(acc[t]);
+    }
+}
+
+/* The [CLS] attention (eg_cls_attention_args), one (batch row, head) at a time: u = Wk_h q,
+ * the scores as dots of the rows with u, a softmax over the valid keys, z = the weighted sum
+ * of the rows, out = bv_h + z Wv_h. */
+static void cls_attention(const eg_cls_attention_args *a, void *scratch, int threads) {
+    const int64_t D = a->head_dim, H = a->hidden, HD = a->heads * D;
+    const size_t per_thread = (size_t)(2 * H + a->seq + 48);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < a->batch; b++)
+        for (int64_t h = 0; h < a->heads; h++) {
+            float *u = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
+            float *z = u + H, *p = z + H;
+            int64_t L = a->seq;
+            if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
+                L = a->key_len[b];
+            const float *q = a->q + b * a->q_bs + h * D;
+            const float *x = a->x + b * a->seq * H;
+            const float *m = a->mask ? a->mask + b * a->m_bs + h * a->m_hs : NULL;
+            weighted_rows(u, NULL, q, D, a->kt + h * D * H, H, H);
+            float qb = 0;
+            for (int64_t d = 0; a->bk && d < D; d++)
+                qb += a->bk[h * D + d] * q[d];
+            row_dots(p, x, H, L, u, H);
+            const __m512 vscale = _mm512_set1_ps(a->scale), vqb = _mm512_set1_ps(qb);
+            __m512 mx = _mm512_set1_ps(-INFINITY);
+            for (int64_t j = 0; j < L; j += 16) {
+                __mmask16 k = tail_mask(L - j);
+                __m512 sc = _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(k, p + j), vqb), vscale);
+                if (m)
+                    sc = _mm512_add_ps(sc, _mm512_maskz_loadu_ps(k, m + j));
+                _mm512_mask_storeu_ps(p + j, k, sc);
+                mx = _mm512_mask_max_ps(mx, k, mx, sc);
+            }
+            const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+            __m512 sum = _mm512_setzero_ps();
+            for (int64_t j = 0; j < L; j += 16) {
+                __mmask16 k = tail_mask(L - j);
+                __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), vmax)));
+                _mm512_mask_storeu_ps(p + j, k, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+            for (int64_t j = 0; j < L; j += 16) {
+                __mmask16 k = tail_mask(L - j);
+                _mm512_mask_storeu_ps(p + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), inv));
+            }
+            weighted_rows(z, NULL, p, L, x, H, H);
+            weighted_rows(a->out + b * HD + h * D, a->bv ? a->bv + h * D : NULL, z, H,
+                          a->vp + h * D, HD, D);
+        }
+}
+
 static void hash_blocks(uint64_t v[32], const uint8_t *p, size_t n) {
     const __m512i p1 = _mm512_set1_epi64((long long)11400714785074694791ULL);
     const __m512i p2 = _mm512_set1_epi64((long long)14029467366897019727ULL);
@@ -304,6 +413,7 @@ static const eg_kernel_table avx512 = {
     .layernorm = layernorm,
     .gelu = gelu,
     .attention = attention,
+    .cls_attention = cls_attention,
     .hash_blocks = hash_blocks,
 };
 

@@ -93,11 +93,72 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
     }
 }
 
+size_t eg_cls_attention_scratch(int64_t seq, int64_t hidden, int threads) {
+    // Per thread: u = Wk q and z = sum_j p_j x_j (hidden each), the scores (seq), alignment.
+    return (size_t)threads * (size_t)(2 * hidden + seq + 48) * sizeof(float);
+}
+
+static void cls_attention(const eg_cls_attention_args *a, void *scratch, int threads) {
+    const int64_t D = a->head_dim, H = a->hidden, HD = a->heads * D;
+    const size_t per_thread = (size_t)(2 * H + a->seq + 48);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < a->batch; b++) {
+        for (int64_t h = 0; h < a->heads; h++) {
+            float *u = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
+            float *z = u + H, *p = z + H;
+            int64_t L = a->seq;
+            if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
+                L = a->key_len[b];
+            const float *q = a->q + b * a->q_bs + h * D;
+            const float *x = a->x + b * a->seq * H;
+            const float *m = a->mask ? a->mask + b * a->m_bs + h * a->m_hs : NULL;
+            // u = Wk_h q, and the bias's share bk_h . q, the same for every key.
+            float qb = 0;
+            for (int64_t i = 0; i < H; i++)
+                u[i] = 0;
+            for (int64_t d = 0; d < D; d++) {
+                const float *kt = a->kt + (h * D + d) * H;
+                for (int64_t i = 0; i < H; i++)
+                    u[i] += q[d] * kt[i];
+                qb += a->bk ? a->bk[h * D + d] * q[d] : 0.0f;
+            }
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < L; j++) {
+                float s = 0;
+                for (int64_t i = 0; i < H; i++)
+                    s += x[j * H + i] * u[i];
+                p[j] = (s + qb) * a->scale + (m ? m[j] : 0.0f);
+                if (p[j] > mx)
+                    mx = p[j];
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < L; j++) {
+                p[j] = expf(p[j] - mx);
+                sum += p[j];
+            }
+            // z = sum_j p_j x_j over the normalised weights; out = z Wv_h + bv_h.
+            float inv = (float)(1.0 / sum);
+            for (int64_t i = 0; i < H; i++)
+                z[i] = 0;
+            for (int64_t j = 0; j < L; j++)
+                for (int64_t i = 0; i < H; i++)
+                    z[i] += p[j] * inv * x[j * H + i];
+            float *o = a->out + b * HD + h * D;
+            for (int64_t d = 0; d < D; d++)
+                o[d] = a->bv ? a->bv[h * D + d] : 0.0f;
+            for (int64_t i = 0; i < H; i++)
+                for (int64_t d = 0; d < D; d++)
+                    o[d] += z[i] * a->vp[i * HD + h * D + d];
+        }
+    }
+}
+
 static const eg_kernel_table generic = {
     .name = "generic",
     .layernorm = layernorm,
     .gelu = gelu,
     .attention = attention,
+    .cls_attention = cls_attention,
 };
 
 const eg_kernel_table *eg_kernels_generic(void) { return &generic; }

@@ -147,6 +147,103 @@ static void test_attention_matches_reference(void **state) {
     run_attention(4, 17, 3, 16, 1, 1); // only the first query row
 }
 
+/* The [CLS] attention, with its keys and values folded into the weights, against attention
+ * over keys and values projected row by row (a plain loop) and then the reference kernel;
+ * both providers. Q, K and V are one merged packed weight, as the merged projections are. */
+static void run_cls_attention(int64_t B, int64_t S, int64_t heads, int64_t D, int64_t Hid) {
+    int64_t HD = heads * D, C = 3 * HD;
+    eg_model_ctx *ctx;
+    inferd_error err = {0};
+    assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
+    float *w = rand_buf((size_t)(Hid * C), 0.2f), *bias = rand_buf((size_t)C, 0.5f);
+    float *x = rand_buf((size_t)(B * S * Hid), 1);
+    eg_weight_part part = {.w = w, .N = C, .scale = 1.0f};
+    eg_packed_weight *pw;
+    assert_int_equal(eg_pack_weight_parts(ctx, &part, 1, Hid, &pw, &err), 0);
+    // Every row projected: qkv = x W + bias.
+    float *qkv = malloc(sizeof(float) * (size_t)(B * S * C));
+    for (int64_t r = 0; r < B * S; r++)
+        for (int64_t c = 0; c < C; c++) {
+            double acc = bias[c];
+            for (int64_t i = 0; i < Hid; i++)
+                acc += (double)x[r * Hid + i] * w[i * C + c];
+            qkv[r * C + c] = (float)acc;
+        }
+    float *mask = calloc((size_t)(B * S), sizeof(float));
+    int32_t *key_len = malloc(sizeof(int32_t) * (size_t)B);
+    for (int64_t b = 0; b < B; b++) {
+        key_len[b] = (int32_t)(b == 0 ? S : 1 + (b * 5) % S);
+        for (int64_t j = key_len[b]; j < S; j++)
+            mask[b * S + j] = -10000.0f;
+    }
+    float *ref = calloc((size_t)(B * HD), sizeof(float));
+    eg_attention_args a = {.batch = B,
+                           .seq_q = S,
+                           .seq_k = S,
+                           .heads = heads,
+                           .head_dim = D,
+                           .q = qkv,
+                           .k = qkv + HD,
+                           .v = qkv + 2 * HD,
+                           .q_bs = S * C,
+                           .q_rs = C,
+                           .k_bs = S * C,
+                           .k_rs = C,
+                           .v_bs = S * C,
+                           .v_rs = C,
+                           .out = ref,
+                           .scale = 1.0f / sqrtf((float)D),
+                           .mask = mask,
+                           .m_bs = S,
+                           .q_rows_per_batch = 1,
+                           .out_seq = 1};
+    size_t scratch = eg_attention_scratch(S, D, 2) + eg_cls_attention_scratch(S, Hid, 2);
+    void *sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
+    eg_kernels_generic()->attention(&a, sp, 1);
+
+    const float *kt, *vp;
+    assert_int_equal(eg_cls_weights_get(ctx, pw, HD, pw, 2 * HD, HD, &kt, &vp, &err), 0);
+    float *q0 = malloc(sizeof(float) * (size_t)(B * C)), *got = malloc(sizeof(float) * (size_t)(B * HD));
+    for (int64_t b = 0; b < B; b++)
+        memcpy(q0 + b * C, qkv + b * S * C, sizeof(float) * (size_t)C);
+    eg_cls_attention_args c = {.batch = B,
+                               .seq = S,
+                               .heads = heads,
+                               .head_dim = D,
+                               .hidden = Hid,
+                               .q = q0,
+                               .q_bs = C,
+                               .x = x,
+                               .kt = kt,
+                               .vp = vp,
+                               .bk = bias + HD,
+                               .bv = bias + 2 * HD,
+                               .scale = a.scale,
+                               .mask = mask,
+                               .m_bs = S,
+                               .key_len = key_len,
+                               .out = got};
+    const eg_kernel_table *providers[] = {eg_kernels_generic(), eg_kernels_avx512()};
+    for (int k = 0; k < 2; k++) {
+        if (!providers[k])
+            continue;
+        memset(got, 0xff, sizeof(float) * (size_t)(B * HD)); // NaN: every output must be written
+        providers[k]->cls_attention(&c, sp, 2);
+        ASSERT_CLOSE(got, ref, (size_t)(B * HD), 1e-4);
+    }
+    free(w), free(bias), free(x), free(qkv), free(mask), free(key_len), free(ref), free(sp);
+    free(q0), free(got);
+    eg_model_ctx_destroy(ctx);
+}
+
+static void test_cls_attention_matches_projected_keys(void **state) {
+    (void)state;
+    run_cls_attention(1, 2, 1, 8, 16);
+    run_cls_attention(2, 7, 2, 26, 40);
+    run_cls_attention(3, 33, 12, 16, 312); // widths off the vector length
+    run_cls_attention(2, 64, 12, 64, 768); // the peers' base model's layer
+}
+
 static void test_dense_matches_loop(void **state) {
     (void)state;
     eg_model_ctx *ctx;
@@ -259,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_layernorm_matches_reference),
         cmocka_unit_test(test_gelu_matches_reference),
         cmocka_unit_test(test_attention_matches_reference),
+        cmocka_unit_test(test_cls_attention_matches_projected_keys),
         cmocka_unit_test(test_dense_matches_loop),
         cmocka_unit_test(test_packed_parts_match_each_layer),
     };
