@@ -85,6 +85,33 @@ static void test_gelu_matches_reference(void **state) {
     free(x), free(y1), free(y2);
 }
 
+/* Attention arguments for Q, K, V packed in one [B, S, 3HD] buffer with a [B, S] mask. */
+static eg_attention_args packed_attention(const float *qkv, int64_t B, int64_t S, int64_t H,
+                                          int64_t D, const float *mask, int64_t qrows,
+                                          int64_t out_seq, float *out) {
+    int64_t C = 3 * H * D;
+    return (eg_attention_args){.batch = B,
+                               .seq_q = S,
+                               .seq_k = S,
+                               .heads = H,
+                               .head_dim = D,
+                               .q = qkv,
+                               .k = qkv + H * D,
+                               .v = qkv + 2 * H * D,
+                               .q_bs = S * C,
+                               .q_rs = C,
+                               .k_bs = S * C,
+                               .k_rs = C,
+                               .v_bs = S * C,
+                               .v_rs = C,
+                               .out = out,
+                               .scale = 1.0f / sqrtf((float)D),
+                               .mask = mask,
+                               .m_bs = S,
+                               .q_rows_per_batch = qrows,
+                               .out_seq = out_seq};
+}
+
 /* Attention with Q, K, V packed in one [B, S, 3HD] buffer and a padding mask. */
 static void run_attention(int64_t B, int64_t S, int64_t H, int64_t D, int masked, int64_t qrows) {
     int64_t C = 3 * H * D;
@@ -98,25 +125,7 @@ static void run_attention(int64_t B, int64_t S, int64_t H, int64_t D, int masked
         }
     size_t out_n = (size_t)(B * S * H * D);
     float *o1 = calloc(out_n, sizeof(float)), *o2 = calloc(out_n, sizeof(float));
-    eg_attention_args a = {.batch = B,
-                           .seq_q = S,
-                           .seq_k = S,
-                           .heads = H,
-                           .head_dim = D,
-                           .q = qkv,
-                           .k = qkv + H * D,
-                           .v = qkv + 2 * H * D,
-                           .q_bs = S * C,
-                           .q_rs = C,
-                           .k_bs = S * C,
-                           .k_rs = C,
-                           .v_bs = S * C,
-                           .v_rs = C,
-                           .scale = 1.0f / sqrtf((float)D),
-                           .mask = mask,
-                           .m_bs = S,
-                           .q_rows_per_batch = qrows,
-                           .out_seq = S};
+    eg_attention_args a = packed_attention(qkv, B, S, H, D, mask, qrows, S, NULL);
     size_t scratch = eg_attention_scratch(S, D, 2);
     void *sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
     // Reference over all keys; the fast kernel skips padded ones via key_len.
@@ -177,26 +186,7 @@ static void run_cls_attention(int64_t B, int64_t S, int64_t heads, int64_t D, in
             mask[b * S + j] = -10000.0f;
     }
     float *ref = calloc((size_t)(B * HD), sizeof(float));
-    eg_attention_args a = {.batch = B,
-                           .seq_q = S,
-                           .seq_k = S,
-                           .heads = heads,
-                           .head_dim = D,
-                           .q = qkv,
-                           .k = qkv + HD,
-                           .v = qkv + 2 * HD,
-                           .q_bs = S * C,
-                           .q_rs = C,
-                           .k_bs = S * C,
-                           .k_rs = C,
-                           .v_bs = S * C,
-                           .v_rs = C,
-                           .out = ref,
-                           .scale = 1.0f / sqrtf((float)D),
-                           .mask = mask,
-                           .m_bs = S,
-                           .q_rows_per_batch = 1,
-                           .out_seq = 1};
+    eg_attention_args a = packed_attention(qkv, B, S, heads, D, mask, 1, 1, ref);
     size_t scratch = eg_attention_scratch(S, D, 2) + eg_cls_attention_scratch(S, Hid, 2);
     void *sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
     eg_kernels_generic()->attention(&a, sp, 1);

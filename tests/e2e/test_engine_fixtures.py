@@ -122,6 +122,20 @@ def test_fixture_is_complete(case):
             assert (FIXTURES / rel).is_file(), f"{where}: {rel} missing"
 
 
+def exec_logits(model, ids, mask, threads, where):
+    """`inferd exec` on a token batch; its logits. where: a new folder for inputs and outputs."""
+    where.mkdir()
+    np.save(where / "ids.npy", ids)
+    np.save(where / "mask.npy", mask)
+    p = subprocess.run([inferd_bin(), "exec", str(model),
+                        "--input", f"input_ids={where / 'ids.npy'}",
+                        "--input", f"attention_mask={where / 'mask.npy'}",
+                        "--output-dir", str(where / "out"), "--threads", str(threads)],
+                       capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    return np.load(where / "out" / "logits.npy")
+
+
 @pytest.mark.parametrize("threads", THREADS)
 def test_mixed_lengths_batch_equals_each_row_alone(threads, tmp_path):
     """A batch of very different lengths runs as length groups (trimmed, and with 2 threads
@@ -136,21 +150,10 @@ def test_mixed_lengths_batch_equals_each_row_alone(threads, tmp_path):
         ids[r, :n] = rng.integers(1, 900, n)
         mask[r, :n] = 1
 
-    def run(ids_, mask_, tag):
-        np.save(tmp_path / f"ids_{tag}.npy", ids_)
-        np.save(tmp_path / f"mask_{tag}.npy", mask_)
-        out = tmp_path / f"out_{tag}"
-        p = subprocess.run([inferd_bin(), "exec", str(model),
-                            "--input", f"input_ids={tmp_path / f'ids_{tag}.npy'}",
-                            "--input", f"attention_mask={tmp_path / f'mask_{tag}.npy'}",
-                            "--output-dir", str(out), "--threads", str(threads)],
-                           capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
-        assert p.returncode == 0, p.stderr
-        return np.load(out / "logits.npy")
-
-    together = run(ids, mask, "batch")
+    together = exec_logits(model, ids, mask, threads, tmp_path / "batch")
     for r, n in enumerate(lengths):
-        alone = run(ids[r:r + 1, :n], mask[r:r + 1, :n], f"row{r}")
+        alone = exec_logits(model, ids[r:r + 1, :n], mask[r:r + 1, :n], threads,
+                            tmp_path / f"row{r}")
         assert np.abs(together[r] - alone[0]).max() <= 1e-4, (r, n, describe_worst(
             together[r:r + 1], alone))
 
@@ -174,17 +177,6 @@ def test_row_groups_equal_the_whole_batch(tmp_path):
     assert perf_groups(model, 3, 128, 2) == 1
     rng = np.random.default_rng(11)
     ids = rng.integers(1, 900, (16, 128)).astype(np.int64)
-    np.save(tmp_path / "ids.npy", ids)
-    np.save(tmp_path / "mask.npy", np.ones_like(ids))
-    got = {}
-    for threads in (1, 2):
-        out = tmp_path / f"out{threads}"
-        p = subprocess.run([inferd_bin(), "exec", str(model),
-                            "--input", f"input_ids={tmp_path / 'ids.npy'}",
-                            "--input", f"attention_mask={tmp_path / 'mask.npy'}",
-                            "--output-dir", str(out), "--threads", str(threads)],
-                           capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
-        assert p.returncode == 0, p.stderr
-        got[threads] = np.load(out / "logits.npy")
+    got = {t: exec_logits(model, ids, np.ones_like(ids), t, tmp_path / f"t{t}") for t in (1, 2)}
     assert got[2].shape == (16,) + got[1].shape[1:]
     assert np.abs(got[2] - got[1]).max() <= 1e-4, describe_worst(got[2], got[1])
