@@ -667,37 +667,6 @@ out:
 
 /* ---- response ---- */
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { // subnormal: normalise
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            man &= 0x3FF;
-            bits = sign | exp << 23 | man << 13;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0xFF << 23 | man << 13;
-    } else {
-        bits = sign | (exp + 127 - 15) << 23 | man << 13;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static void append_double(inferd_strbuf *b, double d, int digits) {
     if (isnan(d))
         inferd_strbuf_appends(b, "NaN");
@@ -777,13 +746,13 @@ static int append_data(inferd_strbuf *b, const inferd_tensor *t, inferd_error *e
         case INFERD_DTYPE_F16: {
             uint16_t h;
             memcpy(&h, p + i * 2, 2);
-            append_double(b, half_to_float(h), 6);
+            append_double(b, inferd_f16_to_f32(h), 6);
             break;
         }
         case INFERD_DTYPE_BF16: {
             uint16_t h;
             memcpy(&h, p + i * 2, 2);
-            append_double(b, bf16_to_float(h), 4);
+            append_double(b, inferd_bf16_to_f32(h), 4);
             break;
         }
         case INFERD_DTYPE_STRING: {
@@ -854,9 +823,9 @@ static long double value_at(const inferd_tensor *t, int64_t i) {
     case INFERD_DTYPE_F64:
         return x.f64;
     case INFERD_DTYPE_F16:
-        return half_to_float(x.u16);
+        return inferd_f16_to_f32(x.u16);
     case INFERD_DTYPE_BF16:
-        return bf16_to_float(x.u16);
+        return inferd_bf16_to_f32(x.u16);
     default:
         return 0;
     }

@@ -11,61 +11,6 @@
 
 #include "engine/ops_impl.h"
 
-float eg_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
-    if (e == 0x1f) {
-        x = sign | 0x7f800000u | (m << 13);
-    } else if (e == 0) {
-        // Zero or subnormal: m * 2^-24, exact in float.
-        float f = (float)m * 0x1p-24f;
-        return sign ? -f : f;
-    } else {
-        x = sign | ((e + 112) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
-uint16_t eg_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-    uint32_t a = x & 0x7fffffffu;
-    if (a >= 0x7f800000u) // infinity, or NaN kept quiet
-        return sign | (a > 0x7f800000u ? 0x7e00 : 0x7c00);
-    if (a >= 0x477ff000u) // 65520 and up round to infinity
-        return sign | 0x7c00;
-    if (a < 0x38800000u) {   // below the smallest normal half, 2^-14
-        if (a < 0x33000000u) // at most 2^-25: rounds to zero (the tie goes to even 0)
-            return sign;
-        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;
-        uint32_t k = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (k & 1)))
-            k++;
-        return sign | (uint16_t)k;
-    }
-    uint32_t h = (a - 0x38000000u) >> 13, rem = a & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
-        h++;
-    return sign | (uint16_t)h;
-}
-
-float eg_bf16_to_f32(uint16_t h) {
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
-uint16_t eg_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((x >> 16) | 0x40);
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
-}
-
 /* ---- chunked conversion ---- */
 
 typedef enum wide_kind { WIDE_I64, WIDE_U64, WIDE_F64 } wide_kind;
@@ -140,13 +85,13 @@ static void load_chunk(inferd_dtype t, const void *src, int64_t lo, int64_t n, w
     case INFERD_DTYPE_F16: {
         const uint16_t *s = (const uint16_t *)src + lo;
         for (int64_t k = 0; k < n; k++)
-            w->d[k] = eg_f16_to_f32(s[k]);
+            w->d[k] = inferd_f16_to_f32(s[k]);
         break;
     }
     case INFERD_DTYPE_BF16: {
         const uint16_t *s = (const uint16_t *)src + lo;
         for (int64_t k = 0; k < n; k++)
-            w->d[k] = eg_bf16_to_f32(s[k]);
+            w->d[k] = inferd_bf16_to_f32(s[k]);
         break;
     }
     default:
@@ -250,10 +195,10 @@ static void store_chunk(inferd_dtype t, void *dst, int64_t lo, int64_t n, wide_k
         STORE_FLOAT(double, double, AS_IS);
         break;
     case INFERD_DTYPE_F16:
-        STORE_FLOAT(uint16_t, float, eg_f32_to_f16);
+        STORE_FLOAT(uint16_t, float, inferd_f32_to_f16);
         break;
     case INFERD_DTYPE_BF16:
-        STORE_FLOAT(uint16_t, float, eg_f32_to_bf16);
+        STORE_FLOAT(uint16_t, float, inferd_f32_to_bf16);
         break;
     default:
         break;

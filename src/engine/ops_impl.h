@@ -72,12 +72,6 @@ static inline int eg_dtype_in(inferd_dtype t, unsigned mask) {
     return (unsigned)t < 32 && (mask & EG_DT(t)) != 0;
 }
 
-/* IEEE half and bfloat16 conversions, rounding to nearest even; NaN stays NaN. */
-float eg_f16_to_f32(uint16_t h);
-uint16_t eg_f32_to_f16(float f);
-float eg_bf16_to_f32(uint16_t h);
-uint16_t eg_f32_to_bf16(float f);
-
 /* ---- inputs, outputs and attributes ---- */
 
 /* Input i is given (listed and not omitted). */

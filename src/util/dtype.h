@@ -4,6 +4,7 @@
 #define INFERD_UTIL_DTYPE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum inferd_dtype {
     INFERD_DTYPE_INVALID = 0,
@@ -34,5 +35,12 @@ inferd_dtype inferd_dtype_from_kserve(const char *name);
 
 /* ONNX-style lowercase name ("float", "int64"), for messages; "invalid" when unknown. */
 const char *inferd_dtype_name(inferd_dtype t);
+
+/* IEEE float16 and bfloat16 to and from float. Narrowing rounds to nearest even; NaN stays
+ * NaN (quiet), and values beyond float16's range become infinity. */
+float inferd_f16_to_f32(uint16_t h);
+uint16_t inferd_f32_to_f16(float f);
+float inferd_bf16_to_f32(uint16_t h);
+uint16_t inferd_f32_to_bf16(float f);
 
 #endif
