@@ -209,8 +209,7 @@ static int check_bytes_payload(const uint8_t *p, size_t n, int64_t numel, int in
             return inferd_error_set(err, INFERD_EINVAL,
                                     "inputs[%d]: binary BYTES data ends inside an element length",
                                     input);
-        uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
-                       (uint32_t)p[off + 3] << 24;
+        uint32_t len = inferd_read_le32(p + off);
         if (len > n - off - 4)
             return inferd_error_set(err, INFERD_EINVAL,
                                     "inputs[%d]: binary BYTES element %lld claims %u bytes, only "
@@ -758,8 +757,7 @@ static int append_data(inferd_strbuf *b, const inferd_tensor *t, inferd_error *e
         case INFERD_DTYPE_STRING: {
             if (off + 4 > t->nbytes)
                 return inferd_error_set(err, INFERD_EINTERNAL, "malformed BYTES output");
-            uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
-                           (uint32_t)p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
+            uint32_t len = inferd_read_le32(p + off);
             if (len > t->nbytes - off - 4)
                 return inferd_error_set(err, INFERD_EINTERNAL, "malformed BYTES output");
             inferd_strbuf_append_json_string(b, (const char *)p + off + 4, len);

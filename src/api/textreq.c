@@ -247,10 +247,6 @@ void inferd_textreq_predict_deinit(inferd_textreq_predict *r) {
     memset(r, 0, sizeof *r);
 }
 
-static uint32_t read_le32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int inferd_textreq_items_from_tensor(const inferd_tensor *t, const inferd_textreq_limits *lim,
                                      inferd_text_item *items, size_t *n, inferd_error *err) {
     *n = 0;
@@ -266,7 +262,7 @@ int inferd_textreq_items_from_tensor(const inferd_tensor *t, const inferd_textre
         if (t->nbytes - off < 4)
             return inferd_error_set(err, INFERD_EINVAL, "input 'text': malformed element %lld",
                                     (long long)i);
-        uint32_t len = read_le32(p + off);
+        uint32_t len = inferd_read_le32(p + off);
         if (len > t->nbytes - off - 4)
             return inferd_error_set(err, INFERD_EINVAL, "input 'text': malformed element %lld",
                                     (long long)i);

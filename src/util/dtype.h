@@ -43,4 +43,10 @@ uint16_t inferd_f32_to_f16(float f);
 float inferd_bf16_to_f32(uint16_t h);
 uint16_t inferd_f32_to_bf16(float f);
 
+/* The little-endian uint32 at p (the length prefix of each element of a binary BYTES
+ * tensor), from any alignment. */
+static inline uint32_t inferd_read_le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 #endif
