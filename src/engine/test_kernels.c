@@ -239,9 +239,13 @@ static void test_dense_matches_loop(void **state) {
     eg_model_ctx *ctx;
     inferd_error err = {0};
     assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
-    int64_t cases[][3] = {{1, 3, 5}, {7, 312, 936}, {64, 64, 2}, {33, 100, 17}};
+    // {M, K, N, threads}; odd activations add the residual before them (residual_first).
+    int64_t cases[][4] = {{1, 3, 5, 2},    {7, 312, 936, 2}, {64, 64, 2, 2},     {33, 100, 17, 2},
+                          {64, 64, 2, 1},  {33, 100, 17, 1}, {40, 312, 936, 1},  {16, 1, 1, 1},
+                          {300, 1000, 70, 1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t M = cases[c][0], K = cases[c][1], N = cases[c][2];
+        int threads = (int)cases[c][3];
         for (int tr = 0; tr < 2; tr++) {
             float *w = rand_buf((size_t)(K * N), 0.5f), *x = rand_buf((size_t)(M * K), 1);
             float *bias = rand_buf((size_t)N, 1), *res = rand_buf((size_t)(M * N), 1);
@@ -251,8 +255,9 @@ static void test_dense_matches_loop(void **state) {
             assert_int_equal(eg_pack_weight(ctx, w, K, N, tr, 0.5f, &pw, &err), 0);
             for (int act = 0; act <= EG_ACT_SIGMOID; act++) {
                 eg_dense *d;
-                omp_set_num_threads(2);
-                assert_int_equal(eg_dense_create(ctx, pw, M, 1, (eg_act)act, 1, 0, 2, &d, &err), 0);
+                omp_set_num_threads(threads);
+                assert_int_equal(
+                    eg_dense_create(ctx, pw, M, 1, (eg_act)act, 1, act & 1, threads, &d, &err), 0);
                 void *sp = aligned_alloc(64, (eg_dense_scratch(d) + 64) / 64 * 64);
                 assert_int_equal(eg_dense_run(d, x, bias, res, y, sp, &err), 0);
                 for (int64_t i = 0; i < M; i++)
@@ -260,6 +265,8 @@ static void test_dense_matches_loop(void **state) {
                         double s = bias[j];
                         for (int64_t k = 0; k < K; k++)
                             s += (double)x[i * K + k] * 0.5 * (tr ? w[j * K + k] : w[k * N + j]);
+                        if (act & 1) // residual first, inside the activation
+                            s += res[i * N + j];
                         switch (act) {
                         case EG_ACT_RELU:
                             s = s > 0 ? s : 0;
@@ -277,7 +284,7 @@ static void test_dense_matches_loop(void **state) {
                             s = 1 / (1 + exp(-s));
                             break;
                         }
-                        ref[i * N + j] = (float)(s + res[i * N + j]);
+                        ref[i * N + j] = (float)(act & 1 ? s : s + res[i * N + j]);
                     }
                 ASSERT_CLOSE(y, ref, (size_t)(M * N), 1e-4);
                 free(sp);
