@@ -586,6 +586,77 @@ static void tied_model(builder *b) {
     b->graph.n_output = 2;
 }
 
+static int64_t LastAxis[1] = {-1};
+static float Eps[1] = {1e-5f};
+
+/* LayerNorm written out over X [batch, 8] with the square as Mul(d, d), a node reading one
+ * value twice: (X - mean) / sqrt(mean((X - mean)^2) + eps). Opset 18 (axes as an input). */
+static void layernorm_model(builder *b) {
+    dense_model(b); // the model frame; nodes, initializers and shapes are replaced
+    b->opset.version = 18;
+    static const char *rm1_in[] = {"X", "axes"}, *rm1_out[] = {"mean"};
+    static const char *sub_in[] = {"X", "mean"}, *sub_out[] = {"d"};
+    static const char *sq_in[] = {"d", "d"}, *sq_out[] = {"sq"};
+    static const char *rm2_in[] = {"sq", "axes"}, *rm2_out[] = {"var"};
+    static const char *add_in[] = {"var", "eps"}, *add_out[] = {"ve"};
+    static const char *sqrt_in[] = {"ve"}, *sqrt_out[] = {"sd"};
+    static const char *div_in[] = {"d", "sd"}, *div_out[] = {"Y"};
+    node(b, 0, "ReduceMean", "mean", 2, rm1_in, 1, rm1_out);
+    node(b, 1, "Sub", "sub", 2, sub_in, 1, sub_out);
+    node(b, 2, "Mul", "square", 2, sq_in, 1, sq_out);
+    node(b, 3, "ReduceMean", "var", 2, rm2_in, 1, rm2_out);
+    node(b, 4, "Add", "add_eps", 2, add_in, 1, add_out);
+    node(b, 5, "Sqrt", "sqrt", 1, sqrt_in, 1, sqrt_out);
+    node(b, 6, "Div", "div", 2, div_in, 1, div_out);
+    b->graph.n_node = 7;
+    int64_t one[] = {1};
+    init_f32(b, 0, "axes", 1, one, (float *)LastAxis, 2); // 8 bytes: one int64
+    b->inits[0].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    init_f32(b, 1, "eps", 0, one, Eps, 1);
+    int64_t xd[] = {-1, 8};
+    b->n_types = 0;
+    b->in_ptrs[0] = value_info(b, &b->ins[0], "X", 1, 2, xd);
+    b->out_ptrs[0] = value_info(b, &b->outs[0], "Y", 1, 2, xd);
+}
+
+static void test_decomposed_layernorm_with_mul_square_fuses(void **state) {
+    (void)state;
+    builder b;
+    layernorm_model(&b);
+    inferd_engine_model *m;
+    inferd_error err = {0};
+    if (load(&b, &m, &err) != 0)
+        fail_msg("load: %s", err.msg);
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *f = open_memstream(&text, &text_len);
+    assert_int_equal(inferd_engine_describe(m, NULL, 1, f, &err), 0);
+    fclose(f);
+    if (!strstr(text, "FusedLayerNorm") || strstr(text, "ReduceMean"))
+        fail_msg("not fused into one LayerNorm:\n%s", text);
+    free(text);
+    float x[2 * 8] = {1, 2, 3, 4, 5, 6, 7, 8, -1, 0.5f, 0, 2, 3, -4, 0.25f, 1};
+    inferd_tensor in = {
+        .dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 8}, .data = x, .nbytes = sizeof x};
+    inferd_tensor out;
+    assert_int_equal(inferd_engine_run(m, &in, &out, 1, &err), 0);
+    for (int r = 0; r < 2; r++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < 8; i++)
+            mean += x[r * 8 + i] / 8.0;
+        for (int i = 0; i < 8; i++)
+            var += (x[r * 8 + i] - mean) * (x[r * 8 + i] - mean) / 8.0;
+        for (int i = 0; i < 8; i++) {
+            double want = (x[r * 8 + i] - mean) / sqrt(var + 1e-5);
+            float got = ((float *)out.data)[r * 8 + i];
+            if (fabs(got - want) > 1e-5)
+                fail_msg("Y[%d,%d] = %g, expected %g", r, i, got, want);
+        }
+    }
+    inferd_free(out.data);
+    inferd_engine_destroy(m);
+}
+
 static void test_dense_layers_kept_apart(void **state) {
     (void)state;
     builder b;
@@ -661,6 +732,7 @@ int main(void) {
         cmocka_unit_test(test_out_of_memory_anywhere_is_an_error),
         cmocka_unit_test(test_cache_round_trip_and_invalidation),
         cmocka_unit_test(test_dense_layers_kept_apart),
+        cmocka_unit_test(test_decomposed_layernorm_with_mul_square_fuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
