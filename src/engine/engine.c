@@ -1048,6 +1048,9 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd
         memcpy(in[i].dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
         in[i].data = t->data;
     }
+    // Before the plan: its oneDNN primitives are sized for the calling thread's team when they
+    // are made (a probe or a group run on one thread leaves the team at 1).
+    omp_set_num_threads(threads);
     plan_entry *pe = NULL;
     if ((rc = get_plan(m, inputs, in, threads, &pe, err)) < 0)
         goto out;
@@ -1058,7 +1061,6 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd
         rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory for the run's arena");
         goto out;
     }
-    omp_set_num_threads(threads);
     eg_profile_entry prof[EG_OP_COUNT_];
     if (m->opts.profile)
         memset(prof, 0, sizeof prof);
