@@ -160,8 +160,18 @@ typedef struct eg_cls_attention_args {
     float *out;             /* [batch, heads*head_dim] */
 } eg_cls_attention_args;
 
-/* Scratch bytes eg_cls_attention needs. */
+/* Scratch bytes eg_cls_attention needs: threads x eg_cls_attention_thread_floats floats. */
 size_t eg_cls_attention_scratch(int64_t seq, int64_t hidden, int threads);
+/* Floats of scratch each thread of the [CLS] attention uses: u = Wk q and z = sum_j p_j x_j
+ * (hidden each), the scores (seq), and room to stay aligned. */
+static inline size_t eg_cls_attention_thread_floats(int64_t seq, int64_t hidden) {
+    return (size_t)(2 * hidden + seq + 48);
+}
+
+/* Keys batch row b attends to: key_len[b] when given and within seq, else all seq. */
+static inline int64_t eg_keys_used(const int32_t *key_len, int64_t b, int64_t seq) {
+    return key_len && key_len[b] > 0 && key_len[b] < seq ? key_len[b] : seq;
+}
 
 typedef struct eg_kernel_table {
     const char *name;

@@ -170,9 +170,7 @@ PV_BLOCK(4)
 static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, float *kt, float *p,
                            int64_t skpad) {
     const int64_t D = a->head_dim;
-    int64_t L = a->seq_k;
-    if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
-        L = a->key_len[b];
+    int64_t L = eg_keys_used(a->key_len, b, a->seq_k);
     const int64_t Lp = (L + 31) / 32 * 32;
     // K transposed into kt[d][j], 16 keys per gather; padding keys are zero.
     const float *kb = a->k + b * a->k_bs + h * D;
@@ -346,15 +344,13 @@ static void row_dots(float *out, const float *rows, int64_t rs, int64_t count, c
  * of the rows, out = bv_h + z Wv_h. */
 static void cls_attention(const eg_cls_attention_args *a, void *scratch, int threads) {
     const int64_t D = a->head_dim, H = a->hidden, HD = a->heads * D;
-    const size_t per_thread = (size_t)(2 * H + a->seq + 48);
+    const size_t per_thread = eg_cls_attention_thread_floats(a->seq, H);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int64_t b = 0; b < a->batch; b++)
         for (int64_t h = 0; h < a->heads; h++) {
             float *u = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
             float *z = u + H, *p = z + H;
-            int64_t L = a->seq;
-            if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
-                L = a->key_len[b];
+            int64_t L = eg_keys_used(a->key_len, b, a->seq);
             const float *q = a->q + b * a->q_bs + h * D;
             const float *x = a->x + b * a->seq * H;
             const float *m = a->mask ? a->mask + b * a->m_bs + h * a->m_hs : NULL;

@@ -55,9 +55,7 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
     for (int64_t b = 0; b < a->batch; b++) {
         for (int64_t h = 0; h < a->heads; h++) {
             float *p = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
-            int64_t L = a->seq_k;
-            if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
-                L = a->key_len[b];
+            int64_t L = eg_keys_used(a->key_len, b, a->seq_k);
             int64_t D = a->head_dim;
             for (int64_t i = 0; i < a->q_rows_per_batch; i++) {
                 const float *q = a->q + b * a->q_bs + i * a->q_rs + h * D;
@@ -94,21 +92,18 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
 }
 
 size_t eg_cls_attention_scratch(int64_t seq, int64_t hidden, int threads) {
-    // Per thread: u = Wk q and z = sum_j p_j x_j (hidden each), the scores (seq), alignment.
-    return (size_t)threads * (size_t)(2 * hidden + seq + 48) * sizeof(float);
+    return (size_t)threads * eg_cls_attention_thread_floats(seq, hidden) * sizeof(float);
 }
 
 static void cls_attention(const eg_cls_attention_args *a, void *scratch, int threads) {
     const int64_t D = a->head_dim, H = a->hidden, HD = a->heads * D;
-    const size_t per_thread = (size_t)(2 * H + a->seq + 48);
+    const size_t per_thread = eg_cls_attention_thread_floats(a->seq, H);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int64_t b = 0; b < a->batch; b++) {
         for (int64_t h = 0; h < a->heads; h++) {
             float *u = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
             float *z = u + H, *p = z + H;
-            int64_t L = a->seq;
-            if (a->key_len && a->key_len[b] > 0 && a->key_len[b] < L)
-                L = a->key_len[b];
+            int64_t L = eg_keys_used(a->key_len, b, a->seq);
             const float *q = a->q + b * a->q_bs + h * D;
             const float *x = a->x + b * a->seq * H;
             const float *m = a->mask ? a->mask + b * a->m_bs + h * a->m_hs : NULL;
