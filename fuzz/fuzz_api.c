@@ -317,8 +317,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     // Errors are JSON objects naming the problem; only the plain probes (/ready, /live)
     // answer text.
     if (status >= 400 && !json_error && !plain) {
-        fprintf(stderr, "fuzz_api: %s %.*s: status %d without a JSON error\n", method,
-                (int)url_len, url, status);
+        fprintf(stderr, "fuzz_api: %s %.*s: status %d without a JSON error\n", method, (int)url_len,
+                url, status);
         __builtin_trap();
     }
     // Whatever the request was, the server still answers health and is ready.

@@ -528,8 +528,7 @@ static void handle_model_metadata(inferd_api *a, inferd_http_request *req, const
 }
 
 /* Triton's statistics extension (metrics.h): model NULL for every model. */
-static void handle_stats(inferd_api *a, inferd_http_request *req, const char *model,
-                         long version) {
+static void handle_stats(inferd_api *a, inferd_http_request *req, const char *model, long version) {
     inferd_strbuf b;
     inferd_strbuf_init(&b);
     inferd_error err = {0};

@@ -213,7 +213,7 @@ static void residency_families(inferd_strbuf *b, inferd_repo *repo) {
         {"inferd_heap_trims_total",
          "Times freed heap pages were handed back after unloads (at most once a second)."},
     };
-    uint64_t values[] = {st.loads,    st.load_failures, st.evictions,   st.unloads,
+    uint64_t values[] = {st.loads,    st.load_failures, st.evictions,    st.unloads,
                          st.switches, st.cache_hits,    st.cache_misses, st.heap_trims};
     for (size_t i = 0; i < N_OF(counters); i++) {
         header(b, counters[i].name, "counter", counters[i].help);
@@ -294,8 +294,7 @@ static void route_families(inferd_strbuf *b, inferd_repo *repo) {
     inferd_free(rs);
 }
 
-static void stat_pair(inferd_strbuf *b, const char *name, uint64_t count, int64_t ns,
-                      int first) {
+static void stat_pair(inferd_strbuf *b, const char *name, uint64_t count, int64_t ns, int first) {
     inferd_strbuf_appendf(b, "%s\"%s\":{\"count\":%llu,\"ns\":%lld}", first ? "" : ",", name,
                           (unsigned long long)count, (long long)ns);
 }
@@ -323,8 +322,9 @@ int inferd_metrics_format_stats(inferd_repo *repo, const char *model, long versi
         const char *name = inferd_repo_version_name(v);
         inferd_strbuf_append_json_string(b, name, strlen(name));
         inferd_strbuf_appendf(
-            b, ",\"version\":\"%ld\",\"last_inference\":%lld,\"inference_count\":%llu,"
-               "\"execution_count\":%llu,\"inference_stats\":{",
+            b,
+            ",\"version\":\"%ld\",\"last_inference\":%lld,\"inference_count\":%llu,"
+            "\"execution_count\":%llu,\"inference_stats\":{",
             inferd_repo_version_number(v),
             (long long)atomic_load_explicit(&s->last_batch_ms, memory_order_relaxed),
             (unsigned long long)atomic_load_explicit(&s->inferences, memory_order_relaxed),
@@ -345,11 +345,11 @@ int inferd_metrics_format_stats(inferd_repo *repo, const char *model, long versi
         inferd_repo_release(vs[i]);
     inferd_free(vs);
     if (model && !listed)
-        return version > 0 ? inferd_error_set(err, INFERD_ENOTFOUND,
-                                              "model '%.128s' has no ready version %ld", model,
-                                              version)
-                           : inferd_error_set(err, INFERD_ENOTFOUND,
-                                              "model '%.128s' has no ready version", model);
+        return version > 0
+                   ? inferd_error_set(err, INFERD_ENOTFOUND,
+                                      "model '%.128s' has no ready version %ld", model, version)
+                   : inferd_error_set(err, INFERD_ENOTFOUND, "model '%.128s' has no ready version",
+                                      model);
     if (b->failed)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory formatting statistics");
     return 0;

@@ -323,8 +323,8 @@ static int cls_attention_prepare(const eg_node *n, const eg_tensor *in, const eg
     cls_state *st = inferd_calloc(NULL, 1, sizeof *st);
     if (!st)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-    int rc = eg_cls_weights_get(model_ctx, p->wk, p->k_off, p->wv, p->v_off,
-                                p->heads * p->head_dim, &st->kt, &st->vp, err);
+    int rc = eg_cls_weights_get(model_ctx, p->wk, p->k_off, p->wv, p->v_off, p->heads * p->head_dim,
+                                &st->kt, &st->vp, err);
     if (rc < 0) {
         inferd_free(st);
         return rc;
@@ -364,8 +364,8 @@ static int cls_attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *o
         .scale = p->scale,
         .out = out[0].data,
     };
-    int32_t *key_len = (int32_t *)((char *)ctx->scratch +
-                                   eg_cls_attention_scratch(S, H, ctx->threads));
+    int32_t *key_len =
+        (int32_t *)((char *)ctx->scratch + eg_cls_attention_scratch(S, H, ctx->threads));
     int64_t m_is;
     if (n->in[4] >= 0)
         a.key_len = mask_view(&in[4], B, S, key_len, &a.mask, &a.m_bs, &a.m_hs, &m_is);

@@ -706,13 +706,12 @@ static cls_weight *cls_weight_make(eg_model_ctx *c, const eg_packed_weight *wk, 
 int eg_cls_weights_get(eg_model_ctx *c, const eg_packed_weight *wk, int64_t k_off,
                        const eg_packed_weight *wv, int64_t v_off, int64_t n, const float **kt,
                        const float **vp, inferd_error *err) {
-    if (wk->K != wv->K || k_off < 0 || v_off < 0 || n < 1 || k_off + n > wk->N ||
-        v_off + n > wv->N)
+    if (wk->K != wv->K || k_off < 0 || v_off < 0 || n < 1 || k_off + n > wk->N || v_off + n > wv->N)
         return inferd_error_set(err, INFERD_EINTERNAL, "[CLS] attention weights out of range");
     pthread_mutex_lock(&c->pack_lock);
     cls_weight *w = c->cls_weights;
-    while (w && !(w->wk == wk && w->wv == wv && w->k_off == k_off && w->v_off == v_off &&
-                  w->n == n))
+    while (w &&
+           !(w->wk == wk && w->wv == wv && w->k_off == k_off && w->v_off == v_off && w->n == n))
         w = w->next;
     if (!w && (w = cls_weight_make(c, wk, k_off, wv, v_off, n))) {
         w->next = c->cls_weights;

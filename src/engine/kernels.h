@@ -147,7 +147,7 @@ typedef struct eg_attention_args {
  * instead of projecting every row: 4 seq hidden FLOPs a head against 4 seq hidden head_dim. */
 typedef struct eg_cls_attention_args {
     int64_t batch, seq, heads, head_dim, hidden;
-    const float *q;       /* head h of batch row b at q + b*q_bs + h*head_dim (bias included) */
+    const float *q; /* head h of batch row b at q + b*q_bs + h*head_dim (bias included) */
     int64_t q_bs;
     const float *x;       /* [batch, seq, hidden] */
     const float *kt;      /* [heads*head_dim, hidden]: Wk transposed */

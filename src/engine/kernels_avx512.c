@@ -363,7 +363,8 @@ static void cls_attention(const eg_cls_attention_args *a, void *scratch, int thr
             __m512 mx = _mm512_set1_ps(-INFINITY);
             for (int64_t j = 0; j < L; j += 16) {
                 __mmask16 k = tail_mask(L - j);
-                __m512 sc = _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(k, p + j), vqb), vscale);
+                __m512 sc =
+                    _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(k, p + j), vqb), vscale);
                 if (m)
                     sc = _mm512_add_ps(sc, _mm512_maskz_loadu_ps(k, m + j));
                 _mm512_mask_storeu_ps(p + j, k, sc);
@@ -373,14 +374,16 @@ static void cls_attention(const eg_cls_attention_args *a, void *scratch, int thr
             __m512 sum = _mm512_setzero_ps();
             for (int64_t j = 0; j < L; j += 16) {
                 __mmask16 k = tail_mask(L - j);
-                __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), vmax)));
+                __m512 e = _mm512_maskz_mov_ps(
+                    k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), vmax)));
                 _mm512_mask_storeu_ps(p + j, k, e);
                 sum = _mm512_add_ps(sum, e);
             }
             const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
             for (int64_t j = 0; j < L; j += 16) {
                 __mmask16 k = tail_mask(L - j);
-                _mm512_mask_storeu_ps(p + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), inv));
+                _mm512_mask_storeu_ps(p + j, k,
+                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), inv));
             }
             weighted_rows(z, NULL, p, L, x, H, H);
             weighted_rows(a->out + b * HD + h * D, a->bv ? a->bv + h * D : NULL, z, H,

@@ -193,7 +193,8 @@ static void run_cls_attention(int64_t B, int64_t S, int64_t heads, int64_t D, in
 
     const float *kt, *vp;
     assert_int_equal(eg_cls_weights_get(ctx, pw, HD, pw, 2 * HD, HD, &kt, &vp, &err), 0);
-    float *q0 = malloc(sizeof(float) * (size_t)(B * C)), *got = malloc(sizeof(float) * (size_t)(B * HD));
+    float *q0 = malloc(sizeof(float) * (size_t)(B * C)),
+          *got = malloc(sizeof(float) * (size_t)(B * HD));
     for (int64_t b = 0; b < B; b++)
         memcpy(q0 + b * C, qkv + b * S * C, sizeof(float) * (size_t)C);
     eg_cls_attention_args c = {.batch = B,
@@ -240,9 +241,9 @@ static void test_dense_matches_loop(void **state) {
     inferd_error err = {0};
     assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
     // {M, K, N, threads}; odd activations add the residual before them (residual_first).
-    int64_t cases[][4] = {{1, 3, 5, 2},    {7, 312, 936, 2}, {64, 64, 2, 2},     {33, 100, 17, 2},
-                          {64, 64, 2, 1},  {33, 100, 17, 1}, {40, 312, 936, 1},  {16, 1, 1, 1},
-                          {300, 1000, 70, 1}};
+    int64_t cases[][4] = {{1, 3, 5, 2},      {7, 312, 936, 2}, {64, 64, 2, 2},
+                          {33, 100, 17, 2},  {64, 64, 2, 1},   {33, 100, 17, 1},
+                          {40, 312, 936, 1}, {16, 1, 1, 1},    {300, 1000, 70, 1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t M = cases[c][0], K = cases[c][1], N = cases[c][2];
         int threads = (int)cases[c][3];

@@ -181,9 +181,9 @@ struct inferd_repo {
 
     pthread_t manager;
     int manager_started;
-    int max_loaders;     /* --loader-threads */
-    int loaders_running; /* [lock] loader threads alive (detached; they exit when idle) */
-    int loaders_idle;    /* [lock] of those, waiting for a job */
+    int max_loaders;           /* --loader-threads */
+    int loaders_running;       /* [lock] loader threads alive (detached; they exit when idle) */
+    int loaders_idle;          /* [lock] of those, waiting for a job */
     int64_t last_heap_trim_ns; /* [lock] trim_heap */
     int heap_trim_pending;     /* [lock] an unload's trim was put off */
 };

@@ -166,7 +166,7 @@ typedef struct inferd_repo_residency {
     uint64_t switches;   /* times a model's default version changed to a newly loaded one */
     uint64_t cache_hits; /* loads that mapped the load cache */
     uint64_t cache_misses;
-    uint64_t heap_trims; /* malloc_trim calls after unloads (at most one a second) */
+    uint64_t heap_trims;        /* malloc_trim calls after unloads (at most one a second) */
     int parked;                 /* requests waiting for a load now */
     const inferd_hist *load_ns; /* load (and warm-up) durations; lives as long as the repo */
 } inferd_repo_residency;

@@ -760,8 +760,7 @@ static void *worker_main(void *arg) {
             atomic_store_explicit(&s->in_use_mirror, s->in_use + s->borrowed, memory_order_relaxed);
             // Threads were freed: wake the workers only when there is work they may now start
             // (an idle worker woken for nothing costs two context switches a batch).
-            if (s->borrow_waiting || any_pending(s) || s->jobs_head || s->draining ||
-                s->stopping)
+            if (s->borrow_waiting || any_pending(s) || s->jobs_head || s->draining || s->stopping)
                 pthread_cond_broadcast(&s->work_cv);
             pthread_cond_broadcast(&s->idle_cv);
             inferd_sched_model m = q->model;

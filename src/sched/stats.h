@@ -16,17 +16,17 @@
 #include "util/hist.h"
 
 typedef struct inferd_stats {
-    _Atomic uint64_t success;    /* inference requests answered 200 */
-    _Atomic uint64_t failure;    /* inference requests for this version answered with an error */
-    _Atomic int64_t pending;     /* requests queued, not yet taken into a batch */
-    _Atomic uint64_t executions; /* batches run */
-    _Atomic uint64_t inferences; /* rows run (sum of batch sizes) */
+    _Atomic uint64_t success;      /* inference requests answered 200 */
+    _Atomic uint64_t failure;      /* inference requests for this version answered with an error */
+    _Atomic int64_t pending;       /* requests queued, not yet taken into a batch */
+    _Atomic uint64_t executions;   /* batches run */
+    _Atomic uint64_t inferences;   /* rows run (sum of batch sizes) */
     _Atomic int64_t last_batch_ms; /* wall clock (ms since the epoch) when a batch last ran; 0:
                                       none yet */
-    inferd_hist *request_ns;     /* arrival to response, per request */
-    inferd_hist *queue_ns;       /* submit to batch start, per request */
-    inferd_hist *compute_ns;     /* the run of the request's batch, per request */
-    inferd_hist *batch_size;     /* rows per batch, per batch (recorded as plain numbers) */
+    inferd_hist *request_ns;       /* arrival to response, per request */
+    inferd_hist *queue_ns;         /* submit to batch start, per request */
+    inferd_hist *compute_ns;       /* the run of the request's batch, per request */
+    inferd_hist *batch_size;       /* rows per batch, per batch (recorded as plain numbers) */
     /* Text requests (/v1 predict and KServe infer with a text input), a subset of the above.
      * Each of their items is a scheduler request of its own, so queue and compute times above
      * count items; tokenizing, on the HTTP thread before the queue, is timed apart. */

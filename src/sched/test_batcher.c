@@ -684,7 +684,7 @@ static void test_queued_request_times_out(void **state) {
     job_init(&b, 1, 2, 0);
     b.req.timeout_us = 20000;
     submit_running(&e, &a); // takes both threads and blocks in the model
-    submit_ok(&e, &b); // no free thread: it can only wait, then expire
+    submit_ok(&e, &b);      // no free thread: it can only wait, then expire
     wait_done(1);
     assert_int_equal(b.done, 1);
     assert_int_equal(b.status, INFERD_EUNAVAIL);
@@ -954,7 +954,6 @@ static void test_drain_runs_everything_then_refuses(void **state) {
     env_stop(&e);
 }
 
-
 /* ---- jobs (inferd_sched_post) ---- */
 
 typedef struct test_job {
@@ -1032,7 +1031,7 @@ static void test_jobs_run_before_queued_batches(void **state) {
     job_init(&a, 1, 2, 1);
     job_init(&b, 1, 2, 5);
     submit_running(&e, &a); // running, blocked
-    submit_ok(&e, &b); // queued
+    submit_ok(&e, &b);      // queued
     test_job t;
     test_job_init(&t, &e);
     inferd_error err = {0};
