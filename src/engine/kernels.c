@@ -14,6 +14,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_init_status;
 static const eg_kernel_table *g_kernels;
 static __thread dnnl_stream_t tls_stream;
+static int g_gemm48; /* dense layers with many rows run on gemm_avx512.c */
 
 const eg_kernel_table *eg_kernels_avx512_table(void); /* kernels_avx512.c */
 
@@ -32,6 +33,9 @@ static void init_once(void) {
         return;
     }
     g_kernels = eg_kernels_avx512() ? eg_kernels_avx512() : eg_kernels_generic();
+    // INFERD_DENSE=onednn: every dense layer on oneDNN's matmul (for comparisons).
+    const char *dense = getenv("INFERD_DENSE");
+    g_gemm48 = eg_kernels_avx512() && !(dense && !strcmp(dense, "onednn"));
 }
 
 int eg_kernels_global_init(inferd_error *err) {
@@ -134,12 +138,23 @@ static int dnnl_fail(inferd_error *err, dnnl_status_t s, const char *what) {
                             "oneDNN failed to %s (status %d)", what, (int)s);
 }
 
-/* The weights layout oneDNN's matmul wants for [K, N] (format "any"). */
-static dnnl_status_t query_weights_md(int64_t K, int64_t N, dnnl_memory_desc_t *md) {
+/* Whether md is BA16a<nb>b: [K, N] in blocks of 16 rows x nb columns, the nb columns
+ * innermost, column blocks outermost; each column block is then K (padded) rows of nb. */
+static int is_ba16anb(const dnnl_memory_desc_t *md, int64_t nb) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    return md->ndims == 2 && md->format_kind == dnnl_blocked && md->data_type == dnnl_f32 &&
+           b->inner_nblks == 2 && b->inner_blks[0] == 16 && b->inner_idxs[0] == 0 &&
+           b->inner_blks[1] == nb && b->inner_idxs[1] == 1 && b->strides[0] == 16 * nb &&
+           md->padded_dims[0] % 16 == 0 && md->padded_dims[1] % nb == 0 &&
+           b->strides[1] >= md->padded_dims[0] * nb;
+}
+
+static dnnl_status_t matmul_weights_md(int64_t K, int64_t N, dnnl_format_tag_t tag,
+                                       dnnl_memory_desc_t *md) {
     dnnl_memory_desc_t src, wei, dst;
     dnnl_dims_t ds = {64, K}, dw = {K, N}, dd = {64, N};
     dnnl_memory_desc_init_by_tag(&src, 2, ds, dnnl_f32, dnnl_ab);
-    dnnl_memory_desc_init_by_tag(&wei, 2, dw, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wei, 2, dw, dnnl_f32, tag);
     dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab);
     dnnl_matmul_desc_t mdesc;
     dnnl_status_t s = dnnl_matmul_desc_init(&mdesc, &src, &wei, NULL, &dst);
@@ -151,6 +166,19 @@ static dnnl_status_t query_weights_md(int64_t K, int64_t N, dnnl_memory_desc_t *
     *md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
     return dnnl_success;
+}
+
+/* The layout dense weights [K, N] are packed in: oneDNN's pick (format "any"), except that
+ * where it picks 64-column blocks (AVX-512), 48-column blocks when oneDNN takes them. Our
+ * GEMM (gemm_avx512.c) reads those in place, and oneDNN's matmul runs as fast on them (faster
+ * at few rows: 1.14x at 8 rows, 1.02-1.04x at 32, measured on BERT-base's layer shapes). */
+static dnnl_status_t query_weights_md(int64_t K, int64_t N, dnnl_memory_desc_t *md) {
+    dnnl_status_t s = matmul_weights_md(K, N, dnnl_format_tag_any, md);
+    dnnl_memory_desc_t md48;
+    if (s == dnnl_success && g_gemm48 && is_ba16anb(md, 64) &&
+        matmul_weights_md(K, N, dnnl_BA16a48b, &md48) == dnnl_success && is_ba16anb(&md48, 48))
+        *md = md48;
+    return s;
 }
 
 static int register_packed(eg_model_ctx *c, eg_packed_weight *pw, eg_packed_weight **out,
@@ -226,37 +254,32 @@ void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *
     *bytes = pw->bytes;
 }
 
-/* The layout oneDNN picks for dense weights on AVX-512 (BA16a64b: blocks of 16 rows x 64
- * columns, the 64 columns innermost, column blocks outermost) is filled from a plain [K, N]
- * source by copying 64-float row pieces: a plain copy, faster than oneDNN's generic reorder.
- * Returns 0 when dst is not that layout (the caller reorders with oneDNN). Padding is zeroed. */
-static int copy_into_ba16a64b(const eg_weight_part *part, int64_t K, const dnnl_memory_desc_t *dst,
-                              void *base) {
-    const dnnl_blocking_desc_t *b = &dst->format_desc.blocking;
-    if (part->transposed || part->scale != 1.0f || dst->ndims != 2 ||
-        dst->format_kind != dnnl_blocked || dst->data_type != dnnl_f32 || b->inner_nblks != 2 ||
-        b->inner_blks[0] != 16 || b->inner_idxs[0] != 0 || b->inner_blks[1] != 64 ||
-        b->inner_idxs[1] != 1 || b->strides[0] != 16 * 64 || dst->dims[0] != K ||
+/* The dense weights' layouts on AVX-512 (BA16a64b and BA16a48b, see is_ba16anb) are filled
+ * from a plain [K, N] source by copying row pieces of a column block's width: a plain copy,
+ * faster than oneDNN's generic reorder. Returns 0 when dst is neither layout (the caller
+ * reorders with oneDNN). Padding is zeroed. */
+static int copy_into_column_blocks(const eg_weight_part *part, int64_t K,
+                                   const dnnl_memory_desc_t *dst, void *base) {
+    int64_t nb = is_ba16anb(dst, 64) ? 64 : is_ba16anb(dst, 48) ? 48 : 0;
+    if (!nb || part->transposed || part->scale != 1.0f || dst->dims[0] != K ||
         dst->dims[1] != part->N)
         return 0;
     int64_t N = part->N, Kp = dst->padded_dims[0], Np = dst->padded_dims[1];
-    if (Kp % 16 || Np % 64 || Kp < K || Np < N || b->strides[1] < Kp * 64)
-        return 0;
     float *d0 = (float *)base + dst->offset0;
     const float *src = part->w;
-    int64_t stride_nb = b->strides[1], n_blocks = Np / 64;
+    int64_t stride_nb = dst->format_desc.blocking.strides[1], n_blocks = Np / nb;
     // Source rows are read in order (the source is usually the mapped file, in 4 KiB pages:
-    // walking down a column block would touch a new page each row); each row's 64-float pieces
-    // go to their column blocks.
+    // walking down a column block would touch a new page each row); each row's pieces go to
+    // their column blocks.
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < Kp; k++) {
-        float *d = d0 + (k / 16) * (16 * 64) + (k % 16) * 64;
-        for (int64_t nb = 0; nb < n_blocks; nb++, d += stride_nb) {
-            int64_t n0 = nb * 64, w = k < K && N > n0 ? (N - n0 < 64 ? N - n0 : 64) : 0;
+        float *d = d0 + k * nb;
+        for (int64_t j = 0; j < n_blocks; j++, d += stride_nb) {
+            int64_t n0 = j * nb, w = k < K && N > n0 ? (N - n0 < nb ? N - n0 : nb) : 0;
             if (w > 0)
                 memcpy(d, src + k * N + n0, sizeof(float) * (size_t)w);
-            if (w < 64)
-                memset(d + w, 0, sizeof(float) * (size_t)(64 - w));
+            if (w < nb)
+                memset(d + w, 0, sizeof(float) * (size_t)(nb - w));
         }
     }
     return 1;
@@ -265,7 +288,7 @@ static int copy_into_ba16a64b(const eg_weight_part *part, int64_t K, const dnnl_
 /* Reorders one part (plain [K, part->N], or [N, K] when transposed) into dst, scaling it. */
 static dnnl_status_t reorder_part(const eg_weight_part *part, int64_t K,
                                   const dnnl_memory_desc_t *dst_md, void *dst) {
-    if (copy_into_ba16a64b(part, K, dst_md, dst))
+    if (copy_into_column_blocks(part, K, dst_md, dst))
         return dnnl_success;
     dnnl_memory_desc_t plain;
     dnnl_dims_t dw = {K, part->N};
@@ -410,7 +433,21 @@ struct eg_dense {
     dnnl_memory_desc_t src_md, dst_md, bias_md, res_md, scratch_md;
     dnnl_primitive_t prim;
     size_t scratch;
+    int gemm48;         /* runs on eg_gemm48_avx512, each thread on its share of rows */
+    size_t gemm48_work; /* bytes of work a thread */
 };
+
+/* Where eg_gemm48_avx512 beats oneDNN's matmul on the same weights, 1 thread, measured on the
+ * peers' models' layer shapes: from 384 rows a thread, with N on whole 48-column panels and
+ * K in one block of 256 to 768. At 1024 rows it is 1.5-3% faster with K = 768 and no
+ * activation, 8-10% with GELU; with K = 3072 even (K is then summed block by block); with
+ * N = 312 or 936 (half a panel wasted) 3-10% slower; at 128 rows 4% slower. */
+#define GEMM48_MIN_ROWS 384
+
+static int gemm48_wins(const eg_packed_weight *w, int64_t M, int threads) {
+    return g_gemm48 && is_ba16anb(&w->md, 48) && M / threads >= GEMM48_MIN_ROWS && w->N % 48 == 0 &&
+           w->K >= 256 && w->K <= EG_GEMM48_KC;
+}
 
 static dnnl_alg_kind_t act_alg(eg_act a) {
     switch (a) {
@@ -443,7 +480,7 @@ static eg_dense *find_dense(eg_model_ctx *c, const eg_packed_weight *w, int64_t 
 }
 
 static int dense_make(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
-                      eg_act act, int has_residual, int residual_first, eg_dense **out,
+                      eg_act act, int has_residual, int residual_first, int threads, eg_dense **out,
                       inferd_error *err);
 
 int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias, eg_act act,
@@ -458,7 +495,7 @@ int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int h
         *out = d;
         return 0;
     }
-    int rc = dense_make(c, w, M, has_bias, act, has_residual, residual_first, &d, err);
+    int rc = dense_make(c, w, M, has_bias, act, has_residual, residual_first, threads, &d, err);
     if (rc < 0)
         return rc;
     d->ctx = c;
@@ -483,7 +520,7 @@ int eg_dense_create(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int h
 }
 
 static int dense_make(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int has_bias,
-                      eg_act act, int has_residual, int residual_first, eg_dense **out,
+                      eg_act act, int has_residual, int residual_first, int threads, eg_dense **out,
                       inferd_error *err) {
     eg_dense *d = inferd_calloc(c->acct, 1, sizeof *d);
     if (!d)
@@ -533,6 +570,12 @@ static int dense_make(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int
     d->scratch = dnnl_memory_desc_get_size(&d->scratch_md);
     if ((s = dnnl_primitive_create(&d->prim, pd)) != dnnl_success)
         goto fail;
+    if (gemm48_wins(w, M, threads)) {
+        d->gemm48 = 1;
+        d->gemm48_work = (eg_gemm48_work_floats(M, w->K) * sizeof(float) + 63) / 64 * 64;
+        if (d->scratch < (size_t)threads * d->gemm48_work + 64)
+            d->scratch = (size_t)threads * d->gemm48_work + 64;
+    }
     dnnl_primitive_desc_destroy(pd);
     dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
@@ -567,8 +610,47 @@ void eg_dense_destroy(eg_dense *d) {
 
 size_t eg_dense_scratch(const eg_dense *d) { return d->scratch; }
 
+/* eg_dense_run on eg_gemm48_avx512: thread t of the team takes rows [M t / T, M (t+1) / T),
+ * rounded to the tile's 8 rows, with its own work. */
+static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bias,
+                             const float *residual, float *y, void *scratch) {
+    const int64_t M = d->M, K = d->w->K, N = d->w->N;
+    const dnnl_memory_desc_t *md = &d->w->md;
+    eg_gemm48_args g = {.N = N,
+                        .K = K,
+                        .lda = K,
+                        .b = (const float *)d->w->data + md->offset0,
+                        .b_panel = md->format_desc.blocking.strides[1],
+                        .ldc = N,
+                        .bias = bias,
+                        .ldr = N,
+                        .residual_first = d->residual_first,
+                        .act = d->act};
+    char *work = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int threads = d->threads;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int64_t lo = M * t / n / 8 * 8, hi = t + 1 == n ? M : M * (t + 1) / n / 8 * 8;
+        eg_gemm48_args part = g;
+        part.M = hi - lo;
+        part.a = x + lo * K;
+        part.c = y + lo * N;
+        part.residual = residual ? residual + lo * N : NULL;
+        if (part.M > 0)
+            eg_gemm48_avx512(&part, (float *)(work + (size_t)t * d->gemm48_work));
+    }
+}
+
 int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
                  float *y, void *scratch, inferd_error *err) {
+    // The GEMM sums K in blocks into y, so a residual overlapping y would be read after it
+    // is overwritten: oneDNN then (the planner never places them together).
+    int64_t MN = d->M * d->w->N;
+    if (d->gemm48 && (!residual || residual + MN <= y || y + MN <= residual)) {
+        dense_run_gemm48(d, x, bias, residual, y, scratch);
+        return 0;
+    }
     dnnl_memory_t mem[6] = {0};
     dnnl_exec_arg_t args[6];
     int n = 0;

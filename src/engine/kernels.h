@@ -173,6 +173,34 @@ static inline int64_t eg_keys_used(const int32_t *key_len, int64_t b, int64_t se
     return key_len && key_len[b] > 0 && key_len[b] < seq ? key_len[b] : seq;
 }
 
+/* C = epilogue(A B) for a dense layer, B packed in 48-column panels (oneDNN's BA16a48b):
+ * element (k, n) of B at b + (n / 48) b_panel + 48 k + n % 48, zero past N. The epilogue adds
+ * bias, then the residual if residual_first, applies act, then adds the residual otherwise. */
+typedef struct eg_gemm48_args {
+    int64_t M, N, K;
+    const float *a; /* [M, lda] */
+    int64_t lda;
+    const float *b;
+    int64_t b_panel;
+    float *c; /* [M, ldc] */
+    int64_t ldc;
+    const float *bias;     /* [N] or NULL */
+    const float *residual; /* [M, ldr] or NULL */
+    int64_t ldr;
+    int residual_first;
+    eg_act act;
+} eg_gemm48_args;
+
+#define EG_GEMM48_NR 48
+#define EG_GEMM48_MC 1024 /* rows of A packed at a time */
+#define EG_GEMM48_KC 768  /* columns of A packed at a time */
+
+/* Floats of work (the packed block of A) a gemm48 call on M rows needs. */
+static inline size_t eg_gemm48_work_floats(int64_t M, int64_t K) {
+    int64_t mc = M < EG_GEMM48_MC ? M : EG_GEMM48_MC, kc = K < EG_GEMM48_KC ? K : EG_GEMM48_KC;
+    return (size_t)((mc + 7) / 8 * 8 * kc);
+}
+
 typedef struct eg_kernel_table {
     const char *name;
     /* y = LayerNorm(x (+ residual)) over rows of n: (x - mean) / sqrt(var + eps) * gamma +
@@ -189,6 +217,10 @@ typedef struct eg_kernel_table {
      * of each 256-byte block (cache.c). NULL: the caller's scalar loop. n % 256 == 0. */
     void (*hash_blocks)(uint64_t v[32], const uint8_t *p, size_t n);
 } eg_kernel_table;
+
+/* The GEMM above on the calling thread (gemm_avx512.c; AVX-512 CPUs only), with work of
+ * eg_gemm48_work_floats floats, 64-byte aligned. */
+void eg_gemm48_avx512(const eg_gemm48_args *g, float *work);
 
 /* The provider picked for this CPU, and the portable reference provider. */
 const eg_kernel_table *eg_kernels(void);

@@ -1,0 +1,210 @@
+/* gemm_avx512.c: the dense layers' GEMM for many rows on one thread, C = epilogue(A B), reading
+ * the weights in place in oneDNN's BA16a48b layout (48-column panels, each K rows of 48 floats).
+ * Compiled with AVX-512 flags; kernels.c calls it only on CPUs that have them.
+ *
+ * Goto's blocking, tuned on Zen 5 (48 KiB L1D, 1 MiB L2, two 512-bit FMA pipes):
+ * - an 8 x 48 register tile: 24 accumulators, each k step three loads of B and eight
+ *   broadcasts of A for 24 FMAs;
+ * - A is packed per (MC rows x KC columns) block into 8-row micro-panels, k-major, once, and
+ *   reused for every column block; a micro-panel (24 KiB) is prefetched into L1 ahead of use;
+ * - columns go in blocks of NC (three panels, 432 KiB of B at KC = 768) that stay in L2 while
+ *   every micro-panel of A sweeps them;
+ * - K past KC is summed block by block into C; bias, residual and activation are applied in
+ *   registers when the last block's tile is stored.
+ * Measured against oneDNN 2.6's matmul on the same packed weights, 1 thread, BERT-base layer
+ * shapes: 3-4% faster from 384 rows up, slower below 256 (kernels.c picks by rows). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/vmath_avx512.h"
+
+#define MR 8
+#define NR EG_GEMM48_NR
+#define NV (NR / 16)
+#define MC EG_GEMM48_MC
+#define KC EG_GEMM48_KC
+#define NC (3 * NR)
+#define PREFETCH_A 32 /* k steps ahead */
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Packs A[mc x kc] (row stride lda) into micro-panels of MR rows: panel p holds element
+ * (i, k) at ap[p kc MR + k MR + i]; rows past mc are zero. */
+static void pack_a(int64_t mc, int64_t kc, const float *a, int64_t lda, float *ap) {
+    for (int64_t p = 0; p < mc; p += MR, ap += kc * MR) {
+        int64_t mr = mc - p < MR ? mc - p : MR;
+        const float *src = a + p * lda;
+        int64_t k = 0;
+        if (mr == MR)
+            for (; k + 16 <= kc; k += 16) { // 16 columns of MR rows, transposed through tmp
+                float tmp[MR][16];
+                for (int i = 0; i < MR; i++)
+                    _mm512_storeu_ps(tmp[i], _mm512_loadu_ps(src + i * lda + k));
+                for (int kk = 0; kk < 16; kk++)
+                    for (int i = 0; i < MR; i++)
+                        ap[(k + kk) * MR + i] = tmp[i][kk];
+            }
+        for (; k < kc; k++)
+            for (int i = 0; i < MR; i++)
+                ap[k * MR + i] = i < mr ? src[i * lda + k] : 0.0f;
+    }
+}
+
+ALWAYS_INLINE __m512 activate(__m512 x, eg_act act) {
+    switch (act) {
+    case EG_ACT_RELU:
+        return _mm512_max_ps(x, _mm512_setzero_ps());
+    case EG_ACT_GELU_ERF:
+        return gelu512(x, 0);
+    case EG_ACT_GELU_TANH:
+        return gelu512(x, 1);
+    case EG_ACT_TANH:
+        return tanh512(x);
+    case EG_ACT_SIGMOID: // 1 / (1 + e^-x)
+        return _mm512_div_ps(
+            _mm512_set1_ps(1.0f),
+            _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    default:
+        return x;
+    }
+}
+
+/* Where a tile goes and what its store does. */
+typedef struct tile_out {
+    float *c;
+    int64_t ldc;
+    int accumulate; /* add what C holds (an earlier K block's sum) */
+    int last;       /* the last K block: apply the epilogue */
+    const float *bias, *residual;
+    int64_t ldr;
+    int residual_first;
+    eg_act act;
+} tile_out;
+
+/* full: a whole tile (mr = MR, every mask full), a constant where it is inlined. */
+ALWAYS_INLINE void store_tile(__m512 acc[MR][NV], const tile_out *o, int mr,
+                              const __mmask16 mask[NV], int full) {
+    __m512 bias[NV];
+    for (int v = 0; v < NV; v++)
+        bias[v] = o->last && o->bias ? _mm512_maskz_loadu_ps(mask[v], o->bias + 16 * v)
+                                     : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr)
+            break;
+        float *c = o->c + i * o->ldc;
+        const float *r = o->residual ? o->residual + i * o->ldr : NULL;
+        for (int v = 0; v < NV; v++) {
+            __m512 x = acc[i][v];
+            if (o->accumulate)
+                x = _mm512_add_ps(x, full ? _mm512_loadu_ps(c + 16 * v)
+                                          : _mm512_maskz_loadu_ps(mask[v], c + 16 * v));
+            if (o->last) {
+                x = _mm512_add_ps(x, bias[v]);
+                if (r && o->residual_first)
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], r + 16 * v));
+                x = activate(x, o->act);
+                if (r && !o->residual_first)
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], r + 16 * v));
+            }
+            if (full)
+                _mm512_storeu_ps(c + 16 * v, x);
+            else
+                _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
+        }
+    }
+}
+
+/* acc += one column of the micro-panel (MR floats at ap) times one row of B (NR at b). */
+ALWAYS_INLINE void k_step(__m512 acc[MR][NV], const float *restrict ap, const float *restrict b) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+        bv[v] = _mm512_load_ps(b + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        __m512 a = _mm512_set1_ps(ap[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
+    }
+}
+
+/* One MR x NR tile over kc: ap is a packed micro-panel, b the panel's rows (NR floats each).
+ * next_c, next_r: the tile stored after this one and its residual rows (or NULL), pulled
+ * toward L1 while the FMAs run. */
+static void tile(int64_t kc, const float *restrict ap, const float *restrict b, const tile_out *o,
+                 int mr, int nr, const float *next_c, const float *next_r) {
+    __m512 acc[MR][NV];
+    __mmask16 mask[NV];
+    for (int v = 0; v < NV; v++)
+        mask[v] = tail_mask(nr - 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    if (next_c)
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) {
+                _mm_prefetch((const char *)(next_c + i * o->ldc + 16 * v), _MM_HINT_T0);
+                if (next_r)
+                    _mm_prefetch((const char *)(next_r + i * o->ldr + 16 * v), _MM_HINT_T0);
+            }
+    // Two k steps a round, with one prefetch: a 64-byte line holds two steps of the panel.
+    int64_t k = 0;
+#pragma GCC unroll 2
+    for (; k + 2 <= kc; k += 2) {
+        _mm_prefetch((const char *)(ap + PREFETCH_A * MR), _MM_HINT_T0);
+        k_step(acc, ap, b);
+        k_step(acc, ap + MR, b + NR);
+        ap += 2 * MR;
+        b += 2 * NR;
+    }
+    if (k < kc)
+        k_step(acc, ap, b);
+    if (mr == MR && nr == NR)
+        store_tile(acc, o, MR, mask, 1);
+    else
+        store_tile(acc, o, mr, mask, 0);
+}
+
+void eg_gemm48_avx512(const eg_gemm48_args *g, float *work) {
+    const int64_t M = g->M, N = g->N, K = g->K;
+    for (int64_t pc = 0; pc < K; pc += KC) {
+        int64_t kc = K - pc < KC ? K - pc : KC;
+        tile_out o = {.ldc = g->ldc,
+                      .accumulate = pc > 0,
+                      .last = pc + kc >= K,
+                      .ldr = g->ldr,
+                      .residual_first = g->residual_first,
+                      .act = g->act};
+        for (int64_t ic = 0; ic < M; ic += MC) {
+            int64_t mc = M - ic < MC ? M - ic : MC;
+            pack_a(mc, kc, g->a + ic * g->lda + pc, g->lda, work);
+            for (int64_t jc = 0; jc < N; jc += NC) {
+                int64_t jend = jc + NC < N ? jc + NC : N;
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                    int64_t row = ic + ir;
+                    for (int64_t jr = jc; jr < jend; jr += NR) {
+                        int nr = (int)(jend - jr < NR ? jend - jr : NR);
+                        // The next tile: this row block's next panel, else the next rows.
+                        int64_t nrow = jr + NR < jend ? row : row + MR;
+                        int64_t ncol = jr + NR < jend ? jr + NR : jc;
+                        const float *next_c = nrow + MR <= M ? g->c + nrow * g->ldc + ncol : NULL;
+                        const float *next_r = next_c && o.last && g->residual
+                                                  ? g->residual + nrow * g->ldr + ncol
+                                                  : NULL;
+                        o.c = g->c + row * g->ldc + jr;
+                        o.bias = g->bias ? g->bias + jr : NULL;
+                        o.residual = g->residual ? g->residual + row * g->ldr + jr : NULL;
+                        tile(kc, work + ir * kc, g->b + (jr / NR) * g->b_panel + pc * NR, &o, mr,
+                             nr, next_c, next_r);
+                    }
+                }
+            }
+        }
+    }
+}
