@@ -124,26 +124,55 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
 }
 
 #define QB 4 /* query rows per register block in P x V */
-#define SB 8 /* query rows per register block in the scores */
+#define SB 8 /* query rows per register block in the scores; eg_attention_scratch has room */
+
+/* The 16 x 16 block in r transposed in place: r[c] becomes column c. Four rounds of
+ * shuffles (pairs, quads, 128-bit lanes twice) instead of sixteen gathers. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // u[4g + c] holds column c (of each 128-bit lane) of rows 4g..4g+3.
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_castpd_ps(
+            _mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+        u[g + 1] = _mm512_castpd_ps(
+            _mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+        u[g + 2] = _mm512_castpd_ps(
+            _mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+        u[g + 3] = _mm512_castpd_ps(
+            _mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+        __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+        __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+        r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        r[c + 8] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
+        r[c + 4] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[c + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+    }
+}
 
 /* out[r][0..left) = inv[r] * sum_j p[r][j] v[j][0..left) for QB rows, with NV vectors of 16
- * lanes per row kept in registers (NV is a constant in each instance). */
+ * lanes per row kept in registers (NV is a constant in each instance). v rows are v_rs apart
+ * and padded to whole vectors. */
 #define PV_BLOCK(NV)                                                                               \
     static void pv_block##NV(const float *vb, int64_t v_rs, const float *p, int64_t skpad,         \
                              int64_t L, int64_t left, const float *inv, float *o, int64_t o_rs,    \
                              int nr) {                                                             \
         __m512 acc[QB][NV];                                                                        \
-        __mmask16 km[NV];                                                                          \
-        for (int c = 0; c < NV; c++) {                                                             \
-            km[c] = tail_mask(left - 16 * c);                                                      \
+        for (int c = 0; c < NV; c++)                                                               \
             for (int r = 0; r < QB; r++)                                                           \
                 acc[r][c] = _mm512_setzero_ps();                                                   \
-        }                                                                                          \
         for (int64_t j = 0; j < L; j++) {                                                          \
             const float *v = vb + j * v_rs;                                                        \
             __m512 vv[NV];                                                                         \
             for (int c = 0; c < NV; c++)                                                           \
-                vv[c] = _mm512_maskz_loadu_ps(km[c], v + 16 * c);                                  \
+                vv[c] = _mm512_loadu_ps(v + 16 * c);                                               \
             for (int r = 0; r < QB; r++) {                                                         \
                 __m512 w = _mm512_set1_ps(p[r * skpad + j]);                                       \
                 for (int c = 0; c < NV; c++)                                                       \
@@ -156,7 +185,8 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
                 break;                                                                             \
             __m512 s = _mm512_set1_ps(inv[r]);                                                     \
             for (int c = 0; c < NV; c++)                                                           \
-                _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, km[c], _mm512_mul_ps(acc[r][c], s));  \
+                _mm512_mask_storeu_ps(o + r * o_rs + 16 * c, tail_mask(left - 16 * c),             \
+                                      _mm512_mul_ps(acc[r][c], s));                                \
         }                                                                                          \
     }
 PV_BLOCK(1)
@@ -164,29 +194,70 @@ PV_BLOCK(2)
 PV_BLOCK(3)
 PV_BLOCK(4)
 
-/* One (batch row, head): K transposed into kt so that scores for 16 keys are one FMA per
- * head dim; then a softmax per query row; then P x V with D in vectors. Keys past the valid
- * length are never touched. */
-static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, float *kt, float *p,
-                           int64_t skpad) {
-    const int64_t D = a->head_dim;
+/* Asks for rows [r0, r1) of the D floats at base, rows rs apart, to be brought into cache. */
+static inline void prefetch_rows(const float *base, int64_t rs, int64_t r0, int64_t r1, int64_t D) {
+    for (int64_t r = r0; r < r1; r++) {
+        const char *row = (const char *)(base + r * rs);
+        for (int64_t off = 0; off < D * 4; off += 64)
+            _mm_prefetch(row + off, _MM_HINT_T0);
+        _mm_prefetch(row + D * 4 - 1, _MM_HINT_T0);
+    }
+}
+
+/* One (batch row, head): K transposed into kt so that scores for 16 keys are one FMA per head
+ * dim, and V copied into vp with rows dp apart (in the model the rows are thousands of floats
+ * apart and a head's rows share a few L1 sets, so P x V read them from L2 again and again); then
+ * a softmax per query row; then P x V with D in vectors. Keys past the valid length are never
+ * touched. Head (nb, nh), the one this thread most likely runs next, is prefetched on the way
+ * (nb < 0: none), since its rows come from L3 or memory. */
+static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, float *kt, float *vp,
+                           float *p, int64_t skpad, int64_t nb, int64_t nh) {
+    const int64_t D = a->head_dim, dp = (D + 15) / 16 * 16;
     int64_t L = eg_keys_used(a->key_len, b, a->seq_k);
     const int64_t Lp = (L + 31) / 32 * 32;
-    // K transposed into kt[d][j], 16 keys per gather; padding keys are zero.
+    // K transposed into kt[d][j] a 16 x 16 block at a time; padding keys are zero.
     const float *kb = a->k + b * a->k_bs + h * D;
-    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
-        __mmask16 km = tail_mask(L - j0);
-        __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)a->k_rs));
-        const float *base = kb + j0 * a->k_rs;
-        for (int64_t d = 0; d < D; d++)
-            _mm512_storeu_ps(kt + d * skpad + j0,
-                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km, idx, base + d, 4));
+        for (int64_t d0 = 0; d0 < D; d0 += 16) {
+            __mmask16 dm = tail_mask(D - d0);
+            __m512 r[16];
+            if (d0 == 0)
+                prefetch_rows(kb, a->k_rs, j0 + 16, j0 + 32 < L ? j0 + 32 : L, D);
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++)
+                r[t] = _mm512_maskz_loadu_ps(j0 + t < L ? dm : 0, kb + (j0 + t) * a->k_rs + d0);
+            transpose16(r);
+            int nd = D - d0 < 16 ? (int)(D - d0) : 16;
+            for (int c = 0; c < nd; c++)
+                _mm512_storeu_ps(kt + (d0 + c) * skpad + j0, r[c]);
+        }
+    }
+    // V rows packed dp apart, zero past D.
+    const float *vb = a->v + b * a->v_bs + h * D;
+    for (int64_t j = 0; j < L; j++) {
+        if (j % 8 == 0)
+            prefetch_rows(vb, a->v_rs, j + 8, j + 16 < L ? j + 16 : L, D);
+        for (int64_t d0 = 0; d0 < dp; d0 += 16)
+            _mm512_storeu_ps(vp + j * dp + d0,
+                             _mm512_maskz_loadu_ps(tail_mask(D - d0), vb + j * a->v_rs + d0));
     }
 
     const __m512 vscale = _mm512_set1_ps(a->scale);
+    // The next head's rows, a share per query block, so that they are in cache when it starts.
+    const int64_t nblocks = (a->q_rows_per_batch + SB - 1) / SB;
+    const int64_t nL = nb >= 0 ? eg_keys_used(a->key_len, nb, a->seq_k) : 0;
+    const int64_t nq = nb >= 0 ? a->q_rows_per_batch : 0;
+    const int64_t kstep = (nL + nblocks - 1) / nblocks, qstep = (nq + nblocks - 1) / nblocks;
     for (int64_t i0 = 0; i0 < a->q_rows_per_batch; i0 += SB) {
         int nr = a->q_rows_per_batch - i0 < SB ? (int)(a->q_rows_per_batch - i0) : SB;
+        if (nb >= 0) {
+            int64_t blk = i0 / SB;
+            int64_t k0 = blk * kstep, k1 = k0 + kstep < nL ? k0 + kstep : nL;
+            int64_t q0 = blk * qstep, q1 = q0 + qstep < nq ? q0 + qstep : nq;
+            prefetch_rows(a->k + nb * a->k_bs + nh * D, a->k_rs, k0, k1, D);
+            prefetch_rows(a->v + nb * a->v_bs + nh * D, a->v_rs, k0, k1, D);
+            prefetch_rows(a->q + nb * a->q_bs + nh * D, a->q_rs, q0, q1, D);
+        }
         const float *q[SB];
         const float *m[SB];
         for (int r = 0; r < SB; r++) {
@@ -211,6 +282,7 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
                 }
             }
             __mmask16 k0m = tail_mask(L - jb), k1m = tail_mask(L - jb - 16);
+#pragma GCC unroll 8
             for (int r = 0; r < SB; r++) {
                 __m512 s0 = _mm512_mul_ps(acc0[r], vscale), s1 = _mm512_mul_ps(acc1[r], vscale);
                 if (m[r]) {
@@ -221,25 +293,38 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
                 _mm512_storeu_ps(p + r * skpad + jb + 16, s1);
             }
         }
-        // Softmax per row over the valid keys.
-        float inv[SB];
-        for (int r = 0; r < nr; r++) {
-            float *pr = p + r * skpad;
-            __m512 mx = _mm512_set1_ps(-INFINITY);
-            for (int64_t j = 0; j < L; j += 16)
-                mx = _mm512_max_ps(
-                    mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(L - j), pr + j));
-            __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-            __m512 sum = _mm512_setzero_ps();
-            for (int64_t j = 0; j < Lp; j += 16) {
-                __mmask16 k = tail_mask(L - j);
-                __m512 e =
-                    _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(pr + j), vmax)));
-                _mm512_storeu_ps(pr + j, e);
-                sum = _mm512_add_ps(sum, e);
-            }
-            inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+        // Softmax over the valid keys, the SB rows interleaved so that their maxima and sums are
+        // independent chains; padding keys get weight zero. Rows past nr repeat row i0.
+        __m512 mx[SB], sum[SB];
+#pragma GCC unroll 8
+        for (int r = 0; r < SB; r++)
+            mx[r] = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < L; j += 16) {
+            __mmask16 k = tail_mask(L - j);
+#pragma GCC unroll 8
+            for (int r = 0; r < SB; r++)
+                mx[r] = _mm512_mask_max_ps(mx[r], k, mx[r], _mm512_loadu_ps(p + r * skpad + j));
         }
+#pragma GCC unroll 8
+        for (int r = 0; r < SB; r++) {
+            mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+            sum[r] = _mm512_setzero_ps();
+        }
+        for (int64_t j = 0; j < Lp; j += 16) {
+            __mmask16 k = tail_mask(L - j);
+#pragma GCC unroll 8
+            for (int r = 0; r < SB; r++) {
+                float *pj = p + r * skpad + j;
+                __m512 e =
+                    _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(pj), mx[r])));
+                _mm512_storeu_ps(pj, e);
+                sum[r] = _mm512_add_ps(sum[r], e);
+            }
+        }
+        float inv[SB];
+#pragma GCC unroll 8
+        for (int r = 0; r < SB; r++)
+            inv[r] = 1.0f / _mm512_reduce_add_ps(sum[r]);
         // P x V, QB rows at a time, head dims in chunks of up to 64 (four vectors).
         for (int r0 = 0; r0 < nr; r0 += QB) {
             int rows = nr - r0 < QB ? nr - r0 : QB;
@@ -248,21 +333,20 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
                 int nv = (int)((D - dc + 15) / 16);
                 if (nv > 4)
                     nv = 4;
-                const float *vb = a->v + b * a->v_bs + h * D + dc;
                 float *o = a->out + (b * a->out_seq + i0 + r0) * a->heads * D + h * D + dc;
                 int64_t o_rs = a->heads * D;
                 switch (nv) {
                 case 1:
-                    pv_block1(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    pv_block1(vp + dc, dp, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
                     break;
                 case 2:
-                    pv_block2(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    pv_block2(vp + dc, dp, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
                     break;
                 case 3:
-                    pv_block3(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    pv_block3(vp + dc, dp, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
                     break;
                 default:
-                    pv_block4(vb, a->v_rs, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
+                    pv_block4(vp + dc, dp, pr, skpad, L, D - dc, inv + r0, o, o_rs, rows);
                     break;
                 }
             }
@@ -271,13 +355,20 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
 }
 
 static void attention(const eg_attention_args *a, void *scratch, int threads) {
+    // eg_attention_scratch lays out, per thread: kt (head_dim x skpad), vp (skpad x head_dim
+    // rounded up to 16), then SB rows of scores.
     int64_t skpad = (a->seq_k + 31) / 32 * 32;
-    size_t per_thread = (size_t)(a->head_dim * skpad + SB * skpad + 64);
+    size_t per_thread = eg_attention_scratch(a->seq_k, a->head_dim, 1) / sizeof(float);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int64_t b = 0; b < a->batch; b++)
         for (int64_t h = 0; h < a->heads; h++) {
             float *kt = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
-            attention_head(a, b, h, kt, kt + a->head_dim * skpad, skpad);
+            float *vp = kt + a->head_dim * skpad;
+            // With a static schedule a thread's next head is usually the next in this order.
+            int64_t nb = h + 1 < a->heads ? b : b + 1 < a->batch ? b + 1 : -1;
+            int64_t nh = h + 1 < a->heads ? h + 1 : 0;
+            attention_head(a, b, h, kt, vp, vp + skpad * ((a->head_dim + 15) / 16 * 16), skpad, nb,
+                           nh);
         }
 }
 

@@ -42,10 +42,11 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
 }
 
 size_t eg_attention_scratch(int64_t seq_k, int64_t head_dim, int threads) {
-    // Per thread: K transposed (head_dim x seq_k rounded up to 32) and eight rows of scores
-    // for the vectorised provider; the generic one uses less.
-    int64_t sk = (seq_k + 31) / 32 * 32;
-    return (size_t)threads * (size_t)(head_dim * sk + 8 * sk + 64) * sizeof(float);
+    // Per thread: K transposed (head_dim x seq_k rounded up to 32), V packed (seq_k rounded up
+    // to 32 rows of head_dim rounded up to 16) and eight rows of scores for the vectorised
+    // provider, which takes its per-thread share from here; the generic one uses less.
+    int64_t sk = (seq_k + 31) / 32 * 32, dp = (head_dim + 15) / 16 * 16;
+    return (size_t)threads * (size_t)(head_dim * sk + sk * dp + 8 * sk + 64) * sizeof(float);
 }
 
 static void attention(const eg_attention_args *a, void *scratch, int threads) {

@@ -153,7 +153,8 @@ static void test_attention_matches_reference(void **state) {
     run_attention(3, 33, 12, 26, 1, 33);
     run_attention(2, 128, 12, 64, 1, 128);
     run_attention(2, 40, 4, 100, 1, 40);
-    run_attention(4, 17, 3, 16, 1, 1); // only the first query row
+    run_attention(3, 150, 3, 48, 1, 150); // several 16 x 16 blocks of K, keys not a multiple of 32
+    run_attention(4, 17, 3, 16, 1, 1);    // only the first query row
 }
 
 /* The [CLS] attention, with its keys and values folded into the weights, against attention
