@@ -6,57 +6,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
-
-static inline __mmask16 tail_mask(int64_t left) {
-    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-}
-
-/* e^x with a degree-6 polynomial after range reduction; relative error ~2e-7. Inputs are
- * clamped to [-87.3, 88.7]: below that the reference gives (nearly) zero as well. */
-static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-/* erf(x), Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). */
-static inline __m512 erf512(__m512 x) {
-    __m512 ax = _mm512_abs_ps(x);
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                             _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
-    __m512 y = _mm512_set1_ps(1.061405429f);
-    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(-1.453152027f));
-    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(1.421413741f));
-    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(-0.284496736f));
-    y = _mm512_fmadd_ps(y, t, _mm512_set1_ps(0.254829592f));
-    y = _mm512_mul_ps(y, t);
-    __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
-    __m512 r = _mm512_fnmadd_ps(y, e, _mm512_set1_ps(1.0f));
-    // Copy x's sign onto r.
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
-}
-
-/* tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)). */
-static inline __m512 tanh512(__m512 x) {
-    __m512 e = exp512(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(2.0f)));
-    __m512 r =
-        _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                      _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
-}
+#include "engine/vmath_avx512.h"
 
 static void layernorm(const float *x, const float *residual, const float *gamma, const float *beta,
                       float *y, int64_t rows, int64_t n, float eps, int threads) {
@@ -107,17 +57,7 @@ static void gelu(const float *x, float *y, int64_t n, int tanh_approx, int threa
         int64_t end = (c + 1) * 1024 < n ? (c + 1) * 1024 : n;
         for (int64_t i = c * 1024; i < end; i += 16) {
             __mmask16 k = tail_mask(end - i);
-            __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-            __m512 inner;
-            if (tanh_approx) {
-                __m512 v3 = _mm512_mul_ps(_mm512_mul_ps(v, v), v);
-                inner = tanh512(_mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f),
-                                              _mm512_fmadd_ps(v3, _mm512_set1_ps(0.044715f), v)));
-            } else {
-                inner = erf512(_mm512_mul_ps(v, _mm512_set1_ps(0.7071067811865476f)));
-            }
-            __m512 r = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(0.5f)),
-                                     _mm512_add_ps(inner, _mm512_set1_ps(1.0f)));
+            __m512 r = gelu512(_mm512_maskz_loadu_ps(k, x + i), tanh_approx);
             _mm512_mask_storeu_ps(y + i, k, r);
         }
     }
