@@ -169,13 +169,15 @@ static dnnl_status_t matmul_weights_md(int64_t K, int64_t N, dnnl_format_tag_t t
 }
 
 /* The layout dense weights [K, N] are packed in: oneDNN's pick (format "any"), except that
- * where it picks 64-column blocks (AVX-512), 48-column blocks when oneDNN takes them. Our
- * GEMM (gemm_avx512.c) reads those in place, and oneDNN's matmul runs as fast on them (faster
- * at few rows: 1.14x at 8 rows, 1.02-1.04x at 32, measured on BERT-base's layer shapes). */
+ * where it picks 64-column blocks (AVX-512), 48-column blocks when oneDNN takes them and they
+ * pad N no more. Our GEMM (gemm_avx512.c) reads those in place, and oneDNN's matmul runs as
+ * fast on them (faster at few rows: 1.14x at 8 rows, 1.02-1.04x at 32, on BERT-base's layer
+ * shapes). */
 static dnnl_status_t query_weights_md(int64_t K, int64_t N, dnnl_memory_desc_t *md) {
     dnnl_status_t s = matmul_weights_md(K, N, dnnl_format_tag_any, md);
     dnnl_memory_desc_t md48;
     if (s == dnnl_success && g_gemm48 && is_ba16anb(md, 64) &&
+        (N + 47) / 48 * 48 <= md->padded_dims[1] &&
         matmul_weights_md(K, N, dnnl_BA16a48b, &md48) == dnnl_success && is_ba16anb(&md48, 48))
         *md = md48;
     return s;
