@@ -444,16 +444,17 @@ struct eg_dense {
  * (with K = 3072, summed block by block, it loses 3-5% from 32 rows; with N = 312 or 936, half
  * a panel wasted, 3-10%), and
  * - from 384 rows a thread: 1.5-3% faster at 1024 rows without activation, 8-10% with GELU;
- * - up to 64 rows, where it prefetches the cold weights (BERT-base batch 1 x 32: 8% faster a
- *   run). In between it is even at best with weights in cache and slower with cold ones.
- * With several threads each takes its share of the rows from 384 rows a thread, else of the
- * panels. */
+ * - up to 64 rows on one thread, where it prefetches the cold weights (BERT-base batch 1 x 32:
+ *   5-8% faster a run; on two threads, sharing the panels, it was 2-10% slower than oneDNN).
+ *   In between it is even at best with weights in cache and slower with cold ones.
+ * With several threads each takes its share of the rows. */
 #define GEMM48_MAX_FEW_ROWS 64
 #define GEMM48_MIN_ROWS 384
 
 static int gemm48_wins(const eg_packed_weight *w, int64_t M, int threads) {
     return g_gemm48 && is_ba16anb(&w->md, 48) && w->N % 48 == 0 && w->K >= 256 &&
-           w->K <= EG_GEMM48_KC && (M <= GEMM48_MAX_FEW_ROWS || M / threads >= GEMM48_MIN_ROWS);
+           w->K <= EG_GEMM48_KC &&
+           ((threads == 1 && M <= GEMM48_MAX_FEW_ROWS) || M / threads >= GEMM48_MIN_ROWS);
 }
 
 static dnnl_alg_kind_t act_alg(eg_act a) {
@@ -618,19 +619,22 @@ void eg_dense_destroy(eg_dense *d) {
 size_t eg_dense_scratch(const eg_dense *d) { return d->scratch; }
 
 /* eg_dense_run on eg_gemm48_avx512. With T threads, thread t takes rows [M t / T, M (t+1) / T)
- * rounded to the tile's 8 rows when each gets GEMM48_MIN_ROWS, else 48-column panels
- * [P t / T, P (t+1) / T) of all rows; each with its own work. */
+ * rounded to the tile's 8 rows, with its own work. */
 static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bias,
                              const float *residual, float *y, void *scratch) {
     const int64_t M = d->M, K = d->w->K, N = d->w->N;
     const dnnl_memory_desc_t *md = &d->w->md;
-    eg_gemm48_args g = {.N = N,
+    eg_gemm48_args g = {.M = M,
+                        .N = N,
                         .K = K,
+                        .a = x,
                         .lda = K,
                         .b = (const float *)d->w->data + md->offset0,
                         .b_panel = md->format_desc.blocking.strides[1],
+                        .c = y,
                         .ldc = N,
                         .bias = bias,
+                        .residual = residual,
                         .ldr = N,
                         .residual_first = d->residual_first,
                         .act = d->act};
@@ -640,25 +644,14 @@ static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bia
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         eg_gemm48_args part = g;
-        part.M = M;
-        part.a = x;
-        part.c = y;
-        part.residual = residual;
-        if (M / n >= GEMM48_MIN_ROWS) {
+        if (n > 1) {
             int64_t lo = M * t / n / 8 * 8, hi = t + 1 == n ? M : M * (t + 1) / n / 8 * 8;
             part.M = hi - lo;
             part.a += lo * K;
             part.c += lo * N;
             part.residual = residual ? residual + lo * N : NULL;
-        } else if (n > 1) {
-            int64_t panels = N / EG_GEMM48_NR, p0 = panels * t / n, p1 = panels * (t + 1) / n;
-            part.N = (p1 - p0) * EG_GEMM48_NR;
-            part.b += p0 * g.b_panel;
-            part.c += p0 * EG_GEMM48_NR;
-            part.bias = bias ? bias + p0 * EG_GEMM48_NR : NULL;
-            part.residual = residual ? residual + p0 * EG_GEMM48_NR : NULL;
         }
-        if (part.M > 0 && part.N > 0)
+        if (part.M > 0)
             eg_gemm48_avx512(&part, (float *)(work + (size_t)t * d->gemm48_work));
     }
 }
