@@ -311,8 +311,9 @@ static void test_packed_parts_match_each_layer(void **state) {
     eg_model_ctx *ctx;
     inferd_error err = {0};
     assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
-    int64_t widths[][3] = {{64, 64, 64}, {768, 768, 768}, {5, 17, 3}, {128, 64, 32}};
-    int64_t Ks[] = {64, 96, 13, 32}, M = 9;
+    // The last: on whole 48-column blocks with K = 256, for AVX-512's own GEMM (no bias).
+    int64_t widths[][3] = {{64, 64, 64}, {768, 768, 768}, {5, 17, 3}, {128, 64, 32}, {96, 48, 144}};
+    int64_t Ks[] = {64, 96, 13, 32, 256}, M = 9;
     for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++) {
         int64_t K = Ks[c], N = 0;
         eg_weight_part parts[3];
