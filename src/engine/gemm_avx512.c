@@ -28,9 +28,9 @@
 #define PREFETCH_A 32 /* k steps ahead */
 /* Up to this many rows, the next column block of B is prefetched into L2 while the current one
  * runs: few rows sweep a block too few times for the hardware prefetcher to hide the cold
- * weights' memory latency (BERT-base at 32 rows: 8% faster a run). With more rows it is
+ * weights' memory latency (BERT-base at 32 rows: 5-8% faster a run). With many rows it is
  * measurably slower (2-3% at 1024). */
-#define PREFETCH_B_ROWS 64
+#define PREFETCH_B_ROWS 32
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 

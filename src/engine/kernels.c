@@ -444,11 +444,12 @@ struct eg_dense {
  * (with K = 3072, summed block by block, it loses 3-5% from 32 rows; with N = 312 or 936, half
  * a panel wasted, 3-10%), and
  * - from 384 rows a thread: 1.5-3% faster at 1024 rows without activation, 8-10% with GELU;
- * - up to 64 rows on one thread, where it prefetches the cold weights (BERT-base batch 1 x 32:
- *   5-8% faster a run; on two threads, sharing the panels, it was 2-10% slower than oneDNN).
- *   In between it is even at best with weights in cache and slower with cold ones.
+ * - up to 32 rows on one thread, where it prefetches the cold weights (BERT-base batch 1 x 32:
+ *   5-8% faster a run; at 48 and 64 rows 2-3% slower, at 16 even; on two threads, sharing
+ *   the panels, 2-10% slower). In between it is even at best with weights in cache and slower
+ *   with cold ones.
  * With several threads each takes its share of the rows. */
-#define GEMM48_MAX_FEW_ROWS 64
+#define GEMM48_MAX_FEW_ROWS 32
 #define GEMM48_MIN_ROWS 384
 
 static int gemm48_wins(const eg_packed_weight *w, int64_t M, int threads) {
