@@ -1,18 +1,17 @@
-/* gemm_avx512.c: the dense layers' GEMM for many rows on one thread, C = epilogue(A B), reading
- * the weights in place in oneDNN's BA16a48b layout (48-column panels, each K rows of 48 floats).
- * Compiled with AVX-512 flags; kernels.c calls it only on CPUs that have them.
+/* gemm_avx512.c: the dense layers' GEMM on one thread, C = epilogue(A B), reading the weights
+ * in place in oneDNN's BA16a48b layout (48-column panels, each K rows of 48 floats). Compiled
+ * with AVX-512 flags; kernels.c calls it only on CPUs that have them, and only for the shapes
+ * where it measured faster than oneDNN (gemm48_wins there).
  *
  * Goto's blocking, tuned on Zen 5 (48 KiB L1D, 1 MiB L2, two 512-bit FMA pipes):
  * - an 8 x 48 register tile: 24 accumulators, each k step three loads of B and eight
  *   broadcasts of A for 24 FMAs;
- * - A is packed per (MC rows x KC columns) block into 8-row micro-panels, k-major, once, and
- *   reused for every column block; a micro-panel (24 KiB) is prefetched into L1 ahead of use;
- * - columns go in blocks of NC (three panels, 432 KiB of B at KC = 768) that stay in L2 while
+ * - K is at most EG_GEMM48_MAX_K, done in one pass: A is packed per block of MC rows into
+ *   8-row micro-panels, k-major, once, and reused for every column block; a micro-panel
+ *   (24 KiB at K = 768) is prefetched into L1 ahead of use;
+ * - columns go in blocks of NC (three panels, 432 KiB of B at K = 768) that stay in L2 while
  *   every micro-panel of A sweeps them;
- * - K past KC is summed block by block into C; bias, residual and activation are applied in
- *   registers when the last block's tile is stored.
- * Measured against oneDNN 2.6's matmul on the same packed weights, 1 thread, BERT-base layer
- * shapes: 3-4% faster from 384 rows up, slower below 256 (kernels.c picks by rows). */
+ * - bias, residual and activation are applied in registers as a tile is stored. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -23,7 +22,6 @@
 #define NR EG_GEMM48_NR
 #define NV (NR / 16)
 #define MC EG_GEMM48_MC
-#define KC EG_GEMM48_KC
 #define NC (3 * NR)
 #define PREFETCH_A 32 /* k steps ahead */
 /* Up to this many rows, the next column block of B is prefetched into L2 while the current one
@@ -79,8 +77,6 @@ ALWAYS_INLINE __m512 activate(__m512 x, eg_act act) {
 typedef struct tile_out {
     float *c;
     int64_t ldc;
-    int accumulate; /* add what C holds (an earlier K block's sum) */
-    int last;       /* the last K block: apply the epilogue */
     const float *bias, *residual;
     int64_t ldr;
     int residual_first;
@@ -92,8 +88,7 @@ ALWAYS_INLINE void store_tile(__m512 acc[MR][NV], const tile_out *o, int mr,
                               const __mmask16 mask[NV], int full) {
     __m512 bias[NV];
     for (int v = 0; v < NV; v++)
-        bias[v] = o->last && o->bias ? _mm512_maskz_loadu_ps(mask[v], o->bias + 16 * v)
-                                     : _mm512_setzero_ps();
+        bias[v] = o->bias ? _mm512_maskz_loadu_ps(mask[v], o->bias + 16 * v) : _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         if (i >= mr)
@@ -101,18 +96,12 @@ ALWAYS_INLINE void store_tile(__m512 acc[MR][NV], const tile_out *o, int mr,
         float *c = o->c + i * o->ldc;
         const float *r = o->residual ? o->residual + i * o->ldr : NULL;
         for (int v = 0; v < NV; v++) {
-            __m512 x = acc[i][v];
-            if (o->accumulate)
-                x = _mm512_add_ps(x, full ? _mm512_loadu_ps(c + 16 * v)
-                                          : _mm512_maskz_loadu_ps(mask[v], c + 16 * v));
-            if (o->last) {
-                x = _mm512_add_ps(x, bias[v]);
-                if (r && o->residual_first)
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], r + 16 * v));
-                x = activate(x, o->act);
-                if (r && !o->residual_first)
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], r + 16 * v));
-            }
+            __m512 x = _mm512_add_ps(acc[i][v], bias[v]);
+            if (r && o->residual_first)
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], r + 16 * v));
+            x = activate(x, o->act);
+            if (r && !o->residual_first)
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], r + 16 * v));
             if (full)
                 _mm512_storeu_ps(c + 16 * v, x);
             else
@@ -185,49 +174,40 @@ static void tile(int64_t kc, const float *restrict ap, const float *restrict b, 
 
 void eg_gemm48_avx512(const eg_gemm48_args *g, float *work) {
     const int64_t M = g->M, N = g->N, K = g->K;
-    for (int64_t pc = 0; pc < K; pc += KC) {
-        int64_t kc = K - pc < KC ? K - pc : KC;
-        tile_out o = {.ldc = g->ldc,
-                      .accumulate = pc > 0,
-                      .last = pc + kc >= K,
-                      .ldr = g->ldr,
-                      .residual_first = g->residual_first,
-                      .act = g->act};
-        for (int64_t ic = 0; ic < M; ic += MC) {
-            int64_t mc = M - ic < MC ? M - ic : MC;
-            pack_a(mc, kc, g->a + ic * g->lda + pc, g->lda, work);
-            for (int64_t jc = 0; jc < N; jc += NC) {
-                int64_t jend = jc + NC < N ? jc + NC : N;
-                const char *pf = NULL;
-                int64_t pf_per_tile = 0;
-                if (mc <= PREFETCH_B_ROWS && kc == K && jend < N) {
-                    int64_t nxt_end = jend + NC < N ? jend + NC : N;
-                    int64_t panels = (nxt_end - jend + NR - 1) / NR;
-                    int64_t lines = panels * g->b_panel * 4 / 64;
-                    int64_t tiles = (mc + MR - 1) / MR * ((jend - jc + NR - 1) / NR);
-                    pf = (const char *)(g->b + (jend / NR) * g->b_panel);
-                    pf_per_tile = (lines + tiles - 1) / tiles;
-                }
-                for (int64_t ir = 0; ir < mc; ir += MR) {
-                    int mr = (int)(mc - ir < MR ? mc - ir : MR);
-                    int64_t row = ic + ir;
-                    for (int64_t jr = jc; jr < jend; jr += NR) {
-                        int nr = (int)(jend - jr < NR ? jend - jr : NR);
-                        // The next tile: this row block's next panel, else the next rows.
-                        int64_t nrow = jr + NR < jend ? row : row + MR;
-                        int64_t ncol = jr + NR < jend ? jr + NR : jc;
-                        const float *next_c = nrow + MR <= M ? g->c + nrow * g->ldc + ncol : NULL;
-                        const float *next_r = next_c && o.last && g->residual
-                                                  ? g->residual + nrow * g->ldr + ncol
-                                                  : NULL;
-                        o.c = g->c + row * g->ldc + jr;
-                        o.bias = g->bias ? g->bias + jr : NULL;
-                        o.residual = g->residual ? g->residual + row * g->ldr + jr : NULL;
-                        tile(kc, work + ir * kc, g->b + (jr / NR) * g->b_panel + pc * NR, &o, mr,
-                             nr, next_c, next_r, pf, pf_per_tile);
-                        if (pf)
-                            pf += pf_per_tile * 64;
-                    }
+    tile_out o = {.ldc = g->ldc, .ldr = g->ldr, .residual_first = g->residual_first, .act = g->act};
+    for (int64_t ic = 0; ic < M; ic += MC) {
+        int64_t mc = M - ic < MC ? M - ic : MC;
+        pack_a(mc, K, g->a + ic * g->lda, g->lda, work);
+        for (int64_t jc = 0; jc < N; jc += NC) {
+            int64_t jend = jc + NC < N ? jc + NC : N;
+            const char *pf = NULL;
+            int64_t pf_per_tile = 0;
+            if (mc <= PREFETCH_B_ROWS && jend < N) {
+                int64_t nxt_end = jend + NC < N ? jend + NC : N;
+                int64_t panels = (nxt_end - jend + NR - 1) / NR;
+                int64_t lines = panels * g->b_panel * 4 / 64;
+                int64_t tiles = (mc + MR - 1) / MR * ((jend - jc + NR - 1) / NR);
+                pf = (const char *)(g->b + (jend / NR) * g->b_panel);
+                pf_per_tile = (lines + tiles - 1) / tiles;
+            }
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+                int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                int64_t row = ic + ir;
+                for (int64_t jr = jc; jr < jend; jr += NR) {
+                    int nr = (int)(jend - jr < NR ? jend - jr : NR);
+                    // The next tile: this row block's next panel, else the next rows.
+                    int64_t nrow = jr + NR < jend ? row : row + MR;
+                    int64_t ncol = jr + NR < jend ? jr + NR : jc;
+                    const float *next_c = nrow + MR <= M ? g->c + nrow * g->ldc + ncol : NULL;
+                    const float *next_r =
+                        next_c && g->residual ? g->residual + nrow * g->ldr + ncol : NULL;
+                    o.c = g->c + row * g->ldc + jr;
+                    o.bias = g->bias ? g->bias + jr : NULL;
+                    o.residual = g->residual ? g->residual + row * g->ldr + jr : NULL;
+                    tile(K, work + ir * K, g->b + (jr / NR) * g->b_panel, &o, mr, nr, next_c,
+                         next_r, pf, pf_per_tile);
+                    if (pf)
+                        pf += pf_per_tile * 64;
                 }
             }
         }

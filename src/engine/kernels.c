@@ -440,9 +440,9 @@ struct eg_dense {
 };
 
 /* Where eg_gemm48_avx512 beats oneDNN's matmul on the same weights, measured on the peers'
- * models' layer shapes, 1 thread: N on whole 48-column panels and K in one block of 256 to 768
- * (with K = 3072, summed block by block, it loses 3-5% from 32 rows; with N = 312 or 936, half
- * a panel wasted, 3-10%), and
+ * models' layer shapes, 1 thread: N on whole 48-column panels and K of 256 to 768 (a version
+ * summing K = 3072 in blocks lost 3-5% from 32 rows, and was even at 1024; with N = 312 or
+ * 936, half a panel wasted, 3-10%), and
  * - from 384 rows a thread: 1.5-3% faster at 1024 rows without activation, 8-10% with GELU;
  * - up to 32 rows on one thread, where it prefetches the cold weights (BERT-base batch 1 x 32:
  *   5-8% faster a run; at 48 and 64 rows 2-3% slower, at 16 even; on two threads, sharing
@@ -454,7 +454,7 @@ struct eg_dense {
 
 static int gemm48_wins(const eg_packed_weight *w, int64_t M, int threads) {
     return g_gemm48 && is_ba16anb(&w->md, 48) && w->N % 48 == 0 && w->K >= 256 &&
-           w->K <= EG_GEMM48_KC &&
+           w->K <= EG_GEMM48_MAX_K &&
            ((threads == 1 && M <= GEMM48_MAX_FEW_ROWS) || M / threads >= GEMM48_MIN_ROWS);
 }
 
@@ -659,8 +659,8 @@ static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bia
 
 int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
                  float *y, void *scratch, inferd_error *err) {
-    // The GEMM sums K in blocks into y, so a residual overlapping y would be read after it
-    // is overwritten: oneDNN then (the planner never places them together).
+    // A residual overlapping y could be read after the GEMM has written there (only in place
+    // would each element be read first): oneDNN then (the planner never places them together).
     int64_t MN = d->M * d->w->N;
     if (d->gemm48 && (!residual || residual + MN <= y || y + MN <= residual)) {
         dense_run_gemm48(d, x, bias, residual, y, scratch);

@@ -174,8 +174,9 @@ static inline int64_t eg_keys_used(const int32_t *key_len, int64_t b, int64_t se
 }
 
 /* C = epilogue(A B) for a dense layer, B packed in 48-column panels (oneDNN's BA16a48b):
- * element (k, n) of B at b + (n / 48) b_panel + 48 k + n % 48, zero past N. The epilogue adds
- * bias, then the residual if residual_first, applies act, then adds the residual otherwise. */
+ * element (k, n) of B at b + (n / 48) b_panel + 48 k + n % 48, zero past N; K at most
+ * EG_GEMM48_MAX_K. The epilogue adds bias, then the residual if residual_first, applies act,
+ * then adds the residual otherwise. */
 typedef struct eg_gemm48_args {
     int64_t M, N, K;
     const float *a; /* [M, lda] */
@@ -192,13 +193,13 @@ typedef struct eg_gemm48_args {
 } eg_gemm48_args;
 
 #define EG_GEMM48_NR 48
-#define EG_GEMM48_MC 1024 /* rows of A packed at a time */
-#define EG_GEMM48_KC 768  /* columns of A packed at a time */
+#define EG_GEMM48_MC 1024   /* rows of A packed at a time */
+#define EG_GEMM48_MAX_K 768 /* K of a call: A's rows are packed whole, K done in one pass */
 
 /* Floats of work (the packed block of A) a gemm48 call on M rows needs. */
 static inline size_t eg_gemm48_work_floats(int64_t M, int64_t K) {
-    int64_t mc = M < EG_GEMM48_MC ? M : EG_GEMM48_MC, kc = K < EG_GEMM48_KC ? K : EG_GEMM48_KC;
-    return (size_t)((mc + 7) / 8 * 8 * kc);
+    int64_t mc = M < EG_GEMM48_MC ? M : EG_GEMM48_MC;
+    return (size_t)((mc + 7) / 8 * 8 * K);
 }
 
 typedef struct eg_kernel_table {
