@@ -32,25 +32,32 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Packs A[mc x kc] (row stride lda) into micro-panels of MR rows: panel p holds element
- * (i, k) at ap[p kc MR + k MR + i]; rows past mc are zero. */
-static void pack_a(int64_t mc, int64_t kc, const float *a, int64_t lda, float *ap) {
+/* The physical row of A, C and the residual that logical row r is. */
+static inline int64_t phys_row(const eg_gemm48_args *g, int64_t r) {
+    return g->rows ? g->rows[r] : r;
+}
+
+/* Packs logical rows [r0, r0 + mc) of A, kc columns, into micro-panels of MR rows: panel p
+ * holds element (i, k) at ap[p kc MR + k MR + i]; rows past mc are zero. */
+static void pack_a(const eg_gemm48_args *g, int64_t r0, int64_t mc, int64_t kc, float *ap) {
     for (int64_t p = 0; p < mc; p += MR, ap += kc * MR) {
         int64_t mr = mc - p < MR ? mc - p : MR;
-        const float *src = a + p * lda;
+        const float *src[MR];
+        for (int i = 0; i < MR; i++)
+            src[i] = g->a + phys_row(g, r0 + p + (i < mr ? i : 0)) * g->lda;
         int64_t k = 0;
         if (mr == MR)
             for (; k + 16 <= kc; k += 16) { // 16 columns of MR rows, transposed through tmp
                 float tmp[MR][16];
                 for (int i = 0; i < MR; i++)
-                    _mm512_storeu_ps(tmp[i], _mm512_loadu_ps(src + i * lda + k));
+                    _mm512_storeu_ps(tmp[i], _mm512_loadu_ps(src[i] + k));
                 for (int kk = 0; kk < 16; kk++)
                     for (int i = 0; i < MR; i++)
                         ap[(k + kk) * MR + i] = tmp[i][kk];
             }
         for (; k < kc; k++)
             for (int i = 0; i < MR; i++)
-                ap[k * MR + i] = i < mr ? src[i * lda + k] : 0.0f;
+                ap[k * MR + i] = i < mr ? src[i][k] : 0.0f;
     }
 }
 
@@ -73,12 +80,13 @@ ALWAYS_INLINE __m512 activate(__m512 x, eg_act act) {
     }
 }
 
-/* Where a tile goes and what its store does. */
+/* Where a tile goes (its rows of C and of the residual, from column 0) and what its store
+ * does. */
 typedef struct tile_out {
-    float *c;
-    int64_t ldc;
-    const float *bias, *residual;
-    int64_t ldr;
+    float *c[MR];
+    const float *residual[MR]; /* NULL: none */
+    int64_t col;
+    const float *bias;
     int residual_first;
     eg_act act;
 } tile_out;
@@ -93,8 +101,8 @@ ALWAYS_INLINE void store_tile(__m512 acc[MR][NV], const tile_out *o, int mr,
     for (int i = 0; i < MR; i++) {
         if (i >= mr)
             break;
-        float *c = o->c + i * o->ldc;
-        const float *r = o->residual ? o->residual + i * o->ldr : NULL;
+        float *c = o->c[i] + o->col;
+        const float *r = o->residual[i] ? o->residual[i] + o->col : NULL;
         for (int v = 0; v < NV; v++) {
             __m512 x = _mm512_add_ps(acc[i][v], bias[v]);
             if (r && o->residual_first)
@@ -126,12 +134,11 @@ ALWAYS_INLINE void k_step(__m512 acc[MR][NV], const float *restrict ap, const fl
 }
 
 /* One MR x NR tile over kc: ap is a packed micro-panel, b the panel's rows (NR floats each).
- * next_c, next_r: the tile stored after this one and its residual rows (or NULL), pulled
- * toward L1 while the FMAs run; pf: pf_n lines of B's next column block to pull into L2 (two
- * every two k steps). */
+ * next: the tile stored after this one (or NULL), whose C and residual rows are pulled toward
+ * L1 while the FMAs run; pf: pf_n lines of B's next column block to pull into L2 (two every
+ * two k steps). */
 static void tile(int64_t kc, const float *restrict ap, const float *restrict b, const tile_out *o,
-                 int mr, int nr, const float *next_c, const float *next_r, const char *pf,
-                 int64_t pf_n) {
+                 int mr, int nr, const tile_out *next, const char *pf, int64_t pf_n) {
     __m512 acc[MR][NV];
     __mmask16 mask[NV];
     for (int v = 0; v < NV; v++)
@@ -141,12 +148,13 @@ static void tile(int64_t kc, const float *restrict ap, const float *restrict b, 
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             acc[i][v] = _mm512_setzero_ps();
-    if (next_c)
+    if (next)
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < NV; v++) {
-                _mm_prefetch((const char *)(next_c + i * o->ldc + 16 * v), _MM_HINT_T0);
-                if (next_r)
-                    _mm_prefetch((const char *)(next_r + i * o->ldr + 16 * v), _MM_HINT_T0);
+                _mm_prefetch((const char *)(next->c[i] + next->col + 16 * v), _MM_HINT_T0);
+                if (next->residual[i])
+                    _mm_prefetch((const char *)(next->residual[i] + next->col + 16 * v),
+                                 _MM_HINT_T0);
             }
     // Two k steps a round, with one prefetch: a 64-byte line holds two steps of the panel.
     int64_t k = 0;
@@ -172,12 +180,23 @@ static void tile(int64_t kc, const float *restrict ap, const float *restrict b, 
         store_tile(acc, o, mr, mask, 0);
 }
 
-void eg_gemm48_avx512(const eg_gemm48_args *g, float *work) {
+/* The rows a tile starting at logical row r writes and reads (rows past M repeat r's, and are
+ * never stored). */
+static void tile_rows(const eg_gemm48_args *g, int64_t r, tile_out *o) {
+    for (int i = 0; i < MR; i++) {
+        int64_t pr = phys_row(g, r + i < g->M ? r + i : r);
+        o->c[i] = g->c + pr * g->ldc;
+        o->residual[i] = g->residual ? g->residual + pr * g->ldr : NULL;
+    }
+}
+
+/* One pass over K (at most EG_GEMM48_MAX_K). */
+static void gemm48_pass(const eg_gemm48_args *g, float *work) {
     const int64_t M = g->M, N = g->N, K = g->K;
-    tile_out o = {.ldc = g->ldc, .ldr = g->ldr, .residual_first = g->residual_first, .act = g->act};
+    tile_out o = {.bias = g->bias, .residual_first = g->residual_first, .act = g->act}, next = o;
     for (int64_t ic = 0; ic < M; ic += MC) {
         int64_t mc = M - ic < MC ? M - ic : MC;
-        pack_a(mc, K, g->a + ic * g->lda, g->lda, work);
+        pack_a(g, ic, mc, K, work);
         for (int64_t jc = 0; jc < N; jc += NC) {
             int64_t jend = jc + NC < N ? jc + NC : N;
             const char *pf = NULL;
@@ -193,23 +212,53 @@ void eg_gemm48_avx512(const eg_gemm48_args *g, float *work) {
             for (int64_t ir = 0; ir < mc; ir += MR) {
                 int mr = (int)(mc - ir < MR ? mc - ir : MR);
                 int64_t row = ic + ir;
+                tile_rows(g, row, &o);
                 for (int64_t jr = jc; jr < jend; jr += NR) {
                     int nr = (int)(jend - jr < NR ? jend - jr : NR);
                     // The next tile: this row block's next panel, else the next rows.
                     int64_t nrow = jr + NR < jend ? row : row + MR;
-                    int64_t ncol = jr + NR < jend ? jr + NR : jc;
-                    const float *next_c = nrow + MR <= M ? g->c + nrow * g->ldc + ncol : NULL;
-                    const float *next_r =
-                        next_c && g->residual ? g->residual + nrow * g->ldr + ncol : NULL;
-                    o.c = g->c + row * g->ldc + jr;
+                    int has_next = nrow + MR <= M;
+                    if (has_next) {
+                        if (nrow != row) {
+                            tile_rows(g, nrow, &next);
+                        } else {
+                            memcpy(next.c, o.c, sizeof o.c);
+                            memcpy(next.residual, o.residual, sizeof o.residual);
+                        }
+                        next.col = jr + NR < jend ? jr + NR : jc;
+                    }
+                    o.col = jr;
                     o.bias = g->bias ? g->bias + jr : NULL;
-                    o.residual = g->residual ? g->residual + row * g->ldr + jr : NULL;
-                    tile(K, work + ir * K, g->b + (jr / NR) * g->b_panel, &o, mr, nr, next_c,
-                         next_r, pf, pf_per_tile);
+                    tile(K, work + ir * K, g->b + (jr / NR) * g->b_panel, &o, mr, nr,
+                         has_next ? &next : NULL, pf, pf_per_tile);
                     if (pf)
                         pf += pf_per_tile * 64;
                 }
             }
         }
+    }
+}
+
+void eg_gemm48_avx512(const eg_gemm48_args *g, float *work) {
+    if (g->K <= EG_GEMM48_MAX_K) {
+        gemm48_pass(g, work);
+        return;
+    }
+    // K in passes of at most EG_GEMM48_MAX_K (multiples of 16), each adding onto C: the first
+    // with the bias and the residual, the rest with C as their residual (each element read
+    // just before it is written). Only without an activation (kernels.c).
+    int64_t passes = (g->K + EG_GEMM48_MAX_K - 1) / EG_GEMM48_MAX_K;
+    int64_t kc = (g->K / passes + 15) / 16 * 16;
+    for (int64_t k0 = 0; k0 < g->K; k0 += kc) {
+        eg_gemm48_args p = *g;
+        p.K = g->K - k0 < kc ? g->K - k0 : kc;
+        p.a = g->a + k0;
+        p.b = g->b + k0 * EG_GEMM48_NR;
+        if (k0) {
+            p.bias = NULL;
+            p.residual = g->c;
+            p.ldr = g->ldc;
+        }
+        gemm48_pass(&p, work);
     }
 }

@@ -235,6 +235,20 @@ int eg_pack_weight_cached(eg_model_ctx *c, int64_t K, int64_t N, int transposed,
 
 int eg_model_ctx_packed_count(const eg_model_ctx *c) { return c->n_packed; }
 
+static int gemm48_can(const eg_packed_weight *w, eg_act act);
+
+double eg_model_ctx_tokens_share(const eg_model_ctx *c) {
+    double can = 0, all = 0;
+    for (int i = 0; i < c->n_packed; i++) {
+        const eg_packed_weight *w = c->packed[i];
+        double flops = (double)w->K * (double)w->N;
+        all += flops;
+        if (gemm48_can(w, EG_ACT_NONE))
+            can += flops;
+    }
+    return all > 0 ? can / all : 0;
+}
+
 int eg_model_ctx_all_cached(const eg_model_ctx *c) {
     for (int i = 0; i < c->n_packed; i++)
         if (!c->packed[i]->borrowed)
@@ -436,8 +450,16 @@ struct eg_dense {
     dnnl_primitive_t prim;
     size_t scratch;
     int gemm48;         /* runs on eg_gemm48_avx512 (dense_run_gemm48) */
+    int rows_ok;        /* eg_gemm48_avx512 can run it on listed rows (eg_dense_run_tokens) */
     size_t gemm48_work; /* bytes of work a thread */
 };
+
+/* Whether eg_gemm48_avx512 can run a layer at all: weights in 48-column panels, K in
+ * multiples of 16 (passes above EG_GEMM48_MAX_K only without an activation). */
+static int gemm48_can(const eg_packed_weight *w, eg_act act) {
+    return g_gemm48 && is_ba16anb(&w->md, 48) && w->N % 48 == 0 && w->K % 16 == 0 &&
+           (w->K <= EG_GEMM48_MAX_K || act == EG_ACT_NONE);
+}
 
 /* Where eg_gemm48_avx512 beats oneDNN's matmul on the same weights, measured on the peers'
  * models' layer shapes, 1 thread: N on whole 48-column panels and K of 256 to 768 (a version
@@ -579,11 +601,14 @@ static int dense_make(eg_model_ctx *c, const eg_packed_weight *w, int64_t M, int
     d->scratch = dnnl_memory_desc_get_size(&d->scratch_md);
     if ((s = dnnl_primitive_create(&d->prim, pd)) != dnnl_success)
         goto fail;
-    if (gemm48_wins(w, M, threads)) {
-        d->gemm48 = 1;
+    d->gemm48 = gemm48_wins(w, M, threads);
+    d->rows_ok = gemm48_can(w, act);
+    if (d->gemm48 || d->rows_ok) {
         d->gemm48_work = (eg_gemm48_work_floats(M, w->K) * sizeof(float) + 63) / 64 * 64;
-        if (d->scratch < (size_t)threads * d->gemm48_work + 64)
-            d->scratch = (size_t)threads * d->gemm48_work + 64;
+        // Then the row list of eg_dense_run_tokens.
+        size_t need = (size_t)threads * d->gemm48_work + 64 + (size_t)M * sizeof(int32_t);
+        if (d->scratch < need)
+            d->scratch = need;
     }
     dnnl_primitive_desc_destroy(pd);
     dnnl_post_ops_destroy(po);
@@ -619,11 +644,13 @@ void eg_dense_destroy(eg_dense *d) {
 
 size_t eg_dense_scratch(const eg_dense *d) { return d->scratch; }
 
-/* eg_dense_run on eg_gemm48_avx512. With T threads, thread t takes rows [M t / T, M (t+1) / T)
- * rounded to the tile's 8 rows, with its own work. */
+/* eg_dense_run on eg_gemm48_avx512, on rows 0..M-1 or, with rows, on the M rows it lists.
+ * With T threads, thread t takes rows [M t / T, M (t+1) / T) rounded to the tile's 8 rows,
+ * with its own work. */
 static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bias,
-                             const float *residual, float *y, void *scratch) {
-    const int64_t M = d->M, K = d->w->K, N = d->w->N;
+                             const float *residual, float *y, void *scratch, const int32_t *rows,
+                             int64_t M) {
+    const int64_t K = d->w->K, N = d->w->N;
     const dnnl_memory_desc_t *md = &d->w->md;
     eg_gemm48_args g = {.M = M,
                         .N = N,
@@ -638,7 +665,8 @@ static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bia
                         .residual = residual,
                         .ldr = N,
                         .residual_first = d->residual_first,
-                        .act = d->act};
+                        .act = d->act,
+                        .rows = rows};
     char *work = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int threads = d->threads;
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -648,9 +676,13 @@ static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bia
         if (n > 1) {
             int64_t lo = M * t / n / 8 * 8, hi = t + 1 == n ? M : M * (t + 1) / n / 8 * 8;
             part.M = hi - lo;
-            part.a += lo * K;
-            part.c += lo * N;
-            part.residual = residual ? residual + lo * N : NULL;
+            if (rows) {
+                part.rows += lo;
+            } else {
+                part.a += lo * K;
+                part.c += lo * N;
+                part.residual = residual ? residual + lo * N : NULL;
+            }
         }
         if (part.M > 0)
             eg_gemm48_avx512(&part, (float *)(work + (size_t)t * d->gemm48_work));
@@ -663,7 +695,7 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
     // would each element be read first): oneDNN then (the planner never places them together).
     int64_t MN = d->M * d->w->N;
     if (d->gemm48 && (!residual || residual + MN <= y || y + MN <= residual)) {
-        dense_run_gemm48(d, x, bias, residual, y, scratch);
+        dense_run_gemm48(d, x, bias, residual, y, scratch, NULL, d->M);
         return 0;
     }
     dnnl_memory_t mem[6] = {0};
@@ -695,6 +727,27 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
     for (int i = 0; i < n; i++)
         dnnl_memory_destroy(mem[i]);
     return s == dnnl_success ? 0 : dnnl_fail(err, s, "run a dense layer");
+}
+
+int eg_dense_run_tokens(const eg_dense *d, const float *x, const float *bias, const float *residual,
+                        float *y, void *scratch, int64_t batch, int64_t seq, const int32_t *lengths,
+                        inferd_error *err) {
+    const int64_t N = d->w->N, MN = d->M * N;
+    // Only where every listed row is read before it is written: a residual apart from y, or y.
+    if (!d->rows_ok || batch * seq > d->M ||
+        (residual && residual != y && !(residual + MN <= y || y + MN <= residual)))
+        return eg_dense_run(d, x, bias, residual, y, scratch, err);
+    int32_t *rows = (int32_t *)((char *)scratch + ((size_t)d->threads * d->gemm48_work + 64));
+    int64_t m = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t len = eg_keys_used(lengths, b, seq);
+        for (int64_t s = 0; s < len; s++)
+            rows[m++] = (int32_t)(b * seq + s);
+        if (len < seq)
+            memset(y + (b * seq + len) * N, 0, sizeof(float) * (size_t)((seq - len) * N));
+    }
+    dense_run_gemm48(d, x, bias, residual, y, scratch, rows, m);
+    return 0;
 }
 
 /* ---- convolution ---- */

@@ -44,6 +44,9 @@ int eg_pack_weight_cached(eg_model_ctx *c, int64_t K, int64_t N, int transposed,
 int eg_model_ctx_all_cached(const eg_model_ctx *c);
 /* Packed weights in packing order, for writing a cache. */
 int eg_model_ctx_packed_count(const eg_model_ctx *c);
+/* The share of the dense layers' work (per row) in layers that can run on listed rows
+ * (eg_dense_run_tokens); the others run every row. */
+double eg_model_ctx_tokens_share(const eg_model_ctx *c);
 void eg_model_ctx_packed_get(const eg_model_ctx *c, int i, int64_t *K, int64_t *N, int *transposed,
                              float *scale, const void **md, size_t *md_size, const void **data,
                              size_t *bytes);
@@ -96,6 +99,12 @@ size_t eg_dense_scratch(const eg_dense *d);
 /* Runs on the calling thread's OpenMP team. x, y, residual row-major; bias [N] or NULL. */
 int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
                  float *y, void *scratch, inferd_error *err);
+/* eg_dense_run on the valid tokens of a padded batch: x, y and residual are [batch, seq, .]
+ * and position s of batch row b is computed when s < lengths[b] (eg_keys_used); y's other
+ * rows are set to zero. Runs every row (eg_dense_run) where the layer cannot take a row list. */
+int eg_dense_run_tokens(const eg_dense *d, const float *x, const float *bias, const float *residual,
+                        float *y, void *scratch, int64_t batch, int64_t seq, const int32_t *lengths,
+                        inferd_error *err);
 
 /* A convolution (1-D or 2-D, group 1) for fixed shapes: y = act(conv(x, W) + bias), NCW /
  * NCHW plain layouts. The weight is reordered into the layout oneDNN picks the first time a
@@ -174,9 +183,11 @@ static inline int64_t eg_keys_used(const int32_t *key_len, int64_t b, int64_t se
 }
 
 /* C = epilogue(A B) for a dense layer, B packed in 48-column panels (oneDNN's BA16a48b):
- * element (k, n) of B at b + (n / 48) b_panel + 48 k + n % 48, zero past N; K at most
- * EG_GEMM48_MAX_K. The epilogue adds bias, then the residual if residual_first, applies act,
- * then adds the residual otherwise. */
+ * element (k, n) of B at b + (n / 48) b_panel + 48 k + n % 48, zero past N. The epilogue adds
+ * bias, then the residual if residual_first, applies act, then adds the residual otherwise.
+ * K above EG_GEMM48_MAX_K runs in passes that add onto C, and needs act EG_ACT_NONE.
+ * rows, when set, lists the M rows of A, C and the residual to compute (row i of the product
+ * is physical row rows[i] of each); other rows are left alone. */
 typedef struct eg_gemm48_args {
     int64_t M, N, K;
     const float *a; /* [M, lda] */
@@ -190,6 +201,7 @@ typedef struct eg_gemm48_args {
     int64_t ldr;
     int residual_first;
     eg_act act;
+    const int32_t *rows; /* [M] or NULL: rows 0..M-1 */
 } eg_gemm48_args;
 
 #define EG_GEMM48_NR 48
@@ -199,6 +211,8 @@ typedef struct eg_gemm48_args {
 /* Floats of work (the packed block of A) a gemm48 call on M rows needs. */
 static inline size_t eg_gemm48_work_floats(int64_t M, int64_t K) {
     int64_t mc = M < EG_GEMM48_MC ? M : EG_GEMM48_MC;
+    if (K > EG_GEMM48_MAX_K) // in passes
+        K = EG_GEMM48_MAX_K;
     return (size_t)((mc + 7) / 8 * 8 * K);
 }
 

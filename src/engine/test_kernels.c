@@ -303,6 +303,65 @@ static void test_dense_matches_loop(void **state) {
     eg_model_ctx_destroy(ctx);
 }
 
+/* A dense layer on the valid tokens of a padded [batch, seq] batch: those rows as the plain
+ * loop gives them, the padded rows zero, where the layer runs on eg_gemm48_avx512 (N on
+ * 48-column panels, K a multiple of 16; K over 768 in passes, without activation); other
+ * layers compute every row. */
+static void test_dense_tokens_match_loop(void **state) {
+    (void)state;
+    eg_model_ctx *ctx;
+    inferd_error err = {0};
+    assert_int_equal(eg_model_ctx_create(NULL, &ctx, &err), 0);
+    // {batch, seq, K, N, threads, act}
+    int64_t cases[][6] = {
+        {3, 40, 256, 96, 1, EG_ACT_NONE},      {4, 100, 3072, 48, 2, EG_ACT_NONE},
+        {2, 24, 384, 144, 1, EG_ACT_GELU_ERF}, {5, 17, 768, 96, 2, EG_ACT_GELU_ERF},
+        {3, 33, 96, 288, 1, EG_ACT_NONE},      {2, 20, 64, 64, 1, EG_ACT_NONE},
+        {2, 20, 1000, 96, 1, EG_ACT_GELU_ERF}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t B = cases[c][0], S = cases[c][1], K = cases[c][2], N = cases[c][3], M = B * S;
+        int threads = (int)cases[c][4];
+        eg_act act = (eg_act)cases[c][5];
+        int32_t len[8];
+        for (int64_t b = 0; b < B; b++) // full, 1 token, and in between
+            len[b] = (int32_t)(b == 0 ? S : b == 1 ? 1 : 1 + (b * 7) % S);
+        float *w = rand_buf((size_t)(K * N), 0.5f), *x = rand_buf((size_t)(M * K), 1);
+        float *bias = rand_buf((size_t)N, 1), *res = rand_buf((size_t)(M * N), 1);
+        float *y = rand_buf((size_t)(M * N), 100); // stale values where nothing is written
+        eg_packed_weight *pw;
+        assert_int_equal(eg_pack_weight(ctx, w, K, N, 0, 1.0f, &pw, &err), 0);
+        eg_dense *d;
+        omp_set_num_threads(threads);
+        assert_int_equal(eg_dense_create(ctx, pw, M, 1, act, 1, 0, threads, &d, &err), 0);
+        void *sp = aligned_alloc(64, (eg_dense_scratch(d) + 64) / 64 * 64);
+        assert_int_equal(eg_dense_run_tokens(d, x, bias, res, y, sp, B, S, len, &err), 0);
+        int skips =
+            eg_kernels_avx512() && N % 48 == 0 && K % 16 == 0 && (K <= 768 || act == EG_ACT_NONE);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t s = 0; s < S; s++) {
+                int64_t i = b * S + s;
+                for (int64_t j = 0; j < N; j++) {
+                    double v = bias[j];
+                    for (int64_t k = 0; k < K; k++)
+                        v += (double)x[i * K + k] * w[k * N + j];
+                    if (act == EG_ACT_GELU_ERF)
+                        v = 0.5 * v * (1 + erf(v / sqrt(2.0)));
+                    v += res[i * N + j];
+                    float want = s < len[b] || !skips ? (float)v : 0.0f;
+                    if (!(fabsf(y[i * N + j] - want) <= 1e-4f * (1 + fabsf(want))))
+                        fail_msg("case %zu: row %lld of batch row %lld (length %d), column "
+                                 "%lld: %g, want %g",
+                                 c, (long long)s, (long long)b, len[b], (long long)j,
+                                 (double)y[i * N + j], (double)want);
+                }
+            }
+        free(sp);
+        eg_dense_destroy(d);
+        free(w), free(x), free(bias), free(res), free(y);
+    }
+    eg_model_ctx_destroy(ctx);
+}
+
 /* Layers packed side by side give what each layer gives alone: parts on block boundaries (each
  * reordered into its columns) and odd widths (through a side-by-side copy), with transposed
  * and scaled parts. */
@@ -363,6 +422,7 @@ int main(void) {
         cmocka_unit_test(test_attention_matches_reference),
         cmocka_unit_test(test_cls_attention_matches_projected_keys),
         cmocka_unit_test(test_dense_matches_loop),
+        cmocka_unit_test(test_dense_tokens_match_loop),
         cmocka_unit_test(test_packed_parts_match_each_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
