@@ -11,7 +11,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: inferd perf MODEL.onnx [--batch B[,B...]] [--seq S[,S...]] [--threads T]\n"
                "                  [--seconds N]\n"
-               "                  [--lengths full|random] [--min-len L] [--vocab V] [--profile]\n\n"
+               "                  [--lengths full|random] [--min-len L] [--vocab V] [--profile]\n"
+               "                  [--padding tokens|groups|whole]\n\n"
                "Times runs of one batch on generated inputs and prints one JSON line per\n"
                "(seq, batch): p50/p95/mean ms per batch, items/s, load time and the first run.\n"
                "  --batch B,...      rows per batch, the first dynamic dim (default 1)\n"
@@ -24,7 +25,10 @@ static void usage(FILE *f) {
                "  --seed N           random seed (default 1)\n"
                "  --profile          print the time per op on stderr\n"
                "  --load-reps N      load the model N times first and report each load time\n"
-               "  --cache FILE       use (and write) a load cache at FILE\n");
+               "  --cache FILE       use (and write) a load cache at FILE\n"
+               "  --padding MODE     how padded batches run: tokens (default: on their valid\n"
+               "                     tokens alone where the model allows, else as groups),\n"
+               "                     groups (length groups), whole (padding included)\n");
 }
 
 static uint64_t rng_state = 1;
@@ -116,8 +120,8 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
     }
     size_t cap = 1024, n = 0;
     double *ms = malloc(cap * sizeof *ms);
-    int64_t runs0, groups0, runs1, groups1;
-    inferd_engine_run_stats(m, &runs0, &groups0);
+    int64_t runs0, groups0, tok0, runs1, groups1, tok1;
+    inferd_engine_run_stats(m, &runs0, &groups0, &tok0);
     int64_t t0 = inferd_now_ns();
     while (rc == 0 && ((double)(inferd_now_ns() - t0) / 1e9 < o->seconds || n < 3)) {
         int64_t s = inferd_now_ns();
@@ -135,7 +139,8 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
     if (rc < 0) {
         fprintf(stderr, "inferd perf: %s\n", err.msg);
     } else {
-        inferd_engine_run_stats(m, &runs1, &groups1);
+        inferd_engine_run_stats(m, &runs1, &groups1, &tok1);
+        double nruns = (double)(runs1 - runs0 ? runs1 - runs0 : 1);
         qsort(ms, n, sizeof *ms, cmp_double);
         double sum = 0;
         long tokens = 0;
@@ -148,10 +153,10 @@ static int measure(inferd_engine_model *m, const perf_opts *o, long batch, long 
                "\"lengths\":\"%s\","
                "\"tokens\":%ld,\"runs\":%zu,\"p50_ms\":%.4f,\"p95_ms\":%.4f,\"mean_ms\":%.4f,"
                "\"items_per_s\":%.2f,\"load_ms\":%.2f,\"first_run_ms\":%.2f,"
-               "\"groups_per_run\":%.2f}\n",
+               "\"groups_per_run\":%.2f,\"token_runs_share\":%.2f}\n",
                o->path, batch, seq, o->threads, o->random_lengths ? "random" : "full", tokens, n,
                p50, p95, sum / (double)n, (double)batch / (p50 / 1000.0), inferd_engine_load_ms(m),
-               first_ms, (double)(groups1 - groups0) / (double)(runs1 - runs0 ? runs1 - runs0 : 1));
+               first_ms, (double)(groups1 - groups0) / nruns, (double)(tok1 - tok0) / nruns);
         fflush(stdout);
     }
     for (int i = 0; i < n_in; i++)
@@ -180,32 +185,30 @@ static int parse_list(const char *s, long *out, int max) {
 }
 
 int inferd_cli_perf(int argc, char **argv) {
-    static const struct option opts[] = {{"batch", required_argument, 0, 'b'},
-                                         {"seq", required_argument, 0, 's'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"seconds", required_argument, 0, 'n'},
-                                         {"lengths", required_argument, 0, 'l'},
-                                         {"min-len", required_argument, 0, 'm'},
-                                         {"vocab", required_argument, 0, 'v'},
-                                         {"seed", required_argument, 0, 'r'},
-                                         {"profile", no_argument, 0, 'p'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"load-reps", required_argument, 0, 'L'},
-                                         {"cache", required_argument, 0, 'C'},
-                                         {0, 0, 0, 0}};
-    const char *cache = NULL;
+    static const struct option opts[] = {
+        {"batch", required_argument, 0, 'b'},     {"seq", required_argument, 0, 's'},
+        {"threads", required_argument, 0, 't'},   {"seconds", required_argument, 0, 'n'},
+        {"lengths", required_argument, 0, 'l'},   {"min-len", required_argument, 0, 'm'},
+        {"vocab", required_argument, 0, 'v'},     {"seed", required_argument, 0, 'r'},
+        {"profile", no_argument, 0, 'p'},         {"help", no_argument, 0, 'h'},
+        {"load-reps", required_argument, 0, 'L'}, {"cache", required_argument, 0, 'C'},
+        {"padding", required_argument, 0, 'P'},   {0, 0, 0, 0}};
+    const char *cache = NULL, *padding = "tokens";
     long load_reps = 1;
     long batches[16] = {1}, seqs[16] = {128};
     int n_batches = 1, n_seqs = 1, profile = 0, c;
     perf_opts o = {.threads = 1, .vocab = 100, .min_len = 20, .seconds = 3};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "b:s:t:n:l:m:v:r:phL:C:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:s:t:n:l:m:v:r:phL:C:P:", opts, NULL)) != -1) {
         switch (c) {
         case 'L':
             load_reps = atol(optarg);
             break;
         case 'C':
             cache = optarg;
+            break;
+        case 'P':
+            padding = optarg;
             break;
         case 'b':
             n_batches = parse_list(optarg, batches, 16);
@@ -247,14 +250,18 @@ int inferd_cli_perf(int argc, char **argv) {
         }
     }
     if (optind != argc - 1 || n_batches < 1 || n_seqs < 1 || o.threads < 1 || o.vocab < 2 ||
-        o.min_len < 1) {
+        o.min_len < 1 ||
+        (strcmp(padding, "tokens") && strcmp(padding, "groups") && strcmp(padding, "whole"))) {
         usage(stderr);
         return 2;
     }
     o.path = argv[optind];
     inferd_error err = {0};
     inferd_engine_model *m = NULL;
-    inferd_engine_options eo = {.profile = profile, .cache_path = cache};
+    inferd_engine_options eo = {.profile = profile,
+                                .cache_path = cache,
+                                .disable_tokens = strcmp(padding, "tokens") != 0,
+                                .disable_length_groups = strcmp(padding, "whole") == 0};
     if (inferd_engine_global_init(&err) < 0) {
         fprintf(stderr, "inferd perf: %s\n", err.msg);
         return 1;

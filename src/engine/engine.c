@@ -50,6 +50,8 @@ struct inferd_engine_model {
     int n_inputs, n_outputs;
     int mask_input;
     _Atomic int trim;       /* TRIM_*: whether length groups give the same outputs */
+    _Atomic int tokens;     /* TRIM_*: whether runs on the valid tokens alone do too */
+    int tokens_ok;          /* the dense layers can run on listed rows (run_tokens) */
     int64_t group_overhead; /* a group run's cost in tokens (group_overhead()) */
     double dense_flops;     /* FLOPs of the dense layers for one row (token) of input */
     int dense_only;         /* no conv or recurrent layers: dense_flops is the bulk of the work */
@@ -69,6 +71,7 @@ struct inferd_engine_model {
     arena *free_arenas;
     eg_profile_entry profile[EG_OP_COUNT_];
     _Atomic int64_t runs, groups; /* inferd_engine_run calls, and the runs they made */
+    _Atomic int64_t token_runs;   /* runs on valid tokens alone (run_tokens) */
 };
 
 int inferd_engine_global_init(inferd_error *err) { return eg_kernels_global_init(err); }
@@ -280,6 +283,8 @@ static int load_common(const void *data, size_t size, const char *path, int owns
     if ((rc = build_descs(m, err)) < 0)
         goto fail;
     m->dense_flops = dense_flops_per_row(m);
+    // Most of the dense work (the encoder's layers, not a classifier head) on listed rows.
+    m->tokens_ok = eg_model_ctx_tokens_share(m->ctx) >= 0.9;
     m->group_overhead = group_overhead(m);
     m->dense_only = 1;
     for (int i = 0; i < m->g->n_nodes; i++) {
@@ -515,7 +520,7 @@ static void put_arena(inferd_engine_model *m, arena *a) {
 }
 
 static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
-                     int threads, inferd_error *err);
+                     int threads, const eg_run_info *info, inferd_error *err);
 static int token_batch(const inferd_engine_model *m, const inferd_tensor *inputs, int64_t *B,
                        int64_t *S);
 
@@ -593,9 +598,52 @@ static void free_tensors(inferd_tensor *t, int n) {
     }
 }
 
-/* Runs a small probe padded and trimmed; safe when the results agree. */
-static int probe_trim(inferd_engine_model *m) {
-    enum { S = 16, SHORT = 9 };
+enum { PROBE_S = 16, PROBE_SHORT = 9 };
+
+/* The probe batch: two rows of PROBE_S tokens, the second valid for PROBE_SHORT only. */
+static int probe_inputs(const inferd_engine_model *m, inferd_tensor *full) {
+    for (int i = 0; i < m->n_inputs; i++) {
+        inferd_tensor *t = &full[i];
+        t->dtype = m->inputs[i].dtype;
+        t->rank = 2;
+        t->dims[0] = 2;
+        t->dims[1] = PROBE_S;
+        t->nbytes = 2 * PROBE_S * inferd_dtype_size(t->dtype);
+        t->data = inferd_calloc(NULL, 1, t->nbytes);
+        if (!t->data)
+            return -1;
+        int is_mask = i == m->mask_input;
+        int is_ids = !is_mask && !strstr(m->inputs[i].name, "type") &&
+                     !strstr(m->inputs[i].name, "segment") &&
+                     !strstr(m->inputs[i].name, "position");
+        for (int r = 0; r < 2; r++)
+            for (int j = 0; j < PROBE_S; j++) {
+                int valid = r == 0 || j < PROBE_SHORT;
+                int64_t v = is_mask ? valid : is_ids && valid ? 1 + (r * 7 + j * 13) % 50 : 0;
+                set_token(t, r * PROBE_S + j, v);
+            }
+    }
+    return 0;
+}
+
+/* Whether output rows a (of x) and b (of y), `row` bytes each, agree within 1e-4 relative. */
+static int rows_agree(const inferd_tensor *x, size_t a, const inferd_tensor *y, size_t b,
+                      size_t row) {
+    if (x->dtype != INFERD_DTYPE_F32 || y->dtype != INFERD_DTYPE_F32 || (a + 1) * row > x->nbytes ||
+        (b + 1) * row > y->nbytes)
+        return 0;
+    const float *p = (const float *)((const char *)x->data + a * row),
+                *q = (const float *)((const char *)y->data + b * row);
+    for (size_t k = 0; k < row / sizeof(float); k++)
+        if (!(fabsf(p[k] - q[k]) <= 1e-4f * (1.0f + fabsf(p[k]))))
+            return 0;
+    return 1;
+}
+
+/* Runs the probe padded, and again either with its short row trimmed (tokens 0: may length
+ * groups trim padding?) or padded on its valid tokens alone (tokens 1: may runs skip the
+ * padded tokens?). Safe when the outputs agree. */
+static int probe(inferd_engine_model *m, int tokens) {
     inferd_tensor full[16], part[16], out_full[16], out_part[16];
     if (m->n_inputs > 16 || m->n_outputs > 16)
         return TRIM_UNSAFE;
@@ -605,44 +653,24 @@ static int probe_trim(inferd_engine_model *m) {
     memset(out_part, 0, sizeof out_part);
     int verdict = TRIM_UNSAFE;
     inferd_error err = {0};
-    for (int i = 0; i < m->n_inputs; i++) {
-        inferd_tensor *t = &full[i];
-        t->dtype = m->inputs[i].dtype;
-        t->rank = 2;
-        t->dims[0] = 2;
-        t->dims[1] = S;
-        t->nbytes = 2 * S * inferd_dtype_size(t->dtype);
-        t->data = inferd_calloc(NULL, 1, t->nbytes);
-        if (!t->data)
-            goto out;
-        int is_mask = i == m->mask_input;
-        int is_ids = !is_mask && !strstr(m->inputs[i].name, "type") &&
-                     !strstr(m->inputs[i].name, "segment") &&
-                     !strstr(m->inputs[i].name, "position");
-        for (int r = 0; r < 2; r++)
-            for (int j = 0; j < S; j++) {
-                int valid = r == 0 || j < SHORT;
-                int64_t v = is_mask ? valid : is_ids && valid ? 1 + (r * 7 + j * 13) % 50 : 0;
-                set_token(t, r * S + j, v);
-            }
-    }
     int row1 = 1;
-    if (run_whole(m, full, out_full, 1, &err) < 0 ||
-        gather_rows(m, full, &row1, 1, SHORT, part) < 0 ||
-        run_whole(m, part, out_part, 1, &err) < 0)
+    const int32_t lengths[2] = {PROBE_S, PROBE_SHORT};
+    const eg_run_info info = {.batch = 2, .seq = PROBE_S, .lengths = lengths};
+    if (probe_inputs(m, full) < 0 || run_whole(m, full, out_full, 1, NULL, &err) < 0)
+        goto out;
+    if (tokens ? run_whole(m, full, out_part, 1, &info, &err) < 0
+               : gather_rows(m, full, &row1, 1, PROBE_SHORT, part) < 0 ||
+                     run_whole(m, part, out_part, 1, NULL, &err) < 0)
         goto out;
     verdict = TRIM_SAFE;
     for (int o = 0; o < m->n_outputs && verdict == TRIM_SAFE; o++) {
         const inferd_tensor *a = &out_full[o], *b = &out_part[o];
         size_t row = a->nbytes / 2;
-        if (a->dtype != INFERD_DTYPE_F32 || a->dims[0] != 2 || b->nbytes != row) {
+        int same = a->dims[0] == 2 && b->dims[0] == (tokens ? 2 : 1) &&
+                   rows_agree(a, 1, b, tokens ? 1 : 0, row) &&
+                   (!tokens || rows_agree(a, 0, b, 0, row));
+        if (!same)
             verdict = TRIM_UNSAFE;
-            break;
-        }
-        const float *x = (const float *)((const char *)a->data + row), *y = b->data;
-        for (size_t k = 0; k < row / sizeof(float); k++)
-            if (!(fabsf(x[k] - y[k]) <= 1e-4f * (1.0f + fabsf(x[k]))))
-                verdict = TRIM_UNSAFE;
     }
 out:
     free_tensors(full, m->n_inputs);
@@ -849,7 +877,7 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     if (!by_length && !side_by_side)
         return 0;
     if (m->trim == TRIM_UNKNOWN)
-        m->trim = probe_trim(m);
+        m->trim = probe(m, 0);
     if (m->trim != TRIM_SAFE)
         return 0;
 
@@ -892,7 +920,7 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
         if (gather_rows(m, inputs, order + starts[g], n, L, sub_in) < 0)
             rcs[g] = inferd_error_set(&errs[g], INFERD_EINTERNAL, "out of memory");
         else
-            rcs[g] = run_whole(m, sub_in, sub_out[g], side_by_side ? 1 : threads, &errs[g]);
+            rcs[g] = run_whole(m, sub_in, sub_out[g], side_by_side ? 1 : threads, NULL, &errs[g]);
         free_tensors(sub_in, m->n_inputs);
     }
     m->groups += ng;
@@ -968,7 +996,7 @@ static int run_rounded(inferd_engine_model *m, const inferd_tensor *inputs, infe
     if (L == S || B > INT32_MAX)
         return 0;
     if (m->trim == TRIM_UNKNOWN)
-        m->trim = probe_trim(m);
+        m->trim = probe(m, 0);
     if (m->trim != TRIM_SAFE)
         return 0;
     inferd_tensor padded[16];
@@ -976,9 +1004,70 @@ static int run_rounded(inferd_engine_model *m, const inferd_tensor *inputs, infe
     int rc = 1;
     if (gather_rows(m, inputs, NULL, (int)B, L, padded) < 0)
         rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
-    if (rc == 1 && (rc = run_whole(m, padded, outputs, threads, err)) == 0)
+    if (rc == 1 && (rc = run_whole(m, padded, outputs, threads, NULL, err)) == 0)
         rc = 1;
     free_tensors(padded, m->n_inputs);
+    return rc;
+}
+
+/* ---- valid tokens only ----
+ * A padded batch of token sequences run whole, but with every dense layer computing only the
+ * rows of valid tokens (eg_dense_run_tokens, told the lengths by the run info) and attention
+ * skipping padded keys: the work of length groups without their costs (weights streamed once
+ * per group, GEMMs of few rows; the peers' base model, batch 8 of 20-128 tokens: 6 groups).
+ * For models whose outputs ignore padding (the trim probe) and give the same outputs this way
+ * (the tokens probe), where every dense layer can take a row list. Returns 1 after running, 0
+ * when it does not apply, or a negative code. */
+static int run_tokens(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
+                      int threads, inferd_error *err) {
+    const inferd_tensor *mask = &inputs[m->mask_input];
+    int64_t B, S;
+    if (m->opts.disable_tokens || !m->tokens_ok || !token_batch(m, inputs, &B, &S) || B > 4096 ||
+        S < 16)
+        return 0;
+    int32_t *len = inferd_malloc(NULL, sizeof(int32_t) * (size_t)B);
+    if (!len)
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+    int64_t valid = 0, longest = 1;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t L = S;
+        while (L > 0 && get_token(mask, b * S + L - 1) == 0)
+            L--;
+        len[b] = (int32_t)(L > 0 ? L : 1);
+        valid += len[b];
+        if (len[b] > longest)
+            longest = len[b];
+    }
+    // Worth it when padding is a real share of the work.
+    int rc = 0;
+    if (valid > B * S * 92 / 100)
+        goto out;
+    if (m->trim == TRIM_UNKNOWN)
+        m->trim = probe(m, 0);
+    if (m->trim == TRIM_SAFE && m->tokens == TRIM_UNKNOWN)
+        m->tokens = probe(m, 1);
+    if (m->trim != TRIM_SAFE || m->tokens != TRIM_SAFE)
+        goto out;
+    // Trimmed to the longest row (rounded, as run_rounded does, so that plans are shared).
+    int64_t L = round_len(longest);
+    if (L > S)
+        L = S;
+    inferd_tensor trimmed[16];
+    memset(trimmed, 0, sizeof trimmed);
+    const eg_run_info info = {.batch = (int)B, .seq = (int)L, .lengths = len};
+    if (L < S && gather_rows(m, inputs, NULL, (int)B, L, trimmed) < 0) {
+        free_tensors(trimmed, m->n_inputs);
+        rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        goto out;
+    }
+    m->groups++;
+    m->token_runs++;
+    rc = run_whole(m, L < S ? trimmed : inputs, outputs, threads, &info, err);
+    if (rc == 0)
+        rc = 1;
+    free_tensors(trimmed, m->n_inputs);
+out:
+    inferd_free(len);
     return rc;
 }
 
@@ -1003,23 +1092,27 @@ int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, infer
     threads = useful_threads(m, inputs, threads);
     m->runs++;
     if (!m->opts.disable_length_groups && m->trim != TRIM_UNSAFE && trim_candidate(m)) {
-        int rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
+        int rc = run_tokens(m, inputs, outputs, threads < 1 ? 1 : threads, err);
+        if (rc == 0)
+            rc = run_grouped(m, inputs, outputs, threads < 1 ? 1 : threads, err);
         if (rc == 0)
             rc = run_rounded(m, inputs, outputs, threads < 1 ? 1 : threads, err);
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
     m->groups++;
-    return run_whole(m, inputs, outputs, threads, err);
+    return run_whole(m, inputs, outputs, threads, NULL, err);
 }
 
-void inferd_engine_run_stats(const inferd_engine_model *m, int64_t *runs, int64_t *groups) {
+void inferd_engine_run_stats(const inferd_engine_model *m, int64_t *runs, int64_t *groups,
+                             int64_t *token_runs) {
     *runs = m->runs;
     *groups = m->groups;
+    *token_runs = m->token_runs;
 }
 
 static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
-                     int threads, inferd_error *err) {
+                     int threads, const eg_run_info *info, inferd_error *err) {
     if (threads < 1)
         threads = 1;
     eg_tensor in_local[16];
@@ -1064,7 +1157,7 @@ static int run_whole(inferd_engine_model *m, const inferd_tensor *inputs, inferd
     eg_profile_entry prof[EG_OP_COUNT_];
     if (m->opts.profile)
         memset(prof, 0, sizeof prof);
-    rc = eg_plan_run(pe->plan, in, a->data, NULL, outputs, threads, m->opts.profile ? prof : NULL,
+    rc = eg_plan_run(pe->plan, in, a->data, info, outputs, threads, m->opts.profile ? prof : NULL,
                      err);
     put_arena(m, a);
     put_plan(m, pe);

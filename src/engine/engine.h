@@ -27,7 +27,9 @@ typedef struct inferd_engine_options {
     int max_plans;             /* plans cached per model; 0: default (64) */
     int profile;               /* nonzero: time every op (see inferd_engine_profile_print) */
     int disable_fusion;        /* nonzero: run the graph as imported (for tests) */
-    int disable_length_groups; /* nonzero: never split padded batches into length groups */
+    int disable_length_groups; /* nonzero: never split padded batches into length groups (nor
+                                  run them on their valid tokens alone) */
+    int disable_tokens;        /* nonzero: never run padded batches on their valid tokens alone */
     const char *cache_path;    /* load cache file for this model (see cache.h), or NULL: none */
     int64_t max_arena_bytes;   /* refuse plans whose arena exceeds this; 0: default (4 GiB) */
 } inferd_engine_options;
@@ -65,9 +67,11 @@ const inferd_tensor_desc *inferd_engine_output(const inferd_engine_model *m, int
 int inferd_engine_run(inferd_engine_model *m, const inferd_tensor *inputs, inferd_tensor *outputs,
                       int threads, inferd_error *err);
 
-/* Calls to inferd_engine_run so far, and the runs they made: a batch split into length or
- * row groups makes one run a group, a batch taken whole one. */
-void inferd_engine_run_stats(const inferd_engine_model *m, int64_t *runs, int64_t *groups);
+/* Calls to inferd_engine_run so far, the runs they made (a batch split into length or row
+ * groups makes one run a group, a batch taken whole one), and how many of those ran a padded
+ * batch on its valid tokens alone. */
+void inferd_engine_run_stats(const inferd_engine_model *m, int64_t *runs, int64_t *groups,
+                             int64_t *token_runs);
 
 /* Bytes the model holds now (weights, packed weights, plans, arenas). */
 int64_t inferd_engine_memory(const inferd_engine_model *m);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/ops.h"
+#include "engine/plan.h"
 
 static int fail(inferd_error *err, const eg_node *n, const char *what) {
     char b[160];
@@ -66,8 +67,15 @@ static int matmul_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, con
                       inferd_error *err) {
     if (!ctx->state)
         return 0; // no rows
-    return eg_dense_run(ctx->state, in[0].data, n->in[1] >= 0 ? in[1].data : NULL,
-                        n->in[2] >= 0 ? in[2].data : NULL, out[0].data, ctx->scratch, err);
+    const float *bias = n->in[1] >= 0 ? in[1].data : NULL;
+    const float *residual = n->in[2] >= 0 ? in[2].data : NULL;
+    // Token rows of a padded batch whose padding the outputs ignore: only the valid ones.
+    const eg_run_info *info = ctx->info;
+    if (info && info->lengths && in[0].rank == 3 && in[0].dims[0] == info->batch &&
+        in[0].dims[1] == info->seq)
+        return eg_dense_run_tokens(ctx->state, in[0].data, bias, residual, out[0].data,
+                                   ctx->scratch, info->batch, info->seq, info->lengths, err);
+    return eg_dense_run(ctx->state, in[0].data, bias, residual, out[0].data, ctx->scratch, err);
 }
 
 /* ---- FusedLayerNorm ---- */

@@ -137,17 +137,20 @@ def exec_logits(model, ids, mask, threads, where):
 
 
 @pytest.mark.parametrize("threads", THREADS)
-def test_mixed_lengths_batch_equals_each_row_alone(threads, tmp_path):
+@pytest.mark.parametrize("name", ["peer_bert_op14", "bert_h96_op14", "bert_h96_meanpool_op14"])
+def test_mixed_lengths_batch_equals_each_row_alone(name, threads, tmp_path):
     """A batch of very different lengths runs as length groups (trimmed, and with 2 threads
-    side by side, one thread each); every row's logits must equal that row run alone at its
-    own length, which the reference cases above check against ONNX Runtime."""
-    model = FIXTURES / "peer_bert_op14" / "model.onnx"
-    lengths = [128, 20, 20, 23, 20, 21, 20, 60]
+    side by side, one thread each; peer_bert_op14) or whole on its valid tokens alone (the
+    h96 models); every row's logits must equal that row run alone at its own length, which
+    the reference cases above check against ONNX Runtime."""
+    model = FIXTURES / name / "model.onnx"
+    seq, vocab = (128, 900) if name == "peer_bert_op14" else (64, 500)  # h96: 64 positions
+    lengths = [seq, 20, 20, 23, 20, 21, 20, 60]
     rng = np.random.default_rng(7)
-    ids = np.zeros((len(lengths), 128), np.int64)
-    mask = np.zeros((len(lengths), 128), np.int64)
+    ids = np.zeros((len(lengths), seq), np.int64)
+    mask = np.zeros((len(lengths), seq), np.int64)
     for r, n in enumerate(lengths):
-        ids[r, :n] = rng.integers(1, 900, n)
+        ids[r, :n] = rng.integers(1, vocab, n)
         mask[r, :n] = 1
 
     together = exec_logits(model, ids, mask, threads, tmp_path / "batch")
@@ -158,13 +161,35 @@ def test_mixed_lengths_batch_equals_each_row_alone(threads, tmp_path):
             together[r:r + 1], alone))
 
 
-def perf_groups(model, batch, seq, threads):
+def perf_run(model, batch, seq, threads, *extra):
     p = subprocess.run([inferd_bin(), "perf", str(model), "--batch", str(batch), "--seq",
-                        str(seq), "--threads", str(threads), "--seconds", "0"],
+                        str(seq), "--threads", str(threads), "--seconds", "0", *extra],
                        capture_output=True, text=True, timeout=EXEC_TIMEOUT_S)
     assert p.returncode == 0, p.stderr
     runs = [json.loads(line) for line in p.stdout.splitlines() if '"kind":"run"' in line]
-    return runs[0]["groups_per_run"]
+    return runs[0]
+
+
+def perf_groups(model, batch, seq, threads):
+    return perf_run(model, batch, seq, threads)["groups_per_run"]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_padded_batches_run_on_valid_tokens_where_layers_allow(threads):
+    """A padded batch of the h96 models runs once, its dense layers on the valid tokens alone
+    (layer widths on 48-column panels, on AVX-512 CPUs); the peers' layout at hidden 64 runs
+    length groups instead; --padding groups turns it off; full rows need neither."""
+    h96 = FIXTURES / "bert_h96_op14" / "model.onnx"
+    peer = FIXTURES / "peer_bert_op14" / "model.onnx"
+    mixed = ("--lengths", "random", "--min-len", "4")
+    if "avx512f" in open("/proc/cpuinfo").read():
+        run = perf_run(h96, 8, 64, threads, *mixed)
+        assert (run["token_runs_share"], run["groups_per_run"]) == (1, 1), run
+    run = perf_run(h96, 8, 64, threads, *mixed, "--padding", "groups")
+    assert run["token_runs_share"] == 0 and run["groups_per_run"] > 1, run
+    run = perf_run(peer, 8, 64, threads, *mixed)
+    assert run["token_runs_share"] == 0 and run["groups_per_run"] > 1, run
+    assert perf_run(h96, 8, 64, threads)["token_runs_share"] == 0
 
 
 def test_row_groups_equal_the_whole_batch(tmp_path):
