@@ -286,6 +286,10 @@ static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
         (int32_t *)((char *)ctx->scratch + eg_attention_scratch(Sk, p->head_dim, ctx->threads));
     if (n->in[3] >= 0)
         a.key_len = mask_view(&in[3], B, Sk, key_len, &a.mask, &a.m_bs, &a.m_hs, &a.m_is);
+    // A run on valid tokens only (eg_run_info): padded query rows are not needed either.
+    const eg_run_info *info = ctx->info;
+    if (info && info->lengths && B == info->batch && Sq == info->seq)
+        a.q_len = info->lengths;
     eg_kernels()->attention(&a, ctx->scratch, ctx->threads);
     return 0;
 }

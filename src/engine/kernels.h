@@ -146,6 +146,8 @@ typedef struct eg_attention_args {
     const int32_t *key_len;   /* per batch row: keys >= key_len[b] are padding and skipped; NULL:
                                  all keys used */
     int64_t q_rows_per_batch; /* queries computed per batch row (<= seq_q; the rest untouched) */
+    const int32_t *q_len;     /* per batch row: query rows >= q_len[b] (of q_rows_per_batch)
+                                 are padding, their outputs set to zero; NULL: none */
 } eg_attention_args;
 
 /* Attention of one query row per batch row (the [CLS] token of a classifier's last layer)

@@ -183,13 +183,17 @@ static void attention_head(const eg_attention_args *a, int64_t b, int64_t h, flo
     }
 
     const __m512 vscale = _mm512_set1_ps(a->scale);
+    // Padded query rows: zero.
+    const int64_t nq_b = eg_keys_used(a->q_len, b, a->q_rows_per_batch);
+    for (int64_t i = nq_b; i < a->q_rows_per_batch; i++)
+        memset(a->out + (b * a->out_seq + i) * a->heads * D + h * D, 0, sizeof(float) * (size_t)D);
     // The next head's rows, a share per query block, so that they are in cache when it starts.
-    const int64_t nblocks = (a->q_rows_per_batch + SB - 1) / SB;
+    const int64_t nblocks = (nq_b + SB - 1) / SB;
     const int64_t nL = nb >= 0 ? eg_keys_used(a->key_len, nb, a->seq_k) : 0;
-    const int64_t nq = nb >= 0 ? a->q_rows_per_batch : 0;
+    const int64_t nq = nb >= 0 ? eg_keys_used(a->q_len, nb, a->q_rows_per_batch) : 0;
     const int64_t kstep = (nL + nblocks - 1) / nblocks, qstep = (nq + nblocks - 1) / nblocks;
-    for (int64_t i0 = 0; i0 < a->q_rows_per_batch; i0 += SB) {
-        int nr = a->q_rows_per_batch - i0 < SB ? (int)(a->q_rows_per_batch - i0) : SB;
+    for (int64_t i0 = 0; i0 < nq_b; i0 += SB) {
+        int nr = nq_b - i0 < SB ? (int)(nq_b - i0) : SB;
         if (nb >= 0) {
             int64_t blk = i0 / SB;
             int64_t k0 = blk * kstep, k1 = k0 + kstep < nL ? k0 + kstep : nL;

@@ -58,7 +58,11 @@ static void attention(const eg_attention_args *a, void *scratch, int threads) {
             float *p = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
             int64_t L = eg_keys_used(a->key_len, b, a->seq_k);
             int64_t D = a->head_dim;
-            for (int64_t i = 0; i < a->q_rows_per_batch; i++) {
+            int64_t nq = eg_keys_used(a->q_len, b, a->q_rows_per_batch);
+            for (int64_t i = nq; i < a->q_rows_per_batch; i++)
+                memset(a->out + (b * a->out_seq + i) * a->heads * D + h * D, 0,
+                       sizeof(float) * (size_t)D);
+            for (int64_t i = 0; i < nq; i++) {
                 const float *q = a->q + b * a->q_bs + i * a->q_rs + h * D;
                 const float *m = a->mask ? a->mask + b * a->m_bs + h * a->m_hs + i * a->m_is : NULL;
                 float mx = -INFINITY;

@@ -143,6 +143,25 @@ static void run_attention(int64_t B, int64_t S, int64_t H, int64_t D, int masked
     fast()->attention(&a, sp, 2);
     for (int64_t b = 0; b < B; b++)
         ASSERT_CLOSE(o1 + b * S * H * D, o2 + b * S * H * D, (size_t)(qrows * H * D), 2e-5);
+    // Padded query rows skipped (q_len = the valid lengths): the valid rows as before, the
+    // others zero; both providers.
+    a.q_len = key_len;
+    const eg_kernel_table *providers[] = {eg_kernels_generic(), eg_kernels_avx512()};
+    for (int k = 0; k < 2; k++) {
+        if (!providers[k])
+            continue;
+        for (size_t i = 0; i < out_n; i++)
+            o1[i] = NAN; // every output row must be written
+        providers[k]->attention(&a, sp, 2);
+        for (int64_t b = 0; b < B; b++) {
+            int64_t valid = key_len[b] < qrows ? key_len[b] : qrows;
+            ASSERT_CLOSE(o1 + b * S * H * D, o2 + b * S * H * D, (size_t)(valid * H * D), 2e-5);
+            for (int64_t i = valid * H * D; i < qrows * H * D; i++)
+                if (o1[b * S * H * D + i] != 0.0f)
+                    fail_msg("batch row %lld: padded query output %lld is %g", (long long)b,
+                             (long long)i, (double)o1[b * S * H * D + i]);
+        }
+    }
     free(qkv), free(mask), free(o1), free(o2), free(sp), free(key_len);
 }
 
