@@ -591,6 +591,14 @@ static int gather_rows(const inferd_engine_model *m, const inferd_tensor *inputs
     return 0;
 }
 
+/* Row b's valid length in a [B, S] attention mask: up to its last nonzero, at least 1. */
+static int64_t valid_length(const inferd_tensor *mask, int64_t b, int64_t S) {
+    int64_t L = S;
+    while (L > 0 && get_token(mask, b * S + L - 1) == 0)
+        L--;
+    return L > 0 ? L : 1;
+}
+
 static void free_tensors(inferd_tensor *t, int n) {
     for (int i = 0; i < n; i++) {
         inferd_free(t[i].data);
@@ -836,10 +844,7 @@ static int run_grouped(inferd_engine_model *m, const inferd_tensor *inputs, infe
     int order[256];
     int64_t padded = 0, total = 0;
     for (int64_t b = 0; b < B; b++) {
-        int64_t L = S;
-        while (L > 0 && get_token(mask, b * S + L - 1) == 0)
-            L--;
-        len[b] = L > 0 ? L : 1;
+        len[b] = valid_length(mask, b, S);
         order[b] = (int)b;
     }
     qsort_r(order, (size_t)B, sizeof order[0], cmp_len, len);
@@ -1030,10 +1035,7 @@ static int run_tokens(inferd_engine_model *m, const inferd_tensor *inputs, infer
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
     int64_t valid = 0, longest = 1;
     for (int64_t b = 0; b < B; b++) {
-        int64_t L = S;
-        while (L > 0 && get_token(mask, b * S + L - 1) == 0)
-            L--;
-        len[b] = (int32_t)(L > 0 ? L : 1);
+        len[b] = (int32_t)valid_length(mask, b, S);
         valid += len[b];
         if (len[b] > longest)
             longest = len[b];
