@@ -23,6 +23,16 @@ static int same_shape(const eg_tensor *a, const eg_tensor *b) {
     return 1;
 }
 
+/* The run's valid-token lengths when it runs a padded batch on its valid tokens alone
+ * (eg_run_info) and a tensor's first two dims are that batch's [batch, seq]; else NULL. */
+static const int32_t *token_lengths(const eg_run_ctx *ctx, const eg_tensor *t) {
+    const eg_run_info *info = ctx->info;
+    return info && info->lengths && t->rank >= 2 && t->dims[0] == info->batch &&
+                   t->dims[1] == info->seq
+               ? info->lengths
+               : NULL;
+}
+
 /* ---- FusedMatMul ---- */
 
 static int matmul_infer(const eg_node *n, const eg_tensor *in, eg_tensor *out, inferd_error *err) {
@@ -70,11 +80,10 @@ static int matmul_run(const eg_node *n, const eg_tensor *in, eg_tensor *out, con
     const float *bias = n->in[1] >= 0 ? in[1].data : NULL;
     const float *residual = n->in[2] >= 0 ? in[2].data : NULL;
     // Token rows of a padded batch whose padding the outputs ignore: only the valid ones.
-    const eg_run_info *info = ctx->info;
-    if (info && info->lengths && in[0].rank == 3 && in[0].dims[0] == info->batch &&
-        in[0].dims[1] == info->seq)
+    const int32_t *lengths = in[0].rank == 3 ? token_lengths(ctx, &in[0]) : NULL;
+    if (lengths)
         return eg_dense_run_tokens(ctx->state, in[0].data, bias, residual, out[0].data,
-                                   ctx->scratch, info->batch, info->seq, info->lengths, err);
+                                   ctx->scratch, in[0].dims[0], in[0].dims[1], lengths, err);
     return eg_dense_run(ctx->state, in[0].data, bias, residual, out[0].data, ctx->scratch, err);
 }
 
@@ -286,10 +295,8 @@ static int attention_run(const eg_node *n, const eg_tensor *in, eg_tensor *out,
         (int32_t *)((char *)ctx->scratch + eg_attention_scratch(Sk, p->head_dim, ctx->threads));
     if (n->in[3] >= 0)
         a.key_len = mask_view(&in[3], B, Sk, key_len, &a.mask, &a.m_bs, &a.m_hs, &a.m_is);
-    // A run on valid tokens only (eg_run_info): padded query rows are not needed either.
-    const eg_run_info *info = ctx->info;
-    if (info && info->lengths && B == info->batch && Sq == info->seq)
-        a.q_len = info->lengths;
+    // A run on valid tokens only: padded query rows are not needed either.
+    a.q_len = token_lengths(ctx, &in[0]);
     eg_kernels()->attention(&a, ctx->scratch, ctx->threads);
     return 0;
 }

@@ -1,19 +1,19 @@
 /* gemm_avx512.c: the dense layers' GEMM on one thread, C = epilogue(A B), reading the weights
  * in place in oneDNN's BA16a48b layout (48-column panels, each K rows of 48 floats). Compiled
- * with AVX-512 flags; kernels.c calls it only on CPUs that have them, and only for the shapes
- * where it measured faster than oneDNN (gemm48_wins there).
+ * with AVX-512 flags; kernels.c calls it only on CPUs that have them: for the shapes where it
+ * measured faster than oneDNN (gemm48_wins there), and for the valid-token rows of a padded
+ * batch (a row list, which oneDNN cannot take).
  *
  * Goto's blocking, tuned on Zen 5 (48 KiB L1D, 1 MiB L2, two 512-bit FMA pipes):
  * - an 8 x 48 register tile: 24 accumulators, each k step three loads of B and eight
  *   broadcasts of A for 24 FMAs;
- * - K is at most EG_GEMM48_MAX_K, done in one pass: A is packed per block of MC rows into
- *   8-row micro-panels, k-major, once, and reused for every column block; a micro-panel
- *   (24 KiB at K = 768) is prefetched into L1 ahead of use;
+ * - K up to EG_GEMM48_MAX_K is done in one pass (larger K in passes adding onto C): A is
+ *   packed per block of MC rows into 8-row micro-panels, k-major, once, and reused for every
+ *   column block; a micro-panel (24 KiB at K = 768) is prefetched into L1 ahead of use;
  * - columns go in blocks of NC (three panels, 432 KiB of B at K = 768) that stay in L2 while
  *   every micro-panel of A sweeps them;
  * - bias, residual and activation are applied in registers as a tile is stored. */
 #include <immintrin.h>
-#include <string.h>
 
 #include "engine/kernels.h"
 #include "engine/vmath_avx512.h"
@@ -134,13 +134,14 @@ ALWAYS_INLINE void k_step(__m512 acc[MR][NV], const float *restrict ap, const fl
 }
 
 /* One MR x NR tile over kc: ap is a packed micro-panel, b the panel's rows (NR floats each).
- * next: the tile stored after this one (or NULL), whose C and residual rows are pulled toward
- * L1 while the FMAs run; pf: pf_n lines of B's next column block to pull into L2 (two every
- * two k steps). Out of line: inlined into its caller's loops, GCC scheduled it 2-4% slower. */
+ * next, next_col: the rows and first column of the tile stored after this one (next NULL:
+ * none), whose C and residual are pulled toward L1 while the FMAs run; pf: pf_n lines of B's
+ * next column block to pull into L2 (two every two k steps). Out of line: inlined into its
+ * caller's loops, GCC scheduled it 2-4% slower. */
 __attribute__((noinline)) static void tile(int64_t kc, const float *restrict ap,
                                            const float *restrict b, const tile_out *o, int mr,
-                                           int nr, const tile_out *next, const char *pf,
-                                           int64_t pf_n) {
+                                           int nr, const tile_out *next, int64_t next_col,
+                                           const char *pf, int64_t pf_n) {
     __m512 acc[MR][NV];
     __mmask16 mask[NV];
     for (int v = 0; v < NV; v++)
@@ -153,9 +154,9 @@ __attribute__((noinline)) static void tile(int64_t kc, const float *restrict ap,
     if (next)
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < NV; v++) {
-                _mm_prefetch((const char *)(next->c[i] + next->col + 16 * v), _MM_HINT_T0);
+                _mm_prefetch((const char *)(next->c[i] + next_col + 16 * v), _MM_HINT_T0);
                 if (next->residual[i])
-                    _mm_prefetch((const char *)(next->residual[i] + next->col + 16 * v),
+                    _mm_prefetch((const char *)(next->residual[i] + next_col + 16 * v),
                                  _MM_HINT_T0);
             }
     // Two k steps a round, with one prefetch: a 64-byte line holds two steps of the panel.
@@ -219,20 +220,16 @@ static void gemm48_pass(const eg_gemm48_args *g, float *work) {
                     int nr = (int)(jend - jr < NR ? jend - jr : NR);
                     // The next tile: this row block's next panel, else the next rows.
                     int64_t nrow = jr + NR < jend ? row : row + MR;
-                    int has_next = nrow + MR <= M;
-                    if (has_next) {
-                        if (nrow != row) {
+                    const tile_out *nxt = NULL;
+                    if (nrow + MR <= M) {
+                        if (nrow != row)
                             tile_rows(g, nrow, &next);
-                        } else {
-                            memcpy(next.c, o.c, sizeof o.c);
-                            memcpy(next.residual, o.residual, sizeof o.residual);
-                        }
-                        next.col = jr + NR < jend ? jr + NR : jc;
+                        nxt = nrow == row ? &o : &next;
                     }
                     o.col = jr;
                     o.bias = g->bias ? g->bias + jr : NULL;
-                    tile(K, work + ir * K, g->b + (jr / NR) * g->b_panel, &o, mr, nr,
-                         has_next ? &next : NULL, pf, pf_per_tile);
+                    tile(K, work + ir * K, g->b + (jr / NR) * g->b_panel, &o, mr, nr, nxt,
+                         jr + NR < jend ? jr + NR : jc, pf, pf_per_tile);
                     if (pf)
                         pf += pf_per_tile * 64;
                 }

@@ -454,11 +454,15 @@ struct eg_dense {
     size_t gemm48_work; /* bytes of work a thread */
 };
 
-/* Whether eg_gemm48_avx512 can run a layer at all: weights in 48-column panels, K in
- * multiples of 16 (passes above EG_GEMM48_MAX_K only without an activation). */
+/* Whether the weights are in the layout eg_gemm48_avx512 reads: whole 48-column panels. */
+static int gemm48_layout(const eg_packed_weight *w) {
+    return g_gemm48 && is_ba16anb(&w->md, 48) && w->N % 48 == 0;
+}
+
+/* Whether eg_gemm48_avx512 can run a layer at all: its layout, K in multiples of 16 (passes
+ * above EG_GEMM48_MAX_K only without an activation). */
 static int gemm48_can(const eg_packed_weight *w, eg_act act) {
-    return g_gemm48 && is_ba16anb(&w->md, 48) && w->N % 48 == 0 && w->K % 16 == 0 &&
-           (w->K <= EG_GEMM48_MAX_K || act == EG_ACT_NONE);
+    return gemm48_layout(w) && w->K % 16 == 0 && (w->K <= EG_GEMM48_MAX_K || act == EG_ACT_NONE);
 }
 
 /* Where eg_gemm48_avx512 beats oneDNN's matmul on the same weights, measured on the peers'
@@ -475,8 +479,7 @@ static int gemm48_can(const eg_packed_weight *w, eg_act act) {
 #define GEMM48_MIN_ROWS 384
 
 static int gemm48_wins(const eg_packed_weight *w, int64_t M, int threads) {
-    return g_gemm48 && is_ba16anb(&w->md, 48) && w->N % 48 == 0 && w->K >= 256 &&
-           w->K <= EG_GEMM48_MAX_K &&
+    return gemm48_layout(w) && w->K >= 256 && w->K <= EG_GEMM48_MAX_K &&
            ((threads == 1 && M <= GEMM48_MAX_FEW_ROWS) || M / threads >= GEMM48_MIN_ROWS);
 }
 
@@ -689,12 +692,17 @@ static void dense_run_gemm48(const eg_dense *d, const float *x, const float *bia
     }
 }
 
+/* Whether eg_gemm48_avx512 may read the residual of an M x N output y: none, apart from y, or
+ * y itself (each element read just before it is written). A residual partly overlapping y
+ * could be read after the GEMM has written there: oneDNN then (the planner never places them
+ * so). */
+static int residual_ok(const float *residual, const float *y, int64_t MN) {
+    return !residual || residual == y || residual + MN <= y || y + MN <= residual;
+}
+
 int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const float *residual,
                  float *y, void *scratch, inferd_error *err) {
-    // A residual overlapping y could be read after the GEMM has written there (only in place
-    // would each element be read first): oneDNN then (the planner never places them together).
-    int64_t MN = d->M * d->w->N;
-    if (d->gemm48 && (!residual || residual + MN <= y || y + MN <= residual)) {
+    if (d->gemm48 && residual_ok(residual, y, d->M * d->w->N)) {
         dense_run_gemm48(d, x, bias, residual, y, scratch, NULL, d->M);
         return 0;
     }
@@ -732,10 +740,8 @@ int eg_dense_run(const eg_dense *d, const float *x, const float *bias, const flo
 int eg_dense_run_tokens(const eg_dense *d, const float *x, const float *bias, const float *residual,
                         float *y, void *scratch, int64_t batch, int64_t seq, const int32_t *lengths,
                         inferd_error *err) {
-    const int64_t N = d->w->N, MN = d->M * N;
-    // Only where every listed row is read before it is written: a residual apart from y, or y.
-    if (!d->rows_ok || batch * seq > d->M ||
-        (residual && residual != y && !(residual + MN <= y || y + MN <= residual)))
+    const int64_t N = d->w->N;
+    if (!d->rows_ok || batch * seq > d->M || !residual_ok(residual, y, d->M * N))
         return eg_dense_run(d, x, bias, residual, y, scratch, err);
     int32_t *rows = (int32_t *)((char *)scratch + ((size_t)d->threads * d->gemm48_work + 64));
     int64_t m = 0;
