@@ -10,6 +10,14 @@ static inline __mmask16 tail_mask(int64_t left) {
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
+/* c[0] x^(n-1) + c[1] x^(n-2) + ... + c[n-1], by Horner's rule (n - 1 FMAs). */
+static inline __attribute__((always_inline)) __m512 horner512(__m512 x, const float *c, int n) {
+    __m512 p = _mm512_set1_ps(c[0]);
+    for (int i = 1; i < n; i++)
+        p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(c[i]));
+    return p;
+}
+
 /* e^x with a degree-6 polynomial after range reduction; relative error ~2e-7. Inputs are
  * clamped to [-87.3, 88.7]: below that the reference gives (nearly) zero as well. */
 static inline __m512 exp512(__m512 x) {
@@ -19,14 +27,8 @@ static inline __m512 exp512(__m512 x) {
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    static const float c[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    return _mm512_scalef_ps(horner512(r, c, 7), n);
 }
 
 /* erf(x) = x P(x^2) / Q(x^2), degrees 5 and 5, for |x| <= 3.92 (beyond, erf rounds to +-1 in
@@ -36,18 +38,12 @@ static inline __m512 exp512(__m512 x) {
 static inline __m512 erf512(__m512 x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-3.92f)), _mm512_set1_ps(3.92f));
     __m512 t = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(2.034454992e-06f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.874268982e-04f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(3.867430262e-03f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(5.305768077e-02f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.927475535e-01f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.128379024f));
-    __m512 q = _mm512_set1_ps(3.806495006e-05f);
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.187835428e-03f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.517055488e-02f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.150772239e-01f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(5.041497523e-01f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
+    // Highest degree first (tools/fit_erf.py prints them lowest first).
+    static const float pc[] = {2.034454992e-06f, 2.874268982e-04f, 3.867430262e-03f,
+                               5.305768077e-02f, 1.927475535e-01f, 1.128379024f};
+    static const float qc[] = {3.806495006e-05f, 1.187835428e-03f, 1.517055488e-02f,
+                               1.150772239e-01f, 5.041497523e-01f, 1.0f};
+    __m512 p = horner512(t, pc, 6), q = horner512(t, qc, 6);
     __m512 r = _mm512_rcp14_ps(q);
     r = _mm512_mul_ps(r, _mm512_fnmadd_ps(q, r, _mm512_set1_ps(2.0f)));
     return _mm512_mul_ps(_mm512_mul_ps(x, p), r);
