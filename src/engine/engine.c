@@ -413,10 +413,13 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
     }
     pthread_mutex_unlock(&m->lock);
 
+    // Intermediate memory and constants folded for these inputs are capped alike.
+    int64_t max_arena = m->opts.max_arena_bytes > 0 ? m->opts.max_arena_bytes : (int64_t)4 << 30;
     eg_plan_options po = {.threads = threads,
                           .fuse = !m->opts.disable_fusion,
                           .model_ctx = m->ctx,
-                          .mask_input = m->mask_input};
+                          .mask_input = m->mask_input,
+                          .max_fold_bytes = max_arena};
     plan_entry *e = inferd_calloc(m->acct, 1, sizeof *e);
     if (!e)
         return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
@@ -426,7 +429,6 @@ static int get_plan(inferd_engine_model *m, const inferd_tensor *inputs, const e
         return rc;
     }
 
-    int64_t max_arena = m->opts.max_arena_bytes > 0 ? m->opts.max_arena_bytes : (int64_t)4 << 30;
     if ((int64_t)eg_plan_arena_size(e->plan) > max_arena) {
         rc = inferd_error_set(err, INFERD_ETOOLARGE,
                               "these inputs need %lld MiB of intermediate memory (limit %lld MiB)",

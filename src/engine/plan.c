@@ -144,7 +144,17 @@ int eg_plan_infer_node(eg_graph *g, eg_node *n, int fold, inferd_error *err) {
     // Fused ops need prepare() state to run, and only passes create them: never folded.
     if (!fold || def->prepare || !(all_const || needs_only_shapes(n->op)))
         goto done;
-    // Evaluate now: every output becomes a constant of the plan.
+    // Evaluate now: every output becomes a constant of the plan, within the plan's budget
+    // for constants (over it, the node runs with the plan instead).
+    int64_t fold_bytes = 0;
+    for (int j = 0; j < n->n_out; j++)
+        if (n->out[j] >= 0 && !(j == 0 && (def->flags & EG_OPF_VIEW) && in[0].data))
+            fold_bytes += eg_tensor_nbytes(&out[j]);
+    if (g->fold_limited) {
+        if (fold_bytes > g->fold_left)
+            goto done;
+        g->fold_left -= fold_bytes;
+    }
     for (int j = 0; j < n->n_out; j++) {
         if (n->out[j] < 0)
             continue;
@@ -427,6 +437,8 @@ int eg_plan_create(const eg_graph *src, const eg_tensor *inputs, const eg_plan_o
     if (rc < 0)
         goto fail;
     eg_graph *g = p->g;
+    g->fold_limited = opts->max_fold_bytes > 0;
+    g->fold_left = opts->max_fold_bytes;
     if ((rc = set_inputs(g, inputs, err)) < 0)
         goto fail;
     for (int i = 0; i < g->n_nodes; i++) {

@@ -41,6 +41,9 @@ typedef struct eg_plan_options {
     int fuse;        /* apply plan-time fusions */
     void *model_ctx; /* passed to prepare() (packed weights, oneDNN engine) */
     int mask_input;  /* graph input index of the attention mask, or -1 */
+    /* Bytes of constants folding may make for this plan (0: no limit): a hostile model's
+     * Range or Tile of constants must not allocate gigabytes while the plan is built. */
+    int64_t max_fold_bytes;
 } eg_plan_options;
 
 /* Builds a plan for inputs (one per graph input, only dtype and dims are read). On success

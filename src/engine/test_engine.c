@@ -163,6 +163,29 @@ static int load(builder *b, inferd_engine_model **m, inferd_error *err) {
             fail_msg("message '%s' does not mention '%s'", (err).msg, (needle));                   \
     } while (0)
 
+/* Y = Gather(Range(0, n, 1), I): a constant subgraph of n floats (4 n bytes) that a plan
+ * would fold, read at the indices I [batch] (int64). */
+static float RangeArgs[3];
+
+static void range_model(builder *b, float n) {
+    dense_model(b); // for the model and graph boilerplate
+    memset(b->nodes, 0, sizeof b->nodes);
+    static const char *r_in[] = {"start", "limit", "delta"}, *r_out[] = {"R"};
+    static const char *g_in[] = {"R", "I"}, *g_out[] = {"Y"};
+    node(b, 0, "Range", "range", 3, r_in, 1, r_out);
+    node(b, 1, "Gather", "gather", 2, g_in, 1, g_out);
+    b->graph.n_node = 2;
+    RangeArgs[0] = 0, RangeArgs[1] = n, RangeArgs[2] = 1;
+    init_f32(b, 0, "start", 0, NULL, &RangeArgs[0], 1);
+    init_f32(b, 1, "limit", 0, NULL, &RangeArgs[1], 1);
+    init_f32(b, 2, "delta", 0, NULL, &RangeArgs[2], 1);
+    b->graph.n_initializer = 3;
+    b->n_types = 0;
+    int64_t id[] = {-1};
+    b->in_ptrs[0] = value_info(b, &b->ins[0], "I", 7, 1, id);
+    b->out_ptrs[0] = value_info(b, &b->outs[0], "Y", 1, 1, id);
+}
+
 /* ---- tests ---- */
 
 static void test_dense_model_runs(void **state) {
@@ -713,6 +736,39 @@ static void test_dense_layers_kept_apart(void **state) {
     free(buf);
 }
 
+/* Constants folded while a plan is built count against the plan's memory cap: a Range of 4 MiB
+ * of constants under a 1 MiB cap is refused with the arena's error instead of being made (a
+ * fuzzed model folded a Range of 1.7 GB); under a 64 MiB cap it runs. */
+static void test_plan_folding_is_capped(void **state) {
+    (void)state;
+    builder b;
+    range_model(&b, (float)(1 << 20));
+    size_t len;
+    uint8_t *buf = pack(&b, &len);
+    int64_t idx[2] = {5, 1000000};
+    for (int big = 0; big < 2; big++) {
+        inferd_engine_options opts = {.max_arena_bytes = big ? (int64_t)64 << 20 : 1 << 20};
+        inferd_engine_model *m;
+        inferd_error err = {0};
+        assert_int_equal(inferd_engine_load_buffer(buf, len, &opts, &m, &err), 0);
+        inferd_tensor in = {
+            .dtype = INFERD_DTYPE_I64, .rank = 1, .dims = {2}, .data = idx, .nbytes = sizeof idx};
+        inferd_tensor out = {0};
+        int rc = inferd_engine_run(m, &in, &out, 1, &err);
+        if (!big) {
+            ASSERT_ERR(rc, INFERD_ETOOLARGE, err, "intermediate memory");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(out.rank, 1);
+            assert_int_equal(out.dims[0], 2);
+            assert_true(((float *)out.data)[0] == 5.0f && ((float *)out.data)[1] == 1e6f);
+            inferd_free(out.data);
+        }
+        inferd_engine_destroy(m);
+    }
+    free(buf);
+}
+
 int main(void) {
     inferd_error err;
     if (inferd_engine_global_init(&err) < 0) {
@@ -733,6 +789,7 @@ int main(void) {
         cmocka_unit_test(test_cache_round_trip_and_invalidation),
         cmocka_unit_test(test_dense_layers_kept_apart),
         cmocka_unit_test(test_decomposed_layernorm_with_mul_square_fuses),
+        cmocka_unit_test(test_plan_folding_is_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
