@@ -176,9 +176,10 @@ static void range_model(builder *b, float n) {
     node(b, 1, "Gather", "gather", 2, g_in, 1, g_out);
     b->graph.n_node = 2;
     RangeArgs[0] = 0, RangeArgs[1] = n, RangeArgs[2] = 1;
-    init_f32(b, 0, "start", 0, NULL, &RangeArgs[0], 1);
-    init_f32(b, 1, "limit", 0, NULL, &RangeArgs[1], 1);
-    init_f32(b, 2, "delta", 0, NULL, &RangeArgs[2], 1);
+    int64_t scalar[1] = {0}; // rank 0: no dims read
+    init_f32(b, 0, "start", 0, scalar, &RangeArgs[0], 1);
+    init_f32(b, 1, "limit", 0, scalar, &RangeArgs[1], 1);
+    init_f32(b, 2, "delta", 0, scalar, &RangeArgs[2], 1);
     b->graph.n_initializer = 3;
     b->n_types = 0;
     int64_t id[] = {-1};
