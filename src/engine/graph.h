@@ -163,10 +163,9 @@ struct eg_graph {
     int opset; /* default-domain opset */
     inferd_mem_account *acct;
     struct eg_arena_block *arena; /* allocation blocks, freed by eg_graph_destroy */
-    /* Bytes of constants that plan-time folding may still make (0: no limit); past it, nodes
-     * are left to run (and their outputs count in the arena, whose size is capped). */
-    int64_t fold_left;
-    int fold_limited;
+    /* Bytes of constants plan-time folding may make (0: no limit), and has made; past the
+     * cap, nodes are left to run (their outputs count in the arena, whose size is capped). */
+    int64_t fold_cap, folded;
 };
 
 /* Creates an empty graph charging acct (NULL: process). Returns NULL when out of memory. */

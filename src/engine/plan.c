@@ -145,20 +145,20 @@ int eg_plan_infer_node(eg_graph *g, eg_node *n, int fold, inferd_error *err) {
     if (!fold || def->prepare || !(all_const || needs_only_shapes(n->op)))
         goto done;
     // Evaluate now: every output becomes a constant of the plan, within the plan's budget
-    // for constants (over it, the node runs with the plan instead).
+    // for constants (over it, the node runs with the plan instead). A view's first output
+    // shares its input's bytes.
+    const int view = (def->flags & EG_OPF_VIEW) && in[0].data;
     int64_t fold_bytes = 0;
-    for (int j = 0; j < n->n_out; j++)
-        if (n->out[j] >= 0 && !(j == 0 && (def->flags & EG_OPF_VIEW) && in[0].data))
+    for (int j = view; j < n->n_out; j++)
+        if (n->out[j] >= 0)
             fold_bytes += eg_tensor_nbytes(&out[j]);
-    if (g->fold_limited) {
-        if (fold_bytes > g->fold_left)
-            goto done;
-        g->fold_left -= fold_bytes;
-    }
+    if (g->fold_cap > 0 && g->folded + fold_bytes > g->fold_cap)
+        goto done;
+    g->folded += fold_bytes;
     for (int j = 0; j < n->n_out; j++) {
         if (n->out[j] < 0)
             continue;
-        if (j == 0 && (def->flags & EG_OPF_VIEW) && in[0].data) {
+        if (j == 0 && view) {
             out[0].data = in[0].data;
             continue;
         }
@@ -437,8 +437,7 @@ int eg_plan_create(const eg_graph *src, const eg_tensor *inputs, const eg_plan_o
     if (rc < 0)
         goto fail;
     eg_graph *g = p->g;
-    g->fold_limited = opts->max_fold_bytes > 0;
-    g->fold_left = opts->max_fold_bytes;
+    g->fold_cap = opts->max_fold_bytes;
     if ((rc = set_inputs(g, inputs, err)) < 0)
         goto fail;
     for (int i = 0; i < g->n_nodes; i++) {
