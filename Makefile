@@ -76,7 +76,7 @@ FUZZ_REPLAY_BINS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 HDRS := $(wildcard src/*/*.h src/*/*/*.h)
 
 .PHONY: all build-only deps test unit unit-asan unit-tsan tsan-bins e2e e2e-asan fuzz fuzz-replay fuzz-replay-asan run \
-        bench bench-engine bench-targets bench-server bench-text bench-load bench-residency \
+        bench bench-engine bench-targets bench-peak bench-server bench-text bench-load bench-residency \
         bench-overload soak \
         format format-check clean help fixtures models
 
@@ -102,6 +102,7 @@ help:
 	@echo "make fuzz FUZZ_SECONDS=N       run each libFuzzer target (clang) for N seconds"
 	@echo "make e2e-asan   a short end-to-end run against the ASan+UBSan server (part of make test)"
 	@echo "make bench-targets   issue #2's speed targets, median of interleaved inferd/ORT rounds"
+	@echo "make bench-peak      one core's FP32 FMA peak (GFLOP/s), the engine's roofline"
 	@echo "make bench-overload  2x capacity for 60 s: refusals, health p99, RSS, recovery"
 	@echo "make soak MINUTES=N  mixed valid and invalid traffic at ~70% of capacity"
 	@echo "make format / format-check     clang-format the sources / check them"
@@ -240,6 +241,13 @@ bench-engine: all
 bench-targets: all
 	@scripts/deps.sh bench
 	$(PY) bench/bench_targets.py
+
+# One core's FP32 FMA peak (docs/engine.md, "Roofline"); needs AVX-512.
+bench-peak:
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -mavx512f bench/fma_peak.c -o $(BUILD)/fma_peak
+	@if grep -qw avx512f /proc/cpuinfo; then $(BUILD)/fma_peak; \
+	else echo "bench-peak: this CPU has no AVX-512"; fi
 
 bench-server: all
 	@scripts/deps.sh bench
