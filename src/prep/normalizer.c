@@ -10,36 +10,18 @@ void inferd_normalizer_deinit(inferd_normalizer *step) {
     step->pattern = step->content = NULL;
 }
 
-/* A code-point writer into a scratch slot that grows on demand. */
-typedef struct writer {
-    inferd_scratch *s;
-    inferd_scratch_slot slot;
-    uint32_t *p;
-    size_t n, cap;
-} writer;
-
-static int reserve(writer *w, size_t more) {
-    if (w->n + more <= w->cap)
-        return 0;
-    size_t want = (w->n + more) * 2;
-    uint32_t *p = inferd_scratch_get(w->s, w->slot, want * sizeof *p);
-    if (!p)
-        return -1;
-    w->p = p;
-    w->cap = want;
-    return 0;
-}
-
-static int writer_start(writer *w, inferd_scratch *s, inferd_scratch_slot slot, size_t hint) {
+/* Starts w empty in slot of s, with room for hint + 16 code points. */
+static int writer_start(inferd_scratch_cps *w, inferd_scratch *s, inferd_scratch_slot slot,
+                        size_t hint) {
     w->s = s;
     w->slot = slot;
     w->n = 0;
     w->cap = 0;
     w->p = NULL;
-    return reserve(w, hint + 16);
+    return inferd_scratch_cps_reserve(w, hint + 16);
 }
 
-static int clean(const inferd_normalizer *st, const uint32_t *in, size_t n, writer *w) {
+static int clean(const inferd_normalizer *st, const uint32_t *in, size_t n, inferd_scratch_cps *w) {
     int python = (st->flags & INFERD_NORMALIZER_FLAG_PYTHON) != 0;
     unsigned control = python ? INFERD_UNICODE_BERT_CONTROL : INFERD_UNICODE_HF_CONTROL;
     unsigned space = python ? INFERD_UNICODE_BERT_SPACE : INFERD_UNICODE_WHITE_SPACE;
@@ -47,7 +29,7 @@ static int clean(const inferd_normalizer *st, const uint32_t *in, size_t n, writ
     int chinese = (st->flags & INFERD_NORMALIZER_FLAG_CHINESE) != 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t c = in[i];
-        if (reserve(w, 3))
+        if (inferd_scratch_cps_reserve(w, 3))
             return -1;
         if (c >= 0x20 && c < 0x7F) { // printable ASCII: nothing to do
             w->p[w->n++] = c;
@@ -73,15 +55,16 @@ static int clean(const inferd_normalizer *st, const uint32_t *in, size_t n, writ
     return 0;
 }
 
-static int decompose(const uint32_t *in, size_t n, writer *w, int compat, int strip_mn) {
+static int decompose(const uint32_t *in, size_t n, inferd_scratch_cps *w, int compat,
+                     int strip_mn) {
     for (size_t i = 0; i < n; i++) {
         if (in[i] < 0xA0) {
-            if (reserve(w, 1))
+            if (inferd_scratch_cps_reserve(w, 1))
                 return -1;
             w->p[w->n++] = in[i];
             continue;
         }
-        if (reserve(w, INFERD_UNICODE_MAX_DECOMP))
+        if (inferd_scratch_cps_reserve(w, INFERD_UNICODE_MAX_DECOMP))
             return -1;
         w->n += inferd_unicode_decompose_char(in[i], w->p + w->n, compat);
     }
@@ -96,19 +79,20 @@ static int decompose(const uint32_t *in, size_t n, writer *w, int compat, int st
     return 0;
 }
 
-static int replace(const inferd_normalizer *st, const uint32_t *in, size_t n, writer *w) {
+static int replace(const inferd_normalizer *st, const uint32_t *in, size_t n,
+                   inferd_scratch_cps *w) {
     size_t m = st->pattern_len;
     for (size_t i = 0; i < n;) {
         if (i + m <= n && in[i] == st->pattern[0] &&
             memcmp(in + i, st->pattern, m * sizeof *in) == 0) {
-            if (reserve(w, st->content_len))
+            if (inferd_scratch_cps_reserve(w, st->content_len))
                 return -1;
             if (st->content_len)
                 memcpy(w->p + w->n, st->content, st->content_len * sizeof *in);
             w->n += st->content_len;
             i += m;
         } else {
-            if (reserve(w, 1))
+            if (inferd_scratch_cps_reserve(w, 1))
                 return -1;
             w->p[w->n++] = in[i++];
         }
@@ -116,12 +100,13 @@ static int replace(const inferd_normalizer *st, const uint32_t *in, size_t n, wr
     return 0;
 }
 
-static int run_step(const inferd_normalizer *st, const uint32_t *in, size_t n, writer *w) {
+static int run_step(const inferd_normalizer *st, const uint32_t *in, size_t n,
+                    inferd_scratch_cps *w) {
     switch (st->kind) {
     case INFERD_NORMALIZER_KIND_CLEAN:
         return clean(st, in, n, w);
     case INFERD_NORMALIZER_KIND_LOWERCASE:
-        if (reserve(w, 2 * n))
+        if (inferd_scratch_cps_reserve(w, 2 * n))
             return -1;
         w->n = inferd_unicode_lower(in, n, w->p, (st->flags & INFERD_NORMALIZER_FLAG_FINAL_SIGMA));
         return 0;
@@ -140,7 +125,7 @@ static int run_step(const inferd_normalizer *st, const uint32_t *in, size_t n, w
     case INFERD_NORMALIZER_KIND_NFD_STRIP_MN:
         return decompose(in, n, w, 0, 1);
     case INFERD_NORMALIZER_KIND_STRIP_MN:
-        if (reserve(w, n))
+        if (inferd_scratch_cps_reserve(w, n))
             return -1;
         for (size_t i = 0; i < n; i++)
             if (in[i] < 0x300 || !(inferd_unicode_class(in[i]) & INFERD_UNICODE_MN))
@@ -154,7 +139,7 @@ static int run_step(const inferd_normalizer *st, const uint32_t *in, size_t n, w
         if (st->flags & INFERD_NORMALIZER_FLAG_RIGHT)
             while (b > a && (inferd_unicode_class(in[b - 1]) & INFERD_UNICODE_WHITE_SPACE))
                 b--;
-        if (reserve(w, b - a))
+        if (inferd_scratch_cps_reserve(w, b - a))
             return -1;
         memcpy(w->p, in + a, (b - a) * sizeof *in);
         w->n = b - a;
@@ -163,7 +148,7 @@ static int run_step(const inferd_normalizer *st, const uint32_t *in, size_t n, w
     case INFERD_NORMALIZER_KIND_REPLACE:
         return replace(st, in, n, w);
     case INFERD_NORMALIZER_KIND_PREPEND:
-        if (reserve(w, n + st->content_len))
+        if (inferd_scratch_cps_reserve(w, n + st->content_len))
             return -1;
         if (n > 0 && st->content_len) {
             memcpy(w->p, st->content, st->content_len * sizeof *in);
@@ -182,7 +167,7 @@ int inferd_normalizer_run(const inferd_normalizer *steps, size_t n_steps, inferd
         inferd_scratch_slot from = *slot;
         inferd_scratch_slot to =
             from == INFERD_SCRATCH_SLOT_CP_A ? INFERD_SCRATCH_SLOT_CP_B : INFERD_SCRATCH_SLOT_CP_A;
-        writer w;
+        inferd_scratch_cps w;
         // The input slot is not touched while the output slot grows, so in stays valid.
         const uint32_t *in = inferd_scratch_get(s, from, *n * sizeof(uint32_t) + 1);
         if (!in || writer_start(&w, s, to, *n) || run_step(&steps[i], in, *n, &w))

@@ -219,34 +219,15 @@ static size_t gpt2_match(const uint32_t *c, size_t i, size_t end) {
     return r - i - 1; // leave the last space to prefix the next word
 }
 
-typedef struct cps {
-    inferd_scratch *s;
-    inferd_scratch_slot slot;
-    uint32_t *p;
-    size_t n, cap;
-} cps;
-
-static int cps_reserve(cps *w, size_t more) {
-    if (w->n + more <= w->cap)
-        return 0;
-    size_t want = (w->n + more) * 2;
-    uint32_t *p = inferd_scratch_get(w->s, w->slot, want * sizeof *p);
-    if (!p)
-        return -1;
-    w->p = p;
-    w->cap = want;
-    return 0;
-}
-
 static size_t utf8_len(uint32_t v) { return v < 0x80 ? 1 : v < 0x800 ? 2 : v < 0x10000 ? 3 : 4; }
 
 /* ByteLevel: optional prefix space, the GPT-2 split, then each UTF-8 byte of a word becomes
  * its printable stand-in, so the new buffer has one code point per byte. */
 static int byte_level(const inferd_pretok *st, const uint32_t *c, const inferd_piece *in,
-                      size_t n_in, cps *w, pieces *out) {
+                      size_t n_in, inferd_scratch_cps *w, pieces *out) {
     for (size_t p = 0; p < n_in; p++) {
         size_t start = w->n;
-        if (cps_reserve(w, (size_t)in[p].len + 1))
+        if (inferd_scratch_cps_reserve(w, (size_t)in[p].len + 1))
             return -1;
         if ((st->flags & INFERD_PRETOK_FLAG_ADD_PREFIX_SPACE) && c[in[p].off] != ' ')
             w->p[w->n++] = ' ';
@@ -269,7 +250,7 @@ static int byte_level(const inferd_pretok *st, const uint32_t *c, const inferd_p
             out->p[k] = (inferd_piece){(uint32_t)bytepos, (uint32_t)nb};
             bytepos += nb;
         }
-        if (cps_reserve(w, bytepos - wend))
+        if (inferd_scratch_cps_reserve(w, bytepos - wend))
             return -1;
         // Expand from the back: each code point is read before anything overwrites it.
         size_t dst = bytepos;
@@ -288,10 +269,10 @@ static int byte_level(const inferd_pretok *st, const uint32_t *c, const inferd_p
 /* Metaspace: ' ' becomes the replacement, a replacement is prefixed by the prepend scheme,
  * then (with split) the word is cut before each replacement character. */
 static int metaspace(const inferd_pretok *st, const uint32_t *c, const inferd_piece *in,
-                     size_t n_in, int first, cps *w, pieces *out) {
+                     size_t n_in, int first, inferd_scratch_cps *w, pieces *out) {
     for (size_t p = 0; p < n_in; p++) {
         size_t start = w->n;
-        if (cps_reserve(w, (size_t)in[p].len + 1))
+        if (inferd_scratch_cps_reserve(w, (size_t)in[p].len + 1))
             return -1;
         int starts_with = in[p].len > 0 && (c[in[p].off] == ' ' || c[in[p].off] == st->replacement);
         int prepend =
@@ -330,9 +311,10 @@ int inferd_pretok_run(const inferd_pretok *steps, size_t n_steps, inferd_scratch
         if (!c)
             goto oom;
         if (st->kind == INFERD_PRETOK_KIND_BYTE_LEVEL || st->kind == INFERD_PRETOK_KIND_METASPACE) {
-            cps w = {.s = s,
-                     .slot = *cp_slot == INFERD_SCRATCH_SLOT_CP_A ? INFERD_SCRATCH_SLOT_CP_B
-                                                                  : INFERD_SCRATCH_SLOT_CP_A};
+            inferd_scratch_cps w = {.s = s,
+                                    .slot = *cp_slot == INFERD_SCRATCH_SLOT_CP_A
+                                                ? INFERD_SCRATCH_SLOT_CP_B
+                                                : INFERD_SCRATCH_SLOT_CP_A};
             int rc = st->kind == INFERD_PRETOK_KIND_BYTE_LEVEL
                          ? byte_level(st, c, cur.p, cur.n, &w, &out)
                          : metaspace(st, c, cur.p, cur.n, first, &w, &out);

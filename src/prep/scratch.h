@@ -67,4 +67,27 @@ static inline void inferd_scratch_ids_push(inferd_scratch_ids *o, int32_t id) {
 /* True when no more ids fit, so producers can stop. */
 static inline int inferd_scratch_ids_full(const inferd_scratch_ids *o) { return o->overflow; }
 
+/* Code points written into a scratch slot that grows on demand: p[0, n) written, room for
+ * cap. Start with s and slot set and the rest zero. */
+typedef struct inferd_scratch_cps {
+    inferd_scratch *s;
+    inferd_scratch_slot slot;
+    uint32_t *p;
+    size_t n, cap;
+} inferd_scratch_cps;
+
+/* Makes room for more code points after the n written (growing to twice what is needed),
+ * keeping them. Returns 0, or -1 when out of memory (p then stays valid). */
+static inline int inferd_scratch_cps_reserve(inferd_scratch_cps *w, size_t more) {
+    if (w->n + more <= w->cap)
+        return 0;
+    size_t want = (w->n + more) * 2;
+    uint32_t *p = inferd_scratch_get(w->s, w->slot, want * sizeof *p);
+    if (!p)
+        return -1;
+    w->p = p;
+    w->cap = want;
+    return 0;
+}
+
 #endif
