@@ -584,8 +584,10 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
                 (n->n_out > 1 && n->out[1] >= 0))
                 continue;
             eg_layernorm_params *p = eg_graph_alloc(g, sizeof *p);
-            if (!p)
-                return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            if (!p) {
+                rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+                break;
+            }
             p->eps = eg_node_attr_float(n, "epsilon", 1e-5f);
             int x = n->in[0], sc = n->n_in > 1 ? n->in[1] : -1, b = n->n_in > 2 ? n->in[2] : -1,
                 y = n->out[0];
@@ -655,8 +657,10 @@ static int fuse_layernorm(eg_graph *g, inferd_error *err) {
             (beta >= 0 && g->values[beta].t.rank != 1))
             continue;
         eg_layernorm_params *p = eg_graph_alloc(g, sizeof *p);
-        if (!p)
-            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        if (!p) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
         p->eps = (float)eps;
         int dead[] = {i, sub, pw, rm, ad, sq, dv, gamma >= 0 ? mul : -1};
         for (int k = 0; k < 8; k++)
@@ -693,8 +697,10 @@ static int fuse_conv(eg_graph *g, inferd_error *err) {
             (b >= 0 && !is_f32_const(g, b)) || n->in[0] < 0 || g->values[n->in[0]].is_const)
             continue;
         eg_conv_params *p = eg_graph_alloc(g, sizeof *p);
-        if (!p)
-            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        if (!p) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
         p->act = EG_ACT_NONE;
         int at = i, out = n->out[0];
         int r = sole_consumer(g, &u, out);
@@ -713,8 +719,10 @@ static int fuse_conv(eg_graph *g, inferd_error *err) {
         f->params = p;
         f->dead = 0;
         f->out = eg_graph_alloc(g, sizeof(int));
-        if (!f->out)
-            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        if (!f->out) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
         f->out[0] = out;
         rc = uses_build(g, &u, err);
     }
@@ -735,8 +743,10 @@ static int fuse_gelu(eg_graph *g, inferd_error *err) {
         if (out < 0)
             continue;
         eg_gelu_params *p = eg_graph_alloc(g, sizeof *p);
-        if (!p)
-            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        if (!p) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
         p->tanh_approx = tanh_approx;
         int last = nodes[0];
         for (int k = 0; k < nn; k++)
@@ -805,8 +815,10 @@ static int fuse_residual(eg_graph *g, inferd_error *err) {
             !same_dims(&g->values[g->nodes[a].out[0]].t, &g->values[y].t))
             continue;
         eg_matmul_params *p = eg_graph_alloc(g, sizeof *p);
-        if (!p)
-            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        if (!p) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
         *p = *(const eg_matmul_params *)n->params;
         p->residual_first = 0;
         int x = n->in[0], bias = n->in[1], out = g->nodes[a].out[0];
@@ -1074,8 +1086,10 @@ static int fuse_attention(eg_graph *g, inferd_error *err) {
         look_through_split(g, &hk);
         look_through_split(g, &hvv);
         eg_attention_params *p = eg_graph_alloc(g, sizeof *p);
-        if (!p)
-            return inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+        if (!p) {
+            rc = inferd_error_set(err, INFERD_EINTERNAL, "out of memory");
+            break;
+        }
         p->heads = heads;
         p->head_dim = D;
         p->q_off = hq.off;

@@ -96,6 +96,8 @@ void eg_graph_destroy(eg_graph *g) {
 }
 
 void *eg_graph_alloc(eg_graph *g, size_t n) {
+    if (inferd_alloc_injected_failure())
+        return NULL;
     n = (n + 63) & ~(size_t)63;
     eg_arena_block *b = g->arena;
     if (!b || b->cap - b->used < n) {

@@ -19,6 +19,7 @@
 
 #include "engine/engine.h"
 #include "onnx.pb-c.h"
+#include "util/npy.h"
 
 /* ---- building models ---- */
 
@@ -425,6 +426,62 @@ static void test_out_of_memory_anywhere_is_an_error(void **state) {
     free(buf);
 }
 
+/* Loads fixture model dir/model.onnx and runs it on dir/case's inputs with every allocation
+ * failing in turn, from the first of the load to the last of the run: each attempt must fail
+ * with a message or succeed, and free what it took (the sanitizer build checks for leaks).
+ * Load-time fusion (LayerNorm, GELU, attention, convolutions) and planning allocate on the way,
+ * which the dense model above never reaches. */
+static void out_of_memory_in_fixture(const char *dir, const char *case_dir) {
+    char path[512];
+    inferd_error err = {0};
+    inferd_engine_model *m = NULL;
+    snprintf(path, sizeof path, "tests/fixtures/engine/%s/model.onnx", dir);
+    long before = inferd_alloc_count();
+    assert_int_equal(inferd_engine_load(path, NULL, &m, &err), 0);
+    int n_in = inferd_engine_input_count(m);
+    inferd_tensor in[8];
+    assert_true(n_in <= 8);
+    for (int i = 0; i < n_in; i++) {
+        char ip[640];
+        snprintf(ip, sizeof ip, "tests/fixtures/engine/%s/%s/inputs/%s.npy", dir, case_dir,
+                 inferd_engine_input(m, i)->name);
+        assert_int_equal(inferd_npy_read_file(ip, &in[i], &err), 0);
+    }
+    inferd_tensor out[4];
+    assert_true(inferd_engine_output_count(m) <= 4);
+    assert_int_equal(inferd_engine_run(m, in, out, 1, &err), 0);
+    long total = inferd_alloc_count() - before;
+    for (int j = 0; j < inferd_engine_output_count(m); j++)
+        inferd_free(out[j].data);
+    inferd_engine_destroy(m);
+    int completed = 0;
+    for (long nth = 1; nth <= total + 1 && !completed; nth++) {
+        m = NULL;
+        memset(&err, 0, sizeof err);
+        inferd_alloc_fail_after(nth);
+        int rc = inferd_engine_load(path, NULL, &m, &err);
+        if (rc == 0 && (rc = inferd_engine_run(m, in, out, 1, &err)) == 0) {
+            completed = 1;
+            for (int j = 0; j < inferd_engine_output_count(m); j++)
+                inferd_free(out[j].data);
+        }
+        inferd_alloc_fail_after(0);
+        if (rc < 0 && err.code == 0)
+            fail_msg("%s: allocation %ld failed without an error message", dir, nth);
+        inferd_engine_destroy(m);
+    }
+    assert_true(completed);
+    for (int i = 0; i < n_in; i++)
+        inferd_free(in[i].data);
+}
+
+static void test_out_of_memory_while_fusing_is_an_error(void **state) {
+    (void)state;
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33");        // decomposed LayerNorm, erf GELU
+    out_of_memory_in_fixture("bert_ln_tanh_finfo_op17", "b3_s33"); // LayerNorm op, tanh GELU
+    out_of_memory_in_fixture("textcnn_maxpool_op11", "b3_s32");    // convolutions
+}
+
 static void write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -787,6 +844,7 @@ int main(void) {
         cmocka_unit_test(test_bad_tensors_are_refused),
         cmocka_unit_test(test_external_data_cannot_escape),
         cmocka_unit_test(test_out_of_memory_anywhere_is_an_error),
+        cmocka_unit_test(test_out_of_memory_while_fusing_is_an_error),
         cmocka_unit_test(test_cache_round_trip_and_invalidation),
         cmocka_unit_test(test_dense_layers_kept_apart),
         cmocka_unit_test(test_decomposed_layernorm_with_mul_square_fuses),

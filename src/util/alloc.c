@@ -46,6 +46,8 @@ static int should_fail(void) {
     return f > 0 && n >= f;
 }
 
+int inferd_alloc_injected_failure(void) { return should_fail(); }
+
 static void charge(inferd_mem_account *acct, int64_t delta) {
     inferd_mem_account *a = acct ? acct : &process_account;
     int64_t now = atomic_fetch_add(&a->bytes, delta) + delta;

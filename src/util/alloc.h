@@ -57,5 +57,9 @@ size_t inferd_alloc_size(const void *p);
 void inferd_alloc_fail_after(long nth);
 /* Number of allocations attempted since the process started (to size fault-injection loops). */
 long inferd_alloc_count(void);
+/* For allocators that carve memory out of blocks of their own (arenas): counts one allocation
+ * attempt and returns nonzero when the fault injector fails it, so that tests reach their
+ * callers' out-of-memory paths too, not only those of the calls that grow a block. */
+int inferd_alloc_injected_failure(void);
 
 #endif
