@@ -430,14 +430,17 @@ static void test_out_of_memory_anywhere_is_an_error(void **state) {
  * failing in turn, from the first of the load to the last of the run: each attempt must fail
  * with a message or succeed, and free what it took (the sanitizer build checks for leaks).
  * Load-time fusion (LayerNorm, GELU, attention, convolutions) and planning allocate on the way,
- * which the dense model above never reaches. */
-static void out_of_memory_in_fixture(const char *dir, const char *case_dir) {
+ * which the dense model above never reaches. cache: a load cache path or NULL; with miss, it is
+ * removed before each attempt, so that every load writes it instead of mapping it. */
+static void out_of_memory_in_fixture(const char *dir, const char *case_dir, const char *cache,
+                                     int miss) {
     char path[512];
     inferd_error err = {0};
     inferd_engine_model *m = NULL;
+    inferd_engine_options opts = {.cache_path = cache};
     snprintf(path, sizeof path, "tests/fixtures/engine/%s/model.onnx", dir);
     long before = inferd_alloc_count();
-    assert_int_equal(inferd_engine_load(path, NULL, &m, &err), 0);
+    assert_int_equal(inferd_engine_load(path, &opts, &m, &err), 0);
     int n_in = inferd_engine_input_count(m);
     inferd_tensor in[8];
     assert_true(n_in <= 8);
@@ -458,8 +461,10 @@ static void out_of_memory_in_fixture(const char *dir, const char *case_dir) {
     for (long nth = 1; nth <= total + 1 && !completed; nth++) {
         m = NULL;
         memset(&err, 0, sizeof err);
+        if (cache && miss)
+            unlink(cache);
         inferd_alloc_fail_after(nth);
-        int rc = inferd_engine_load(path, NULL, &m, &err);
+        int rc = inferd_engine_load(path, &opts, &m, &err);
         if (rc == 0 && (rc = inferd_engine_run(m, in, out, 1, &err)) == 0) {
             completed = 1;
             for (int j = 0; j < inferd_engine_output_count(m); j++)
@@ -477,10 +482,21 @@ static void out_of_memory_in_fixture(const char *dir, const char *case_dir) {
 
 static void test_out_of_memory_while_fusing_is_an_error(void **state) {
     (void)state;
-    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33");        // decomposed LayerNorm, erf GELU
-    out_of_memory_in_fixture("bert_ln_tanh_finfo_op17", "b3_s33"); // LayerNorm op, tanh GELU
-    out_of_memory_in_fixture("textcnn_maxpool_op11", "b3_s32");    // convolutions
-    out_of_memory_in_fixture("bert_erf_tt_op11", "b1_s33_padded"); // a padded row: trimming
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", NULL,
+                             0); // decomposed LayerNorm, erf GELU
+    out_of_memory_in_fixture("bert_ln_tanh_finfo_op17", "b3_s33", NULL,
+                             0);                                         // LayerNorm op, tanh GELU
+    out_of_memory_in_fixture("textcnn_maxpool_op11", "b3_s32", NULL, 0); // convolutions
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b1_s33_padded", NULL,
+                             0); // a padded row: trimming
+    // With a load cache: each load missing it (and writing it), then each load mapping it.
+    char dir[] = "/tmp/inferd-oom-XXXXXX", cache[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cache, sizeof cache, "%s/model.cache", dir);
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", cache, 1);
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", cache, 0);
+    unlink(cache);
+    rmdir(dir);
 }
 
 static void write_file(const char *path, const void *data, size_t n) {
