@@ -518,6 +518,59 @@ static void test_format_json_and_binary(void **state) {
     inferd_kserve_request_deinit(&r);
 }
 
+/* Every allocation of parsing a request (JSON, and JSON with binary data) and formatting its
+ * response fails in turn: each attempt ends in an error naming the problem or in success, and
+ * frees what it took (LeakSanitizer checks under make unit-asan). */
+static void test_out_of_memory_anywhere_in_a_request(void **state) {
+    (void)state;
+    const char *json = "{\"id\":\"r1\",\"inputs\":[{\"name\":\"input_ids\",\"shape\":[1,2],"
+                       "\"datatype\":\"INT64\",\"parameters\":{\"binary_data_size\":16}},"
+                       "{\"name\":\"attention_mask\",\"shape\":[1,2],\"datatype\":\"INT64\","
+                       "\"data\":[1,1]}],\"outputs\":[{\"name\":\"logits\",\"parameters\":"
+                       "{\"binary_data\":true}},{\"name\":\"hidden\"}]}";
+    uint8_t bin[512];
+    size_t jl = strlen(json);
+    memcpy(bin, json, jl);
+    memset(bin + jl, 1, 16);
+    const char *plain = TEXT_OK ",\"id\":\"r2\"}";
+    struct {
+        const uint8_t *body;
+        size_t len;
+        long long hl;
+    } reqs[] = {{(const uint8_t *)plain, strlen(plain), -1}, {bin, jl + 16, (long long)jl}};
+    float logits[4] = {1, 2, 3, 4}, hidden[8] = {0};
+    inferd_tensor outs[2] = {
+        {.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {2, 2}, .data = logits, .nbytes = 16},
+        {.dtype = INFERD_DTYPE_F32, .rank = 3, .dims = {2, 1, 4}, .data = hidden, .nbytes = 32},
+    };
+    for (size_t q = 0; q < sizeof reqs / sizeof reqs[0]; q++) {
+        int completed = 0;
+        for (long nth = 1; nth < 200 && !completed; nth++) {
+            inferd_kserve_request r;
+            inferd_error err = {0};
+            char *body = NULL;
+            size_t len, json_len;
+            inferd_alloc_fail_after(nth);
+            int rc =
+                inferd_kserve_parse_infer(&text, reqs[q].body, reqs[q].len, reqs[q].hl, &r, &err);
+            if (rc == 0) {
+                // One row of output for the binary request's one row.
+                outs[0].dims[0] = outs[1].dims[0] = r.inputs[0].dims[0];
+                rc = inferd_kserve_format_infer(&text, &r, outs, &body, &len, &json_len, &err);
+            }
+            inferd_alloc_fail_after(0);
+            if (rc == 0) {
+                completed = 1;
+                inferd_free(body);
+            } else if (err.code == 0 || !err.msg[0]) {
+                fail_msg("request %zu: allocation %ld failed without an error message", q, nth);
+            }
+            inferd_kserve_request_deinit(&r);
+        }
+        assert_true(completed);
+    }
+}
+
 static void test_format_other_types(void **state) {
     (void)state;
     static const inferd_tensor_desc outd[] = {{"s", INFERD_DTYPE_STRING, 1, {-1}},
@@ -759,6 +812,7 @@ int main(void) {
         cmocka_unit_test(test_json_part_over_the_limit),
         cmocka_unit_test(test_output_selection),
         cmocka_unit_test(test_format_json_and_binary),
+        cmocka_unit_test(test_out_of_memory_anywhere_in_a_request),
         cmocka_unit_test(test_format_other_types),
         cmocka_unit_test(test_classification),
         cmocka_unit_test(test_metadata),
