@@ -86,6 +86,30 @@ static void test_errors_name_the_field(void **state) {
     expect_error("{\"text\": \"a\", \"text\": \"b\"}", INFERD_EINVAL, "invalid JSON");
 }
 
+/* Every allocation of parsing a /v1 body fails in turn: an error with a message, or success,
+ * and nothing left behind (LeakSanitizer under make unit-asan). */
+static void test_out_of_memory_anywhere_in_a_body(void **state) {
+    (void)state;
+    const char *bodies[] = {"{\"instances\":[\"one\",\"two\",\"three\"]}",
+                            "{\"text\":\"hello\",\"parameters\":{\"timeout\":100}}"};
+    for (size_t q = 0; q < sizeof bodies / sizeof bodies[0]; q++) {
+        int completed = 0;
+        for (long nth = 1; nth < 100 && !completed; nth++) {
+            inferd_textreq_predict r;
+            inferd_error err;
+            inferd_alloc_fail_after(nth);
+            int rc = parse(bodies[q], &r, &err);
+            inferd_alloc_fail_after(0);
+            if (rc == 0)
+                completed = 1;
+            else if (err.code == 0 || !err.msg[0])
+                fail_msg("%s: allocation %ld failed without an error message", bodies[q], nth);
+            inferd_textreq_predict_deinit(&r);
+        }
+        assert_true(completed);
+    }
+}
+
 static void test_limits(void **state) {
     (void)state;
     expect_error("{\"instances\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", INFERD_ETOOLARGE,
@@ -456,6 +480,7 @@ int main(void) {
         cmocka_unit_test(test_one_text_and_a_batch),
         cmocka_unit_test(test_errors_name_the_field),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_out_of_memory_anywhere_in_a_body),
         cmocka_unit_test(test_invalid_utf8_names_the_item),
         cmocka_unit_test(test_items_from_tensor),
         cmocka_unit_test(test_predictions_single_label),
