@@ -49,6 +49,7 @@
 
 #define MAX_LOADERS 8
 #define TRIM_EVERY_NS 100000000LL   /* how often the manager checks the limits while idle */
+#define RETRY_NS 50000000LL         /* work put off by a failed allocation is tried again */
 #define LOADER_IDLE_NS 2000000000LL /* a loader with nothing to do for this long exits */
 #define HEAP_TRIM_NS 1000000000LL   /* at most one malloc_trim a second (trim_heap) */
 #define NEVER INT64_MAX
@@ -176,6 +177,8 @@ struct inferd_repo {
     uint64_t loads, load_failures, evictions, unloads, switches, cache_hits, cache_misses;
     uint64_t heap_trims;
     int routes_dirty;        /* what serves may have changed: the manager rebuilds the routes */
+    int retry_pending;       /* work put off by a failed allocation: the manager looks again
+                                within RETRY_NS instead of waiting for the next event */
     inferd_route *published; /* the routes last published (stats NULL), for comparisons */
     size_t n_published;
 
@@ -221,6 +224,14 @@ void inferd_repo_retain(inferd_repo_version *v) {
 
 static void kick_locked(inferd_repo *r) {
     r->kicked = 1;
+    pthread_cond_signal(&r->manager_cv);
+}
+
+/* Work was put off by a failed allocation: the manager tries it again within RETRY_NS (not at
+ * once, which would spin while memory stays short; not at the next event, which may never
+ * come). [lock] */
+static void retry_soon(inferd_repo *r) {
+    r->retry_pending = 1;
     pthread_cond_signal(&r->manager_cv);
 }
 
@@ -356,8 +367,10 @@ static int push_job(inferd_repo *r, int kind, inferd_repo_version *v) {
 static void free_copy_later(inferd_repo *r, inferd_repo_version *v) {
     v->destroying = 1;
     atomic_store_explicit(&v->published, 0, memory_order_release);
-    if (push_job(r, JOB_FREE, v) < 0)
+    if (push_job(r, JOB_FREE, v) < 0) {
         v->destroying = 0; // out of memory: the manager tries again on its next pass
+        retry_soon(r);
+    }
 }
 
 /* Takes the serving copy off s: new requests no longer find it; requests that hold it finish
@@ -1091,7 +1104,8 @@ static void admit(inferd_repo *r, deliveries *d) {
             if (!victims) {
                 inferd_free(items);
                 inferd_free(copies);
-                return; // out of memory: try again on the next pass
+                retry_soon(r); // out of memory: try again shortly
+                return;
             }
             verdict = inferd_residency_plan(&lim, items, n, need, count_it, victims, &nv);
         }
@@ -1115,8 +1129,10 @@ static void admit(inferd_repo *r, deliveries *d) {
             continue;
         }
         inferd_repo_version *v = inferd_calloc(NULL, 1, sizeof *v);
-        if (!v)
+        if (!v) {
+            retry_soon(r);
             return;
+        }
         atomic_init(&v->refs, 1); // the registry's (the loader uses it until it publishes)
         atomic_init(&v->draining, 0);
         atomic_init(&v->published, 0);
@@ -1132,6 +1148,7 @@ static void admit(inferd_repo *r, deliveries *d) {
         if (push_job(r, JOB_LOAD, v) < 0) {
             slot_release(s);
             inferd_free(v);
+            retry_soon(r);
             return;
         }
         int reload = s->reload;
@@ -1281,8 +1298,9 @@ static void want_reload(inferd_repo *r, slot *s) {
     s->reload = 1; // want_load keeps it; unwant clears it
 }
 
-/* Brings model m in line with what the scan found. [lock] */
-static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model *sm) {
+/* Brings model m in line with what the scan found. Returns 0, or -1 when out of memory (what
+ * was applied stays; a later scan applies the rest). [lock] */
+static int apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model *sm) {
     m->gone = 0;
     if (!sm->config_ok) {
         // Keep serving with the config we have; say why the new one is ignored.
@@ -1297,7 +1315,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
         snprintf(m->cfg_note, sizeof m->cfg_note, "%s", sm->cfg_error);
         if (m->n_slots == 0 || !m->config_ok)
             snprintf(m->reason, sizeof m->reason, "%s", sm->cfg_error);
-        return;
+        return 0;
     }
     m->cfg_note[0] = 0;
     int first = !m->config_ok && m->n_slots == 0;
@@ -1331,7 +1349,7 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
             continue; // still draining out; it comes back on a later scan
         if (!s) {
             if (!(s = add_slot(r, m, sv->number)))
-                return; // out of memory: the next scan tries again
+                return -1;
             s->file_bytes = sv->model_bytes + 3 * sv->other_bytes;
             s->stamp = sv->stamp;
             s->pipeline_file = sv->has_pipeline;
@@ -1411,19 +1429,22 @@ static void apply_model(inferd_repo *r, model_entry *m, const inferd_scan_model 
         if (!selected && !s->retired)
             s->doom = found ? DOOM_POLICY : DOOM_GONE;
     }
+    return 0;
 }
 
-/* Applies a scan of the whole repository (full) or of the models it lists. [lock] */
-static void apply_scan(inferd_repo *r, const inferd_scan_model *sms, int n, int full) {
+/* Applies a scan of the whole repository (full) or of the models it lists. Returns 0, or -1
+ * when out of memory (part of it applied). [lock] */
+static int apply_scan(inferd_repo *r, const inferd_scan_model *sms, int n, int full) {
     r->routes_dirty = 1;
     for (int i = 0; i < n; i++) {
         model_entry *m = find_model(r, sms[i].name);
         if (!m && !(m = add_model(r, sms[i].name)))
-            return;
-        apply_model(r, m, &sms[i]);
+            return -1;
+        if (apply_model(r, m, &sms[i]) < 0)
+            return -1;
     }
     if (!full)
-        return;
+        return 0;
     for (int i = 0; i < r->n_models; i++) {
         model_entry *m = r->models[i];
         int found = 0;
@@ -1438,6 +1459,7 @@ static void apply_scan(inferd_repo *r, const inferd_scan_model *sms, int n, int 
             if (!m->slots[j]->retired)
                 m->slots[j]->doom = DOOM_GONE;
     }
+    return 0;
 }
 
 /* Whether name is "<version>.cache". */
@@ -1501,7 +1523,9 @@ static void poll_repo(inferd_repo *r) {
         inferd_log_error("repository poll: %s", err.msg);
         return;
     }
-    apply_scan(r, sms, n, 1);
+    if (apply_scan(r, sms, n, 1) < 0)
+        inferd_log_error("repository poll: out of memory applying the scan (the next poll "
+                         "tries again)");
     inferd_free(sms);
 }
 
@@ -1602,7 +1626,8 @@ static void refresh_routes(inferd_repo *r) {
     inferd_route *list;
     long n = build_routes(r, &list);
     if (n < 0) {
-        r->routes_dirty = 1; // out of memory: try again on the next pass
+        r->routes_dirty = 1; // out of memory: try again shortly
+        retry_soon(r);
         return;
     }
     for (int i = 0; i < r->n_models; i++) {
@@ -1719,8 +1744,13 @@ static int run_control(inferd_repo *r, control *c, deliveries *d) {
         }
         for (int j = 0; j < m->n_slots; j++)
             m->slots[j]->held = 0;
-        apply_model(r, m, sm);
         r->routes_dirty = 1;
+        if (apply_model(r, m, sm) < 0) {
+            inferd_free(sm);
+            inferd_error_set(&err, INFERD_EINTERNAL, "out of memory");
+            deliver(d, c->w, NULL, INFERD_EINTERNAL, &err);
+            return 1;
+        }
         for (int i = 0; i < sm->n_versions; i++) {
             slot *s = sm->versions[i].selected ? find_slot(m, sm->versions[i].number) : NULL;
             if (!s || s->retired)
@@ -1769,6 +1799,7 @@ static void *manager_main(void *arg) {
     while (!r->stop) {
         deliveries d = {0};
         r->kicked = 0;
+        r->retry_pending = 0;
         int64_t now = inferd_now_ns();
         if (r->opts.poll_interval_ms > 0 && now >= r->next_poll_ns) {
             poll_repo(r);
@@ -1808,6 +1839,8 @@ static void *manager_main(void *arg) {
             continue;
         if (r->opts.poll_interval_ms > 0 && r->next_poll_ns < next)
             next = r->next_poll_ns;
+        if (r->retry_pending && now + RETRY_NS < next)
+            next = now + RETRY_NS;
         // With limits, look again now and then: versions grow while serving (plans for new
         // shapes), and the trim above brings them back within the budget.
         int draining = 0;
@@ -1898,7 +1931,13 @@ int inferd_repo_create(const inferd_repo_options *opts, inferd_repo **out, infer
     atomic_init(&r->want_idle, 0);
 
     pthread_mutex_lock(&r->lock);
-    apply_scan(r, sms, n, 1);
+    if (apply_scan(r, sms, n, 1) < 0) {
+        pthread_mutex_unlock(&r->lock);
+        inferd_free(sms);
+        repo_free(r);
+        return inferd_error_set(err, INFERD_EINTERNAL, "out of memory reading the repository %s",
+                                opts->dir);
+    }
     // The initial loads, pinned models first (readiness waits for them), and the newest
     // version of each model first: requests without a version use it. apply_scan queued them
     // in version order; reorder the FIFO (built back to front).

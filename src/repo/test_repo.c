@@ -465,6 +465,54 @@ static void test_pipeline_loads_with_its_version(void **state) {
     remove_text_repo(saved);
 }
 
+/* Every allocation from opening a repository of one text model to its version being loaded
+ * fails in turn, and the ones after it until memory comes back: opening and starting fail with
+ * a message, or, once memory is back, the version ends READY, or UNAVAILABLE with a reason
+ * (work put off for want of memory is tried again); nothing is left behind (LeakSanitizer, and
+ * no live model). */
+static void test_out_of_memory_while_loading_leaves_a_reason(void **state) {
+    (void)state;
+    char saved[256];
+    snprintf(saved, sizeof saved, "%s", root);
+    snprintf(root, sizeof root, "/tmp/inferd-test-oom-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    put("text/1/model.onnx", "x");
+    put("text/1/chars.txt", "a\nb\nc\n");
+    put("text/1/labels.txt", "one\ntwo\nthree\n");
+    put("text/1/pipeline.json", CHAR_PIPELINE("labels.txt", MASK));
+    int ready = 0;
+    for (long nth = 1; nth < 1000 && !ready; nth++) {
+        inferd_repo_options o = {.dir = root, .load = fake_load};
+        inferd_repo *r = NULL;
+        inferd_error err = {0};
+        inferd_alloc_fail_after(nth);
+        int rc = inferd_repo_create(&o, &r, &err);
+        if (rc == 0 && (rc = inferd_repo_start(r, &err)) == 0)
+            inferd_repo_wait_loaded(r, 100, &err);
+        inferd_alloc_fail_after(0);
+        if (rc != 0 && !err.msg[0])
+            fail_msg("allocation %ld: error %d without a message", nth, rc);
+        if (rc == 0 && inferd_repo_wait_loaded(r, 5000, &err) != 0)
+            fail_msg("allocation %ld: memory is back, and still %s", nth, err.msg);
+        inferd_repo_entry *e;
+        size_t n;
+        if (r && inferd_repo_index(r, &e, &n, &err) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                if (e[i].state == INFERD_REPO_STATE_READY)
+                    ready = 1;
+                else if (!e[i].reason[0])
+                    fail_msg("allocation %ld: %s %ld is %d without a reason", nth, e[i].name,
+                             e[i].version, (int)e[i].state);
+            }
+            inferd_free(e);
+        }
+        inferd_repo_destroy(r);
+        assert_int_equal(atomic_load(&live_models), 0);
+    }
+    assert_true(ready);
+    remove_text_repo(saved);
+}
+
 /* Looks up the default version of "text" over and over while the loader runs. */
 typedef struct lookups {
     inferd_repo *r;
@@ -818,6 +866,7 @@ int main(void) {
         cmocka_unit_test(test_acquire),
         cmocka_unit_test(test_ready_version_runs_through_its_queue),
         cmocka_unit_test(test_pipeline_loads_with_its_version),
+        cmocka_unit_test(test_out_of_memory_while_loading_leaves_a_reason),
         cmocka_unit_test(test_default_version_switches_model_and_pipeline_together),
         cmocka_unit_test(test_text_queue_pads_with_the_pad_id),
         cmocka_unit_test(test_routes_from_config),
