@@ -60,6 +60,8 @@ static int fake_run(void *ctx, const inferd_tensor *in, inferd_tensor *out, int 
     out[0] = (inferd_tensor){.dtype = INFERD_DTYPE_F32, .rank = 2, .dims = {b, 3}};
     out[0].nbytes = (size_t)b * 12;
     out[0].data = inferd_malloc(NULL, out[0].nbytes);
+    if (!out[0].data)
+        return inferd_error_set(err, INFERD_EINTERNAL, "fake model out of memory");
     float *y = out[0].data;
     for (int64_t r = 0; r < b; r++) {
         int64_t sum = 0, count = 0;
@@ -416,6 +418,48 @@ static void test_model_failure_reaches_the_request_once(void **state) {
     env_stop(&e);
 }
 
+/* Every allocation of a text call fails in turn, from tokenizing on a thread with fresh buffers
+ * to the joined results: the submit is refused with a message and done never called, or done
+ * is called exactly once, with every text's prediction or with an error that says why; nothing
+ * is left behind (LeakSanitizer under make unit-asan). */
+static void test_out_of_memory_anywhere_in_a_text_call(void **state) {
+    (void)state;
+    env e;
+    env_start(&e, 4, 1000, 0, 1);
+    const char *texts[] = {"abc", "z", "hello", "ab", "qrs"};
+    int expected = 0, ok = 0;
+    for (long nth = 1; nth < 500 && !ok; nth++) {
+        inferd_textcall_thread_cleanup();
+        result r = {0};
+        inferd_error err;
+        inferd_alloc_fail_after(nth);
+        int rc = submit(&e, &r, texts, 5, &err);
+        if (rc == 0)
+            wait_done(++expected);
+        inferd_alloc_fail_after(0);
+        if (rc != 0) {
+            if (!err.msg[0])
+                fail_msg("allocation %ld: submit failed (%d) without a message", nth, rc);
+            continue;
+        }
+        assert_int_equal(r.calls, 1);
+        if (r.status != 0) {
+            if (!r.msg[0])
+                fail_msg("allocation %ld: the call failed (%d) without a message", nth, r.status);
+            env_stop(&e); // drained: a fresh scheduler for the next attempt
+            env_start(&e, 4, 1000, 0, 1);
+            expected = 0;
+            continue;
+        }
+        assert_int_equal(r.n, 5);
+        for (size_t k = 0; k < 5; k++)
+            assert_int_equal(r.sum[k], letters_sum(texts[k]));
+        ok = 1;
+    }
+    assert_true(ok);
+    env_stop(&e);
+}
+
 static void test_tokenizing_allocates_once_per_request_after_warm_up(void **state) {
     (void)state;
     env e;
@@ -469,6 +513,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_texts_are_flagged),
         cmocka_unit_test(test_admission_takes_all_texts_or_none),
         cmocka_unit_test(test_model_failure_reaches_the_request_once),
+        cmocka_unit_test(test_out_of_memory_anywhere_in_a_text_call),
         cmocka_unit_test(test_tokenizing_allocates_once_per_request_after_warm_up),
         cmocka_unit_test(test_model_the_text_path_cannot_feed),
     };
