@@ -534,6 +534,51 @@ static void test_heap_trims_are_rate_limited(void **state) {
     inferd_repo_destroy(r);
 }
 
+/* A request parks for a model that needs another evicted to fit, with its nth allocation and
+ * every later one failing for 20 ms. Returns the allocations it made (nth 0: none fails), and
+ * checks that the request got its answer (the version, once memory is back and the retries
+ * get through, or an error that says why), never waiting forever, and that nothing is left. */
+static long parked_with_failures(void **state, long nth) {
+    fresh(state);
+    put_model("a", 1, MB, MB, 0, 0);
+    put_model("b", 1, MB, MB, 0, 0);
+    inferd_repo *r = open_repo(2 * MB, 0, 0); // room for one of them (each ~1.5 MiB)
+    assert_int_equal(use(r, "a", 0), 1);
+    waiter x = {.w = {.done = on_ready}};
+    x.w.user = &x;
+    inferd_repo_version *v = NULL;
+    inferd_error err = {0};
+    long before = inferd_alloc_count();
+    inferd_alloc_fail_after(nth);
+    int rc = inferd_repo_acquire_or_park(r, "b", 0, &x.w, &v, &err);
+    usleep(20000);
+    inferd_alloc_fail_after(0);
+    if (rc == 0) {
+        inferd_repo_release(v);
+    } else if (rc == INFERD_REPO_PARKED) {
+        int got = wait_for(&x);
+        if (got == 0)
+            fail_msg("allocation %ld: the parked request never got an answer", nth);
+        if (got < 0 && !x.msg[0])
+            fail_msg("allocation %ld: the parked request failed without a message", nth);
+        if (nth == 0 && got != 1)
+            fail_msg("the parked request failed: %s", x.msg);
+    } else if (!err.msg[0] || nth == 0) {
+        fail_msg("allocation %ld: acquire_or_park failed (%d): %s", nth, rc, err.msg);
+    }
+    settle(r);
+    long made = inferd_alloc_count() - before;
+    inferd_repo_destroy(r);
+    assert_int_equal(atomic_load(&live_models), 0);
+    return made;
+}
+
+static void test_out_of_memory_while_a_request_is_parked(void **state) {
+    long total = parked_with_failures(state, 0);
+    for (long nth = 1; nth <= total; nth++)
+        parked_with_failures(state, nth);
+}
+
 static void test_a_parked_request_times_out_at_its_deadline(void **state) {
     fresh(state);
     put_model("slow", 1, KB, KB, 400, 0);
@@ -798,6 +843,7 @@ int main(void) {
         cmocka_unit_test(test_max_loaded),
         cmocka_unit_test(test_heap_trims_are_rate_limited),
         cmocka_unit_test(test_a_parked_request_times_out_at_its_deadline),
+        cmocka_unit_test(test_out_of_memory_while_a_request_is_parked),
         cmocka_unit_test(test_polling_switches_versions_and_drains_the_old),
         cmocka_unit_test(test_load_and_unload_requests),
         cmocka_unit_test(test_many_threads_within_the_budget),
