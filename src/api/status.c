@@ -31,9 +31,12 @@ int inferd_status_from_code(int code) {
 void inferd_status_respond_json(inferd_http_request *req, int status, const char *json) {
     size_t n = strlen(json);
     char *body = inferd_malloc(NULL, n);
-    if (body)
-        memcpy(body, json, n);
-    inferd_http_respond(req, status, "application/json", body, body ? n : 0, NULL);
+    if (!body) { // out of memory: the server copies it in its own
+        inferd_http_respond_text(req, status, "application/json", json);
+        return;
+    }
+    memcpy(body, json, n);
+    inferd_http_respond(req, status, "application/json", body, n, NULL);
 }
 
 void inferd_status_respond_error(inferd_http_request *req, int code, const char *msg) {
@@ -44,6 +47,9 @@ void inferd_status_respond_error(inferd_http_request *req, int code, const char 
     inferd_strbuf_appends(&b, "}");
     size_t len;
     char *body = inferd_strbuf_take(&b, &len);
-    inferd_http_respond(req, inferd_status_from_code(code), "application/json", body,
-                        body ? len : 0, NULL);
+    if (!body) { // out of memory for the message itself: a fixed 503 that says so
+        inferd_http_respond_no_memory(req);
+        return;
+    }
+    inferd_http_respond(req, inferd_status_from_code(code), "application/json", body, len, NULL);
 }

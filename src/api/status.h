@@ -23,8 +23,9 @@
  * any thread. */
 int inferd_status_from_code(int code);
 
-/* Answers req with status inferd_status_from_code(code) and {"error": msg}. Any thread that
- * may answer req (see inferd_http_respond). */
+/* Answers req with status inferd_status_from_code(code) and {"error": msg}; when even that
+ * message cannot be allocated, with 503 and a fixed error saying so. Any thread that may
+ * answer req (see inferd_http_respond). */
 void inferd_status_respond_error(inferd_http_request *req, int code, const char *msg);
 
 /* Answers req with the given status and JSON text (copied). Any thread that may answer req. */

@@ -56,6 +56,7 @@ struct inferd_http_request {
     size_t len, cap, expected;
     int64_t arrival_ns;
     int too_large;
+    int no_memory; /* the body could not be stored: read and drop the rest, then answer 503 */
     _Atomic int refs;
     pthread_mutex_t lock;
     int state;
@@ -76,6 +77,26 @@ static void request_unref(inferd_http_request *r) {
 
 static void free_body(void *p) { inferd_free(p); }
 
+/* What a request gets when the server cannot allocate what it needs for it. */
+static const char no_memory_body[] =
+    "{\"error\": \"out of memory: the server could not take or answer this request; try "
+    "again\"}";
+
+/* Adds the headers every response carries to resp (NULL: nothing). */
+static struct MHD_Response *finish_response(inferd_http_server *s, struct MHD_Response *resp,
+                                            const char *content_type, const char *const *headers) {
+    if (!resp)
+        return NULL;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            content_type ? content_type : "application/json");
+    for (int i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+        MHD_add_response_header(resp, headers[i], headers[i + 1]);
+    // While shutting down, tell keep-alive clients to reconnect (to a healthy replica).
+    if (atomic_load(&s->quiescing))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return resp;
+}
+
 static struct MHD_Response *make_response(inferd_http_server *s, const char *content_type,
                                           void *body, size_t len, const char *const *headers) {
     struct MHD_Response *resp =
@@ -86,14 +107,18 @@ static struct MHD_Response *make_response(inferd_http_server *s, const char *con
     }
     if (!len)
         inferd_free(body);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            content_type ? content_type : "application/json");
-    for (int i = 0; headers && headers[i] && headers[i + 1]; i += 2)
-        MHD_add_response_header(resp, headers[i], headers[i + 1]);
-    // While shutting down, tell keep-alive clients to reconnect (to a healthy replica).
-    if (atomic_load(&s->quiescing))
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    return resp;
+    return finish_response(s, resp, content_type, headers);
+}
+
+/* A response holding a copy of text made by libmicrohttpd (none of our allocations), or, for
+ * static text, the text itself. */
+static struct MHD_Response *text_response(inferd_http_server *s, const char *content_type,
+                                          const char *text, int is_static) {
+    return finish_response(
+        s,
+        MHD_create_response_from_buffer(strlen(text), (void *)text,
+                                        is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_COPY),
+        content_type, NULL);
 }
 
 /* Queues whatever respond stored. Called on the HTTP thread with r->lock held. */
@@ -107,11 +132,7 @@ static enum MHD_Result queue_stored(inferd_http_request *r) {
 }
 
 static enum MHD_Result answer_now(inferd_http_request *r, unsigned status, const char *text) {
-    size_t n = strlen(text);
-    char *body = inferd_malloc(NULL, n);
-    if (body)
-        memcpy(body, text, n);
-    struct MHD_Response *resp = make_response(r->s, NULL, body, body ? n : 0, NULL);
+    struct MHD_Response *resp = text_response(r->s, NULL, text, text == no_memory_body);
     if (!resp)
         return MHD_NO;
     enum MHD_Result rc = MHD_queue_response(r->conn, status, resp);
@@ -138,6 +159,11 @@ static enum MHD_Result too_large(inferd_http_request *r, unsigned long long size
  * raw URL is seen here first; such a request is marked and refused with 400. */
 static char bad_uri_marker;
 #define BAD_URI ((void *)&bad_uri_marker)
+
+/* A request answered 503 before a request of ours could be allocated for it: whatever of its
+ * body still arrives is dropped. */
+static char answered_marker;
+#define ANSWERED ((void *)&answered_marker)
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     (void)cls;
@@ -174,12 +200,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
     inferd_http_server *s = cls;
     inferd_http_request *r = *con_cls;
+    if (r == ANSWERED) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (!r || r == BAD_URI) {
         int bad_uri = r == BAD_URI;
         *con_cls = NULL;
         r = inferd_calloc(NULL, 1, sizeof *r);
-        if (!r)
-            return MHD_NO;
+        if (!r) { // answered without a request of ours: the rest of the body is dropped
+            struct MHD_Response *resp = text_response(s, NULL, no_memory_body, 1);
+            if (!resp)
+                return MHD_NO;
+            *con_cls = ANSWERED;
+            enum MHD_Result rc = MHD_queue_response(conn, 503, resp);
+            MHD_destroy_response(resp);
+            return rc;
+        }
         r->s = s;
         r->conn = conn;
         r->method = method;
@@ -222,8 +259,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 inferd_free(r->body);
                 r->body = NULL;
                 r->len = r->cap = 0;
-            } else if (append_body(r, upload_data, *upload_size) < 0) {
-                return MHD_NO;
+            } else if (!r->no_memory && append_body(r, upload_data, *upload_size) < 0) {
+                r->no_memory = 1; // read and drop the rest, then answer 503
+                inferd_free(r->body);
+                r->body = NULL;
+                r->len = r->cap = 0;
             }
         }
         *upload_size = 0;
@@ -246,6 +286,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         pthread_mutex_unlock(&r->lock);
         return too_large(r, 0);
     }
+    if (r->no_memory) {
+        r->state = STATE_DONE;
+        pthread_mutex_unlock(&r->lock);
+        return answer_now(r, 503, no_memory_body);
+    }
     r->state = STATE_HANDLING;
     pthread_mutex_unlock(&r->lock);
 
@@ -265,9 +310,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return rc;
 }
 
-void inferd_http_respond(inferd_http_request *r, int status, const char *content_type, void *body,
-                         size_t len, const char *const *headers) {
-    struct MHD_Response *resp = make_response(r->s, content_type, body, len, headers);
+/* Stores resp (NULL: close the connection) as r's answer and wakes the connection. */
+static void respond_with(inferd_http_request *r, int status, struct MHD_Response *resp) {
     pthread_mutex_lock(&r->lock);
     if (INFERD_NEVER(r->state != STATE_HANDLING && r->state != STATE_SUSPENDED)) {
         pthread_mutex_unlock(&r->lock);
@@ -286,6 +330,20 @@ void inferd_http_respond(inferd_http_request *r, int status, const char *content
     request_unref(r);
 }
 
+void inferd_http_respond(inferd_http_request *r, int status, const char *content_type, void *body,
+                         size_t len, const char *const *headers) {
+    respond_with(r, status, make_response(r->s, content_type, body, len, headers));
+}
+
+void inferd_http_respond_text(inferd_http_request *r, int status, const char *content_type,
+                              const char *text) {
+    respond_with(r, status, text_response(r->s, content_type, text, 0));
+}
+
+void inferd_http_respond_no_memory(inferd_http_request *r) {
+    respond_with(r, 503, text_response(r->s, NULL, no_memory_body, 1));
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)conn;
@@ -293,7 +351,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     inferd_http_server *s = cls;
     inferd_http_request *r = *con_cls;
     *con_cls = NULL;
-    if (!r || r == BAD_URI) // ended before the access handler saw it (e.g. headers too large)
+    if (!r || r == BAD_URI || r == ANSWERED) // ended before a request of ours existed
         return;
     pthread_mutex_lock(&s->lock);
     s->active--;

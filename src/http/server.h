@@ -102,4 +102,13 @@ int64_t inferd_http_request_arrival_ns(const inferd_http_request *req);
 void inferd_http_respond(inferd_http_request *req, int status, const char *content_type, void *body,
                          size_t len, const char *const *headers);
 
+/* As inferd_http_respond with text (NUL-terminated) as the body, copied by libmicrohttpd: for
+ * answers that must go out when inferd's allocations fail. */
+void inferd_http_respond_text(inferd_http_request *req, int status, const char *content_type,
+                              const char *text);
+
+/* Answers 503 with a fixed JSON error saying the server is out of memory; allocates nothing of
+ * inferd's. For when even the error message cannot be built. */
+void inferd_http_respond_no_memory(inferd_http_request *req);
+
 #endif
