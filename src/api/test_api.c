@@ -126,12 +126,14 @@ typedef struct server {
     int port;
 } server;
 
-static void server_start(server *s) {
+/* max_loaded: versions READY at once (0: no limit; otherwise models load on demand). */
+static void server_start(server *s, int max_loaded) {
     memset(s, 0, sizeof *s);
     inferd_error err = {0};
     inferd_sched_options so = {.threads = 2, .workers = 2};
     assert_int_equal(inferd_sched_create(&so, &s->sched, &err), 0);
-    inferd_repo_options ro = {.dir = root, .sched = s->sched, .load = fake_load};
+    inferd_repo_options ro = {
+        .dir = root, .sched = s->sched, .load = fake_load, .max_loaded = max_loaded};
     assert_int_equal(inferd_repo_create(&ro, &s->repo, &err), 0);
     assert_int_equal(inferd_repo_start(s->repo, &err), 0);
     assert_int_equal(inferd_repo_wait_loaded(s->repo, 5000, &err), 0);
@@ -163,12 +165,13 @@ static void server_stop(server *s) {
 }
 
 /* Sends one request on a new connection and reads the whole response (the server closes it:
- * "Connection: close"). Returns the HTTP status; CLOSED when the server closed the connection
- * without a response, at once; LOST when nothing came within 5 s. */
+ * "Connection: close"). window_us > 0: allocation failures injected by the caller are turned
+ * off that long after sending, before reading. Returns the HTTP status; CLOSED when the server
+ * closed the connection without a response; LOST when nothing came within 5 s. */
 #define CLOSED (-2)
 #define LOST (-1)
 static int http(int port, const char *method, const char *path, const char *body, char *resp,
-                size_t cap) {
+                size_t cap, int64_t window_us) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct timeval tv = {.tv_sec = 5};
@@ -182,6 +185,10 @@ static int http(int port, const char *method, const char *path, const char *body
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                      method, path, body ? strlen(body) : 0, body ? body : "");
     assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    if (window_us > 0) {
+        usleep((useconds_t)window_us);
+        inferd_alloc_fail_after(0);
+    }
     size_t got = 0;
     ssize_t k = 0;
     while (got + 1 < cap && (k = recv(fd, resp + got, cap - 1 - got, 0)) > 0)
@@ -207,6 +214,7 @@ static int setup(void **state) {
     if (!mkdtemp(root))
         return -1;
     put("m/1/model.onnx", "x");
+    put("m2/1/model.onnx", "x");
     put("t/1/model.onnx", "x");
     put("t/1/chars.txt", "_\na\nb\nc\n");
     put("t/1/labels.txt", "sum\nzero\nnought\n");
@@ -229,13 +237,13 @@ typedef struct call {
     const char *path, *body, *expect; /* expect: in the 200 response's body */
 } call;
 
-/* Serves c with allocation nth and every later one failing until the answer is in (nth 0:
- * none). Returns the allocations it made. */
-static long serve_with_failures(server *s, const call *c, long nth) {
+/* Serves c with allocation nth and every later one failing (nth 0: none) until the answer is
+ * in or, with window_us > 0, for that long. Returns the allocations it made. */
+static long serve_with_failures(server *s, const call *c, long nth, int64_t window_us) {
     char resp[8192];
     long before = inferd_alloc_count();
     inferd_alloc_fail_after(nth);
-    int status = http(s->port, "POST", c->path, c->body, resp, sizeof resp);
+    int status = http(s->port, "POST", c->path, c->body, resp, sizeof resp, window_us);
     inferd_alloc_fail_after(0);
     long made = inferd_alloc_count() - before;
     if (status == LOST)
@@ -247,7 +255,7 @@ static long serve_with_failures(server *s, const call *c, long nth) {
     else if (status != 200 && (nth == 0 || status < 400 || !strstr(body_of(resp), "\"error\"")))
         fail_msg("%s, allocation %ld: %d %s", c->path, nth, status, body_of(resp));
     // Whatever that request met, the server still serves.
-    if (http(s->port, "GET", "/v2/health/ready", NULL, resp, sizeof resp) != 200)
+    if (http(s->port, "GET", "/v2/health/ready", NULL, resp, sizeof resp, 0) != 200)
         fail_msg("%s, allocation %ld: not ready afterwards: %s", c->path, nth, resp);
     return made;
 }
@@ -255,7 +263,7 @@ static long serve_with_failures(server *s, const call *c, long nth) {
 static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state) {
     (void)state;
     server s;
-    server_start(&s);
+    server_start(&s, 0);
     const call calls[] = {
         {"/v2/models/m/infer",
          "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"INT64\","
@@ -264,9 +272,34 @@ static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state
         {"/v1/models/t:predict", "{\"instances\":[\"ab\",\"cab\"]}", "\"score\":3"},
     };
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-        long total = serve_with_failures(&s, &calls[i], 0);
+        long total = serve_with_failures(&s, &calls[i], 0, 0);
         for (long nth = 1; nth <= total; nth++)
-            serve_with_failures(&s, &calls[i], nth);
+            serve_with_failures(&s, &calls[i], nth, 0);
+    }
+    server_stop(&s);
+}
+
+/* With one version in memory at a time, a request for m while m2 is loaded parks until m is
+ * loaded back (m2 evicted), then goes on on the loader thread: every allocation from the nth
+ * on fails for 20 ms, in turn, and the request must still get an answer (work put off for
+ * want of memory is tried again once memory is back). */
+static void test_out_of_memory_while_parked_gets_an_answer(void **state) {
+    (void)state;
+    server s;
+    server_start(&s, 1);
+    const call m = {"/v2/models/m/infer",
+                    "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],\"datatype\":\"INT64\","
+                    "\"data\":[1,2]}]}",
+                    "\"data\":[2,3]"};
+    const call m2 = {"/v2/models/m2/infer",
+                     "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"INT64\","
+                     "\"data\":[7]}]}",
+                     "\"data\":[8]"};
+    serve_with_failures(&s, &m2, 0, 0);
+    long total = serve_with_failures(&s, &m, 0, 0);
+    for (long nth = 1; nth <= total; nth++) {
+        serve_with_failures(&s, &m2, 0, 0); // m2 in, m out
+        serve_with_failures(&s, &m, nth, 20000);
     }
     server_stop(&s);
 }
@@ -274,6 +307,7 @@ static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_of_memory_anywhere_in_a_request_gets_an_answer),
+        cmocka_unit_test(test_out_of_memory_while_parked_gets_an_answer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
