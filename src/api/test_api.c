@@ -215,6 +215,8 @@ static int setup(void **state) {
         return -1;
     put("m/1/model.onnx", "x");
     put("m2/1/model.onnx", "x");
+    put("t/config.json", "{\"routes\": [{\"path\": \"/team_predict\", \"input\": \"q\", "
+                         "\"output\": {\"label\": \"best\"}}]}");
     put("t/1/model.onnx", "x");
     put("t/1/chars.txt", "_\na\nb\nc\n");
     put("t/1/labels.txt", "sum\nzero\nnought\n");
@@ -234,7 +236,7 @@ static int teardown(void **state) {
 }
 
 typedef struct call {
-    const char *path, *body, *expect; /* expect: in the 200 response's body */
+    const char *method, *path, *body, *expect; /* expect: in the 200 response's body */
 } call;
 
 /* Serves c with allocation nth and every later one failing (nth 0: none) until the answer is
@@ -243,7 +245,7 @@ static long serve_with_failures(server *s, const call *c, long nth, int64_t wind
     char resp[8192];
     long before = inferd_alloc_count();
     inferd_alloc_fail_after(nth);
-    int status = http(s->port, "POST", c->path, c->body, resp, sizeof resp, window_us);
+    int status = http(s->port, c->method, c->path, c->body, resp, sizeof resp, window_us);
     inferd_alloc_fail_after(0);
     long made = inferd_alloc_count() - before;
     if (status == LOST)
@@ -265,11 +267,19 @@ static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state
     server s;
     server_start(&s, 0);
     const call calls[] = {
-        {"/v2/models/m/infer",
+        {"POST", "/v2/models/m/infer",
          "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"INT64\","
          "\"data\":[1,2,3,4]}]}",
          "\"data\":[2,3,4,5]"},
-        {"/v1/models/t:predict", "{\"instances\":[\"ab\",\"cab\"]}", "\"score\":3"},
+        {"POST", "/v1/models/t:predict", "{\"instances\":[\"ab\",\"cab\"]}", "\"score\":3"},
+        {"POST", "/v2/models/t/infer",
+         "{\"inputs\":[{\"name\":\"text\",\"shape\":[1],\"datatype\":\"BYTES\","
+         "\"data\":[\"ab\"]}]}",
+         "\"data\":[\"sum\"]"},
+        {"POST", "/team_predict", "{\"q\":\"ab\"}", "\"best\":\"sum\""},
+        {"GET", "/metrics", NULL, "inferd_"},
+        {"POST", "/v2/repository/index", "{}", "\"name\":\"t\""},
+        {"GET", "/v2/models/t", NULL, "\"text\":"},
     };
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
         long total = serve_with_failures(&s, &calls[i], 0, 0);
@@ -287,11 +297,11 @@ static void test_out_of_memory_while_parked_gets_an_answer(void **state) {
     (void)state;
     server s;
     server_start(&s, 1);
-    const call m = {"/v2/models/m/infer",
+    const call m = {"POST", "/v2/models/m/infer",
                     "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],\"datatype\":\"INT64\","
                     "\"data\":[1,2]}]}",
                     "\"data\":[2,3]"};
-    const call m2 = {"/v2/models/m2/infer",
+    const call m2 = {"POST", "/v2/models/m2/infer",
                      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"INT64\","
                      "\"data\":[7]}]}",
                      "\"data\":[8]"};
