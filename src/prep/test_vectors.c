@@ -15,6 +15,7 @@
 #include "prep/hfjson.h"
 #include "prep/pipeline.h"
 #include "prep/tokenizer.h"
+#include "util/alloc.h"
 
 #define FIX "tests/fixtures/tokenizer/"
 
@@ -84,6 +85,51 @@ static void run_hf(const char *vectors_file) {
     inferd_scratch_destroy(s);
     inferd_tokenizer_destroy(t);
     json_decref(root);
+}
+
+/* Every allocation of loading the tokenizer.json at path and encoding text with it on fresh
+ * buffers fails in turn: each attempt fails with a message or gives the ids of a clean run;
+ * nothing is left behind (LeakSanitizer under make unit-asan). */
+static void out_of_memory_in_hf(const char *path, const char *text) {
+    int32_t want[64], got[64], types[64];
+    size_t n_want = 0;
+    long total = 0;
+    for (long nth = 0; nth <= total; nth++) {
+        inferd_tokenizer *t = NULL;
+        inferd_scratch *s = NULL;
+        inferd_error err = {0};
+        size_t n = 0;
+        long before = inferd_alloc_count();
+        inferd_alloc_fail_after(nth);
+        int rc = inferd_hfjson_load(path, NULL, &t, &err);
+        if (rc == 0)
+            rc = inferd_scratch_create(NULL, &s) ? INFERD_EINTERNAL : 0;
+        if (rc == 0)
+            rc = inferd_tokenizer_encode(t, s, text, strlen(text), 64, 1, nth ? got : want, types,
+                                         nth ? &n : &n_want, NULL, &err);
+        inferd_alloc_fail_after(0);
+        if (nth == 0) {
+            if (rc)
+                fail_msg("%s: %s", path, err.msg);
+            total = inferd_alloc_count() - before;
+        } else if (rc == 0) {
+            assert_int_equal(n, n_want);
+            for (size_t k = 0; k < n; k++)
+                assert_int_equal(got[k], want[k]);
+        } else if (rc != INFERD_EINTERNAL && !err.msg[0]) {
+            fail_msg("%s, allocation %ld: error %d without a message", path, nth, rc);
+        }
+        inferd_scratch_destroy(s);
+        inferd_tokenizer_destroy(t);
+    }
+}
+
+static void test_out_of_memory_loading_and_encoding(void **state) {
+    (void)state;
+    const char *text = "Caf\xc3\xa9 d\xc3\xa9j\xc3\xa0 vu, the quick brown fox's 42 jumps";
+    out_of_memory_in_hf(FIX "hf_wordpiece.json", text);
+    out_of_memory_in_hf(FIX "bpe_bytelevel.json", text);
+    out_of_memory_in_hf(FIX "unigram.json", text);
 }
 
 static void test_hf_wordpiece(void **state) {
@@ -238,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_wordpiece_bert),
         cmocka_unit_test(test_hf_wordpiece),
         cmocka_unit_test(test_bpe_bytelevel),
+        cmocka_unit_test(test_out_of_memory_loading_and_encoding),
         cmocka_unit_test(test_bpe_array_merges_match_string_merges),
         cmocka_unit_test(test_unigram),
         cmocka_unit_test(test_char_peers_vectors),
