@@ -137,7 +137,7 @@ static void server_start(server *s, int max_loaded) {
     assert_int_equal(inferd_repo_create(&ro, &s->repo, &err), 0);
     assert_int_equal(inferd_repo_start(s->repo, &err), 0);
     assert_int_equal(inferd_repo_wait_loaded(s->repo, 5000, &err), 0);
-    inferd_api_options ao = {.repo = s->repo, .sched = s->sched};
+    inferd_api_options ao = {.repo = s->repo, .sched = s->sched, .allow_repository_control = 1};
     assert_int_equal(inferd_api_create(&ao, &s->api, &err), 0);
     inferd_http_options ho = {.threads = 2,
                               .max_body = 1 << 20,
@@ -314,10 +314,37 @@ static void test_out_of_memory_while_parked_gets_an_answer(void **state) {
     server_stop(&s);
 }
 
+/* The repository extension's load and unload requests, every allocation from the nth on
+ * failing for 30 ms: each gets an answer, and afterwards the model serves again once loaded. */
+static void test_out_of_memory_in_load_and_unload_requests(void **state) {
+    (void)state;
+    server s;
+    server_start(&s, 0);
+    const call unload = {"POST", "/v2/repository/models/m/unload", "", ""};
+    const call load = {"POST", "/v2/repository/models/m/load", "", ""};
+    const call infer = {"POST", "/v2/models/m/infer",
+                        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"INT64\","
+                        "\"data\":[1]}]}",
+                        "\"data\":[2]"};
+    long total_unload = serve_with_failures(&s, &unload, 0, 0);
+    long total_load = serve_with_failures(&s, &load, 0, 0);
+    for (long nth = 1; nth <= total_unload || nth <= total_load; nth++) {
+        if (nth <= total_unload)
+            serve_with_failures(&s, &unload, nth, 30000);
+        serve_with_failures(&s, &unload, 0, 0);
+        if (nth <= total_load)
+            serve_with_failures(&s, &load, nth, 30000);
+        serve_with_failures(&s, &load, 0, 0);
+        serve_with_failures(&s, &infer, 0, 0);
+    }
+    server_stop(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_of_memory_anywhere_in_a_request_gets_an_answer),
         cmocka_unit_test(test_out_of_memory_while_parked_gets_an_answer),
+        cmocka_unit_test(test_out_of_memory_in_load_and_unload_requests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
