@@ -100,6 +100,21 @@ void inferd_http_respond(inferd_http_request *r, int status, const char *content
     inferd_free(body);
 }
 
+/* The server's copy-made answers: the text is copied into inferd memory here, since the
+ * harness reads every answer back; out of memory, it is counted with no body. */
+void inferd_http_respond_text(inferd_http_request *r, int status, const char *content_type,
+                              const char *text) {
+    size_t n = strlen(text);
+    char *body = inferd_malloc(NULL, n);
+    if (body)
+        memcpy(body, text, n);
+    inferd_http_respond(r, status, content_type, body, body ? n : 0, NULL);
+}
+
+void inferd_http_respond_no_memory(inferd_http_request *r) {
+    inferd_http_respond_text(r, 503, NULL, "{\"error\": \"out of memory\"}");
+}
+
 /* ---- the server, made once ---- */
 
 static struct {
