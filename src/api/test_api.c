@@ -126,8 +126,9 @@ typedef struct server {
     int port;
 } server;
 
-/* max_loaded: versions READY at once (0: no limit; otherwise models load on demand). */
-static void server_start(server *s, int max_loaded) {
+/* max_loaded: versions READY at once (0: no limit; otherwise models load on demand).
+ * offload_bytes: as inferd_api_options (0: every request with a body is parsed on a worker). */
+static void server_start(server *s, int max_loaded, long long offload_bytes) {
     memset(s, 0, sizeof *s);
     inferd_error err = {0};
     inferd_sched_options so = {.threads = 2, .workers = 2};
@@ -137,7 +138,10 @@ static void server_start(server *s, int max_loaded) {
     assert_int_equal(inferd_repo_create(&ro, &s->repo, &err), 0);
     assert_int_equal(inferd_repo_start(s->repo, &err), 0);
     assert_int_equal(inferd_repo_wait_loaded(s->repo, 5000, &err), 0);
-    inferd_api_options ao = {.repo = s->repo, .sched = s->sched, .allow_repository_control = 1};
+    inferd_api_options ao = {.repo = s->repo,
+                             .sched = s->sched,
+                             .allow_repository_control = 1,
+                             .offload_bytes = offload_bytes};
     assert_int_equal(inferd_api_create(&ao, &s->api, &err), 0);
     inferd_http_options ho = {.threads = 2,
                               .max_body = 1 << 20,
@@ -262,10 +266,10 @@ static long serve_with_failures(server *s, const call *c, long nth, int64_t wind
     return made;
 }
 
-static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state) {
-    (void)state;
+/* Walks every allocation of each kind of request in turn (offload_bytes as in server_start). */
+static void walk_requests(long long offload_bytes) {
     server s;
-    server_start(&s, 0);
+    server_start(&s, 0, offload_bytes);
     const call calls[] = {
         {"POST", "/v2/models/m/infer",
          "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"INT64\","
@@ -289,6 +293,12 @@ static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state
     server_stop(&s);
 }
 
+static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state) {
+    (void)state;
+    walk_requests(INFERD_API_DEFAULT_OFFLOAD_BYTES); // parsed on the HTTP thread
+    walk_requests(0);                                // every body parsed on a worker
+}
+
 /* With one version in memory at a time, a request for m while m2 is loaded parks until m is
  * loaded back (m2 evicted), then goes on on the loader thread: every allocation from the nth
  * on fails for 20 ms, in turn, and the request must still get an answer (work put off for
@@ -296,7 +306,7 @@ static void test_out_of_memory_anywhere_in_a_request_gets_an_answer(void **state
 static void test_out_of_memory_while_parked_gets_an_answer(void **state) {
     (void)state;
     server s;
-    server_start(&s, 1);
+    server_start(&s, 1, INFERD_API_DEFAULT_OFFLOAD_BYTES);
     const call m = {"POST", "/v2/models/m/infer",
                     "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],\"datatype\":\"INT64\","
                     "\"data\":[1,2]}]}",
@@ -319,7 +329,7 @@ static void test_out_of_memory_while_parked_gets_an_answer(void **state) {
 static void test_out_of_memory_in_load_and_unload_requests(void **state) {
     (void)state;
     server s;
-    server_start(&s, 0);
+    server_start(&s, 0, INFERD_API_DEFAULT_OFFLOAD_BYTES);
     const call unload = {"POST", "/v2/repository/models/m/unload", "", ""};
     const call load = {"POST", "/v2/repository/models/m/load", "", ""};
     const call infer = {"POST", "/v2/models/m/infer",
