@@ -431,9 +431,10 @@ static void test_out_of_memory_anywhere_is_an_error(void **state) {
  * with a message or succeed, and free what it took (the sanitizer build checks for leaks).
  * Load-time fusion (LayerNorm, GELU, attention, convolutions) and planning allocate on the way,
  * which the dense model above never reaches. cache: a load cache path or NULL; with miss, it is
- * removed before each attempt, so that every load writes it instead of mapping it. */
+ * removed before each attempt, so that every load writes it instead of mapping it. threads:
+ * the run's. */
 static void out_of_memory_in_fixture(const char *dir, const char *case_dir, const char *cache,
-                                     int miss) {
+                                     int miss, int threads) {
     char path[512];
     inferd_error err = {0};
     inferd_engine_model *m = NULL;
@@ -452,7 +453,7 @@ static void out_of_memory_in_fixture(const char *dir, const char *case_dir, cons
     }
     inferd_tensor out[4];
     assert_true(inferd_engine_output_count(m) <= 4);
-    assert_int_equal(inferd_engine_run(m, in, out, 1, &err), 0);
+    assert_int_equal(inferd_engine_run(m, in, out, threads, &err), 0);
     long total = inferd_alloc_count() - before;
     for (int j = 0; j < inferd_engine_output_count(m); j++)
         inferd_free(out[j].data);
@@ -465,7 +466,7 @@ static void out_of_memory_in_fixture(const char *dir, const char *case_dir, cons
             unlink(cache);
         inferd_alloc_fail_after(nth);
         int rc = inferd_engine_load(path, &opts, &m, &err);
-        if (rc == 0 && (rc = inferd_engine_run(m, in, out, 1, &err)) == 0) {
+        if (rc == 0 && (rc = inferd_engine_run(m, in, out, threads, &err)) == 0) {
             completed = 1;
             for (int j = 0; j < inferd_engine_output_count(m); j++)
                 inferd_free(out[j].data);
@@ -482,19 +483,19 @@ static void out_of_memory_in_fixture(const char *dir, const char *case_dir, cons
 
 static void test_out_of_memory_while_fusing_is_an_error(void **state) {
     (void)state;
-    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", NULL,
-                             0); // decomposed LayerNorm, erf GELU
-    out_of_memory_in_fixture("bert_ln_tanh_finfo_op17", "b3_s33", NULL,
-                             0);                                         // LayerNorm op, tanh GELU
-    out_of_memory_in_fixture("textcnn_maxpool_op11", "b3_s32", NULL, 0); // convolutions
-    out_of_memory_in_fixture("bert_erf_tt_op11", "b1_s33_padded", NULL,
-                             0); // a padded row: trimming
+    // Decomposed LayerNorm and erf GELU; the LayerNorm op and tanh GELU; convolutions.
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", NULL, 0, 1);
+    out_of_memory_in_fixture("bert_ln_tanh_finfo_op17", "b3_s33", NULL, 0, 1);
+    out_of_memory_in_fixture("textcnn_maxpool_op11", "b3_s32", NULL, 0, 1);
+    // Two threads (row groups side by side); a padded row (trimming and its probe).
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b5_s7", NULL, 0, 2);
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b1_s33_padded", NULL, 0, 1);
     // With a load cache: each load missing it (and writing it), then each load mapping it.
     char dir[] = "/tmp/inferd-oom-XXXXXX", cache[64];
     assert_non_null(mkdtemp(dir));
     snprintf(cache, sizeof cache, "%s/model.cache", dir);
-    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", cache, 1);
-    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", cache, 0);
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", cache, 1, 1);
+    out_of_memory_in_fixture("bert_erf_tt_op11", "b3_s33", cache, 0, 1);
     unlink(cache);
     rmdir(dir);
 }
