@@ -153,6 +153,9 @@ $(BUILD)/libinferd.a: $(LIB_OBJS)
 $(BUILD)/inferd: $(BUILD)/obj/src/cli/main.o $(BUILD)/libinferd.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# test_repo_resid makes thread creation fail on purpose (a loader that cannot start).
+$(BUILD)/tests/repo/test_repo_resid: ALL_LDFLAGS += -Wl,--wrap=pthread_create
+
 $(BUILD)/tests/%: src/%.c $(BUILD)/libinferd.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libinferd.a $(LDLIBS) -lcmocka

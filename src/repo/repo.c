@@ -177,8 +177,9 @@ struct inferd_repo {
     uint64_t loads, load_failures, evictions, unloads, switches, cache_hits, cache_misses;
     uint64_t heap_trims;
     int routes_dirty;        /* what serves may have changed: the manager rebuilds the routes */
-    int retry_pending;       /* work put off by a failed allocation: the manager looks again
-                                within RETRY_NS instead of waiting for the next event */
+    int retry_pending;       /* work put off by a failed allocation or thread start: the
+                                manager looks again within RETRY_NS, not at the next event */
+    int spawn_failures;      /* loader threads that failed to start in a row */
     inferd_route *published; /* the routes last published (stats NULL), for comparisons */
     size_t n_published;
 
@@ -227,9 +228,9 @@ static void kick_locked(inferd_repo *r) {
     pthread_cond_signal(&r->manager_cv);
 }
 
-/* Work was put off by a failed allocation: the manager tries it again within RETRY_NS (not at
- * once, which would spin while memory stays short; not at the next event, which may never
- * come). [lock] */
+/* Work was put off by a failed allocation or thread start: the manager tries it again within
+ * RETRY_NS (not at once, which would spin while memory or threads stay short; not at the next
+ * event, which may never come). [lock] */
 static void retry_soon(inferd_repo *r) {
     r->retry_pending = 1;
     pthread_cond_signal(&r->manager_cv);
@@ -332,11 +333,18 @@ static void spawn_loader(inferd_repo *r) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     int rc = pthread_create(&t, &attr, loader_main, r);
     pthread_attr_destroy(&attr);
-    if (rc == 0)
+    if (rc == 0) {
         r->loaders_running++;
-    else if (r->loaders_running == 0)
-        inferd_log_error("cannot start a loader thread: %s (retrying on the next job)",
-                         strerror(rc));
+        if (r->spawn_failures > 0)
+            inferd_log_info("a loader thread started after %d failed attempts", r->spawn_failures);
+        r->spawn_failures = 0;
+    } else if (r->loaders_running == 0) {
+        // Nothing runs the queued jobs: try again shortly (no other event may come).
+        if (r->spawn_failures++ == 0)
+            inferd_log_error("cannot start a loader thread: %s (retrying every %d ms)",
+                             strerror(rc), (int)(RETRY_NS / 1000000));
+        retry_soon(r);
+    }
 }
 
 static int push_job(inferd_repo *r, int kind, inferd_repo_version *v) {

@@ -7,6 +7,7 @@
  * A fake model file says what the fake load does: "charge=<bytes> sleep=<ms> fail=<0|1>",
  * padded to the file size wanted (the repository's first estimate of a version comes from its
  * files' size: 1.25 x the file + 256 KiB). */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -579,6 +580,44 @@ static void test_out_of_memory_while_a_request_is_parked(void **state) {
         parked_with_failures(state, nth);
 }
 
+/* pthread_create as the repository sees it (the link wraps it, see the Makefile): fails with
+ * EAGAIN while fail_threads is set. */
+static _Atomic int fail_threads;
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg) {
+    if (atomic_load(&fail_threads))
+        return EAGAIN;
+    return __real_pthread_create(t, a, fn, arg);
+}
+
+/* A loader thread that cannot be started (thread limits) while a request waits for a load:
+ * once threads can be made again the load starts, without another event to wake the
+ * manager, and the request gets its version. */
+static void test_a_loader_that_could_not_start_is_started_later(void **state) {
+    fresh(state);
+    put_model("a", 1, MB, MB, 0, 0);
+    // No budget: nothing else wakes the manager now and then.
+    inferd_repo *r = open_repo(0, 0, 0);
+    inferd_error err = {0};
+    assert_int_equal(inferd_repo_wait_loaded(r, 5000, &err), 0);
+    assert_int_equal(inferd_repo_request_unload(r, "a", &err), 0);
+    settle(r);
+    assert_state(r, "a", 1, INFERD_REPO_STATE_UNLOADED);
+    usleep(2300000); // the loader threads exit after 2 s idle: the load needs a new one
+    waiter x = {.w = {.done = on_ready}};
+    x.w.user = &x;
+    atomic_store(&fail_threads, 1);
+    assert_int_equal(inferd_repo_request_load(r, "a", &x.w, &err), INFERD_REPO_PARKED);
+    usleep(30000);
+    atomic_store(&fail_threads, 0);
+    int got = wait_for(&x);
+    if (got != 1)
+        fail_msg("the load request got %d: %s", got, got ? x.msg : "no answer within 5 s");
+    assert_state(r, "a", 1, INFERD_REPO_STATE_READY);
+    inferd_repo_destroy(r);
+    assert_int_equal(atomic_load(&live_models), 0);
+}
+
 static void test_a_parked_request_times_out_at_its_deadline(void **state) {
     fresh(state);
     put_model("slow", 1, KB, KB, 400, 0);
@@ -843,6 +882,7 @@ int main(void) {
         cmocka_unit_test(test_max_loaded),
         cmocka_unit_test(test_heap_trims_are_rate_limited),
         cmocka_unit_test(test_a_parked_request_times_out_at_its_deadline),
+        cmocka_unit_test(test_a_loader_that_could_not_start_is_started_later),
         cmocka_unit_test(test_out_of_memory_while_a_request_is_parked),
         cmocka_unit_test(test_polling_switches_versions_and_drains_the_old),
         cmocka_unit_test(test_load_and_unload_requests),
