@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "api/strbuf.h"
-#include "util/alloc.h"
 #include "util/error.h"
 
 static const struct {
@@ -29,14 +28,7 @@ int inferd_status_from_code(int code) {
 }
 
 void inferd_status_respond_json(inferd_http_request *req, int status, const char *json) {
-    size_t n = strlen(json);
-    char *body = inferd_malloc(NULL, n);
-    if (!body) { // out of memory: the server copies it in its own
-        inferd_http_respond_text(req, status, "application/json", json);
-        return;
-    }
-    memcpy(body, json, n);
-    inferd_http_respond(req, status, "application/json", body, n, NULL);
+    inferd_http_respond_text(req, status, "application/json", json); // copied by the server
 }
 
 void inferd_status_respond_error(inferd_http_request *req, int code, const char *msg) {

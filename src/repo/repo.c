@@ -49,7 +49,7 @@
 
 #define MAX_LOADERS 8
 #define TRIM_EVERY_NS 100000000LL   /* how often the manager checks the limits while idle */
-#define RETRY_NS 50000000LL         /* work put off by a failed allocation is tried again */
+#define RETRY_NS 50000000LL         /* work put off (no memory, no thread) is tried again */
 #define LOADER_IDLE_NS 2000000000LL /* a loader with nothing to do for this long exits */
 #define HEAP_TRIM_NS 1000000000LL   /* at most one malloc_trim a second (trim_heap) */
 #define NEVER INT64_MAX
